@@ -1,0 +1,252 @@
+// Loads a lab file: YAML -> strict schema -> relations between fields -> the derived, frozen Lab.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import yaml from "js-yaml";
+import { z } from "zod";
+import { labFileSchema, type LabFile, type LabFileNode } from "./schema.js";
+import { contains, formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
+
+/** One thing wrong with a lab file: where (a field path such as nodes[1].address) and why. */
+export interface Problem {
+  path: string;
+  reason: string;
+}
+
+export interface LabNode extends LabFileNode {
+  /** Position in the lab file; fixes the node's pod subnet and management port. */
+  index: number;
+  /** The node's share of the pod network, e.g. 172.30.1.0/24 for the first node. */
+  podSubnet: string;
+  isControlPlane: boolean;
+  isWorker: boolean;
+}
+
+/** A validated lab with every derived value computed once. Frozen: tiers read it, never change it. */
+export interface Lab {
+  /** Absolute path of the lab file. */
+  file: string;
+  name: string;
+  /** The network namespace that holds the lab LAN (bridge, taps, the outside client). */
+  netns: string;
+  driver: LabFile["driver"];
+  lan: LabFile["lan"] & { prefixLength: number };
+  nodes: readonly LabNode[];
+  controlPlane: LabNode;
+  pods: LabFile["pods"] & {
+    /** flannel.1's MTU: the LAN MTU less the 50 bytes of VXLAN encapsulation (outer Ethernet 14, IP 20, UDP 8, VXLAN 8). */
+    mtu: number;
+  };
+  services: LabFile["services"] & {
+    /** The kubernetes Service (the API server's ClusterIP): always the range's first address. */
+    kubernetesServiceIP: string;
+    nodePorts: { from: number; to: number };
+  };
+  ingress: LabFile["ingress"];
+  workloads: LabFile["workloads"];
+}
+
+/** VXLAN adds an outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) header to every frame. */
+export const VXLAN_OVERHEAD = 50;
+
+export type LoadResult = { ok: true; lab: Lab } | { ok: false; problems: Problem[] };
+
+/** Reads and validates a lab file; every problem found is returned, not just the first. */
+export function loadLab(file: string): LoadResult {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not a lab file" : String(err);
+    return { ok: false, problems: [{ path: file, reason }] };
+  }
+  return parseLab(text, path.resolve(file));
+}
+
+/** Validates lab file text; `file` is used in messages and to resolve relative paths. */
+export function parseLab(text: string, file: string): LoadResult {
+  let raw: unknown;
+  try {
+    raw = yaml.load(text, { filename: file, schema: yaml.CORE_SCHEMA });
+  } catch (err) {
+    if (err instanceof yaml.YAMLException) {
+      const at = err.mark ? `:${err.mark.line + 1}:${err.mark.column + 1}` : "";
+      return { ok: false, problems: [{ path: `${path.basename(file)}${at}`, reason: err.reason }] };
+    }
+    throw err;
+  }
+  const parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {});
+  if (!parsed.success) return { ok: false, problems: parsed.error.issues.flatMap(toProblems) };
+  return { ok: true, lab: derive(parsed.data, file) };
+}
+
+function toProblems(issue: z.core.$ZodIssue): Problem[] {
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), reason: "unknown key" }));
+  }
+  if (issue.code === "invalid_type" && issue.input === undefined) {
+    return [{ path: formatPath(issue.path), reason: "is required" }];
+  }
+  return [{ path: formatPath(issue.path), reason: issue.message }];
+}
+
+/** ["nodes", 1, "address"] -> "nodes[1].address" */
+export function formatPath(p: readonly PropertyKey[]): string {
+  return p.reduce<string>((out, k) => (typeof k === "number" ? `${out}[${k}]` : out ? `${out}.${String(k)}` : String(k)), "") || "(lab)";
+}
+
+/**
+ * Checks between fields. Runs even when some fields failed their own checks (so every problem
+ * is reported at once), hence it reads the value loosely and skips what is malformed.
+ */
+function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
+  const lab = (value ?? {}) as Partial<Record<keyof LabFile, any>>;
+  const add = (p: PropertyKey[], message: string) => ctx.addIssue({ code: "custom", path: p, message });
+
+  const lan = parseCidr(lab.lan?.cidr);
+  const pods = parseCidr(lab.pods?.cidr);
+  const services = parseCidr(lab.services?.cidr);
+
+  const networks = [
+    ["lan", "lab LAN", lan],
+    ["pods", "pod network", pods],
+    ["services", "service network", services],
+  ] as const;
+  for (let i = 0; i < networks.length; i++) {
+    for (let j = i + 1; j < networks.length; j++) {
+      const [, nameA, a] = networks[i];
+      const [keyB, nameB, b] = networks[j];
+      if (a && b && overlaps(a, b)) add([keyB, "cidr"], `${nameB} ${formatCidr(b)} overlaps the ${nameA} ${formatCidr(a)}`);
+    }
+  }
+
+  const gateway = parseAddress(lab.lan?.gateway);
+  if (lan && gateway !== undefined && !isHostOf(lan, gateway)) {
+    add(["lan", "gateway"], `${lab.lan.gateway} is not a host address of the lab LAN ${formatCidr(lan)}`);
+  }
+
+  if (services) {
+    if (services.prefix > 28) add(["services", "cidr"], `a /${services.prefix} is too small for a Service range (at most /28)`);
+    const kubernetesIP = services.base + 1;
+    const dns = parseAddress(lab.services?.dnsIP);
+    if (dns !== undefined && !isHostOf(services, dns)) {
+      add(["services", "dnsIP"], `${lab.services.dnsIP} is outside the service network ${formatCidr(services)}`);
+    } else if (dns === kubernetesIP) {
+      add(["services", "dnsIP"], `${lab.services.dnsIP} is the kubernetes Service's address (the range's first); pick another, e.g. ${nthHost(services, 2)}`);
+    }
+  }
+
+  const nodes: any[] = Array.isArray(lab.nodes) ? lab.nodes : [];
+  const firstByName = new Map<string, number>();
+  const firstByAddress = new Map<string, number>();
+  nodes.forEach((n, i) => {
+    if (typeof n?.name === "string") {
+      if (firstByName.has(n.name)) add(["nodes", i, "name"], `duplicate node name "${n.name}" (also nodes[${firstByName.get(n.name)}])`);
+      else firstByName.set(n.name, i);
+    }
+    const address = parseAddress(n?.address);
+    if (address === undefined) return;
+    if (firstByAddress.has(n.address)) add(["nodes", i, "address"], `duplicate address ${n.address} (also nodes[${firstByAddress.get(n.address)}])`);
+    else firstByAddress.set(n.address, i);
+    if (lan && !isHostOf(lan, address)) add(["nodes", i, "address"], `${n.address} is outside the lab LAN ${formatCidr(lan)}`);
+    else if (address === gateway) add(["nodes", i, "address"], `${n.address} is the lab LAN's gateway`);
+  });
+  const controlPlanes = nodes.filter((n) => Array.isArray(n?.roles) && n.roles.includes("control-plane")).length;
+  if (nodes.length && controlPlanes !== 1) {
+    add(["nodes"], `exactly one node must have the control-plane role, found ${controlPlanes}`);
+  }
+
+  const subnetPrefix = lab.pods?.nodeSubnetPrefix;
+  if (pods && Number.isInteger(subnetPrefix)) {
+    // flannel leaves the first and the last subnet unused (its SubnetMin and SubnetMax defaults).
+    const usable = subnetPrefix > pods.prefix ? 2 ** (subnetPrefix - pods.prefix) - 2 : 0;
+    if (usable < nodes.length) {
+      add(["pods", "nodeSubnetPrefix"], `/${subnetPrefix} subnets of ${formatCidr(pods)} leave room for ${usable} nodes, the lab has ${nodes.length}`);
+    }
+  }
+
+  const range = /^(\d+)-(\d+)$/.exec(lab.services?.nodePortRange ?? "");
+  if (range) {
+    const [from, to] = [Number(range[1]), Number(range[2])];
+    if (!(from >= 1 && from <= to && to <= 65535)) {
+      add(["services", "nodePortRange"], `${lab.services.nodePortRange} is not a port range (1-65535, FROM <= TO)`);
+    } else {
+      const nodePort = lab.workloads?.businessManager?.nodePort;
+      if (Number.isInteger(nodePort) && (nodePort < from || nodePort > to)) {
+        add(["workloads", "businessManager", "nodePort"], `${nodePort} is outside the NodePort range ${from}-${to}`);
+      }
+    }
+  }
+
+  const workloadNames = [lab.workloads?.dataProduct?.name, lab.workloads?.businessManager?.name];
+  if (workloadNames[0] && workloadNames[0] === workloadNames[1]) {
+    add(["workloads", "businessManager", "name"], `"${workloadNames[1]}" is also data-product's name`);
+  }
+  const service = lab.ingress?.service;
+  if (typeof service === "string" && workloadNames.every(Boolean) && !workloadNames.includes(service)) {
+    add(["ingress", "service"], `"${service}" is not a workload Service (one of: ${workloadNames.join(", ")})`);
+  }
+
+  checkDriver(lab.driver, nodes, add);
+}
+
+function checkDriver(driver: any, nodes: any[], add: (p: PropertyKey[], m: string) => void): void {
+  if (driver?.kind === "ssh") {
+    nodes.forEach((n, i) => {
+      if (n && typeof n === "object" && !n.ssh) add(["nodes", i, "ssh"], "is required with driver kind ssh (host, port, user, keyFile)");
+    });
+    return;
+  }
+  if (driver?.kind !== "qemu") return;
+  nodes.forEach((n, i) => {
+    if (n?.ssh) add(["nodes", i, "ssh"], "is only for driver kind ssh; qemu nodes are reached through forwarded ports");
+  });
+  const base = driver.sshPortBase;
+  if (Number.isInteger(base) && base + nodes.length - 1 > 65535) {
+    add(["driver", "sshPortBase"], `${base} + ${nodes.length - 1} nodes runs past port 65535`);
+  }
+  if (Number.isInteger(base) && driver.apiServerPort >= base && driver.apiServerPort < base + nodes.length) {
+    add(["driver", "apiServerPort"], `${driver.apiServerPort} is also a node's ssh port (${base}-${base + nodes.length - 1})`);
+  }
+}
+
+function derive(file: LabFile, filePath: string): Lab {
+  const pods = parseCidr(file.pods.cidr)!;
+  const services = parseCidr(file.services.cidr)!;
+  const [from, to] = file.services.nodePortRange.split("-").map(Number);
+  const nodes = file.nodes.map((n, index) => {
+    const ssh = n.ssh && { ...n.ssh, keyFile: path.resolve(path.dirname(filePath), n.ssh.keyFile) };
+    return {
+      ...n,
+      ...(ssh ? { ssh } : {}),
+      index,
+      // The first subnet is skipped, as flannel does, so node1 gets 172.30.1.0/24.
+      podSubnet: nthSubnet(pods, file.pods.nodeSubnetPrefix, index + 1),
+      isControlPlane: n.roles.includes("control-plane"),
+      isWorker: n.roles.includes("worker"),
+    };
+  });
+  const lab: Lab = {
+    file: filePath,
+    name: file.name,
+    netns: `k8slab-${file.name}`,
+    driver: file.driver,
+    lan: { ...file.lan, prefixLength: parseCidr(file.lan.cidr)!.prefix },
+    nodes,
+    controlPlane: nodes.find((n) => n.isControlPlane)!,
+    pods: { ...file.pods, mtu: file.lan.mtu - VXLAN_OVERHEAD },
+    services: { ...file.services, kubernetesServiceIP: nthHost(services, 1), nodePorts: { from, to } },
+    ingress: file.ingress,
+    workloads: file.workloads,
+  };
+  return deepFreeze(lab);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object" && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+

@@ -1,0 +1,120 @@
+// The lab file's shape: a strict zod schema (unknown keys are errors), with defaults and field formats.
+import { z } from "zod";
+import { cidrProblem, parseAddress } from "./net.js";
+
+const ipv4 = z.string().refine((s) => parseAddress(s) !== undefined, {
+  error: (iss) => `"${String(iss.input)}" is not an IPv4 address (a.b.c.d)`,
+});
+
+const cidr = z.string().check((ctx) => {
+  const problem = cidrProblem(ctx.value);
+  if (problem) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
+});
+
+const port = z.int().min(1).max(65535);
+
+// RFC 1123 label: what Kubernetes accepts as a node or Service name.
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, '-')");
+
+const dnsName = z
+  .string()
+  .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a lowercase DNS name");
+
+const sshEndpoint = z.strictObject({
+  host: z.string().min(1).describe("Address or name the host running k8slab reaches the node's sshd at."),
+  port: port.default(22),
+  user: z.string().min(1).default("root"),
+  keyFile: z.string().min(1).describe("Private key file; relative paths are taken from the lab file's folder."),
+});
+
+const node = z.strictObject({
+  name: dnsLabel.describe("Host name and Kubernetes Node name."),
+  address: ipv4.describe("The node's address on the lab LAN."),
+  roles: z
+    .array(z.enum(["control-plane", "worker"]))
+    .min(1)
+    .describe("control-plane runs etcd, kube-apiserver, controller-manager and scheduler."),
+  cpus: z.int().min(1).max(64).default(2),
+  memoryMiB: z.int().min(512).default(2048),
+  ssh: sshEndpoint.optional().describe("Only with driver kind ssh: how to reach an existing host."),
+});
+
+const qemuDriver = z.strictObject({
+  kind: z.literal("qemu"),
+  sshPortBase: port
+    .default(2221)
+    .describe("Node i (0-based, in file order) has its sshd forwarded to 127.0.0.1:(sshPortBase + i)."),
+  apiServerPort: port.default(16443).describe("The control plane's kube-apiserver is forwarded to 127.0.0.1:apiServerPort."),
+});
+
+const sshDriver = z.strictObject({
+  kind: z.literal("ssh"),
+  apiServerEndpoint: z
+    .string()
+    .optional()
+    .describe("host:port at which this machine reaches kube-apiserver; default: the control-plane node's address:6443."),
+});
+
+export const labFileSchema = z.strictObject({
+  name: dnsLabel.describe("Names the lab's network namespace (k8slab-NAME) and its Pulumi stack."),
+  driver: z.discriminatedUnion("kind", [qemuDriver, sshDriver]).default({ kind: "qemu", sshPortBase: 2221, apiServerPort: 16443 }),
+  lan: z.strictObject({
+    cidr: cidr.describe("The underlay: the network the nodes share."),
+    gateway: ipv4.describe("The lab bridge's address; it is also the outside client for NodePort and ingress probes."),
+    mtu: z.int().min(1280).max(9000).default(1500),
+  }),
+  nodes: z.array(node).min(1),
+  pods: z.strictObject({
+    cidr: cidr.describe("The whole pod network; flannel hands each node one subnet of it."),
+    nodeSubnetPrefix: z.int().min(16).max(28).default(24),
+    bridge: z.enum(["cni0", "docker0"]).default("cni0").describe("The Linux bridge pods attach to on each node."),
+    flannel: z.strictObject({
+      backend: z.literal("vxlan"),
+      vni: z.int().min(1).max(16777215).default(1),
+      port: port.default(8472),
+      device: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux interface name (1-15 characters)").default("flannel.1"),
+    }),
+  }),
+  services: z.strictObject({
+    cidr: cidr.describe("The Service (ClusterIP) range; its first address is the kubernetes Service."),
+    dnsIP: ipv4.describe("CoreDNS's ClusterIP; kubelet writes it into every pod's resolv.conf."),
+    clusterDomain: dnsName.default("cluster.local"),
+    nodePortRange: z
+      .string()
+      .regex(/^\d+-\d+$/, "must be FROM-TO, e.g. 30000-32767")
+      .default("30000-32767"),
+    kubeProxyMode: z
+      .enum(["iptables"], {
+        error: (iss) =>
+          iss.input === "ipvs"
+            ? "ipvs is not supported: not every kernel has ip_vs (the host here does not); use iptables"
+            : `must be iptables`,
+      })
+      .default("iptables"),
+  }),
+  ingress: z.strictObject({
+    className: dnsLabel.default("nginx"),
+    hostNetwork: z.boolean().default(true).describe("The controller binds ports 80/443 on the node itself."),
+    host: dnsName.describe("The virtual host routed to the backend Service."),
+    service: dnsLabel.describe("The Service the ingress routes to; must be one of the workloads."),
+  }),
+  workloads: z.strictObject({
+    dataProduct: z.strictObject({
+      name: dnsLabel.default("data-product"),
+      replicas: z.int().min(1).max(20),
+      port: port.describe("gRPC port of the pods and of the ClusterIP Service."),
+    }),
+    businessManager: z.strictObject({
+      name: dnsLabel.default("business-manager"),
+      replicas: z.int().min(1).max(20),
+      port: port.describe("HTTP port of the pods and of the ClusterIP Service."),
+      nodePort: port.describe("The NodePort every node opens for business-manager."),
+    }),
+  }),
+});
+
+/** A lab file as written, after defaults. */
+export type LabFile = z.output<typeof labFileSchema>;
+export type LabFileNode = LabFile["nodes"][number];

@@ -1,0 +1,126 @@
+// The k8slab command line: parses arguments and dispatches to one handler per subcommand.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { loadLab } from "../infra/lab/index.js";
+
+/** The lab used when a command is given none. */
+export const DEFAULT_LAB = "labs/two-node.yaml";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+type Parsed = { values: Record<string, string | boolean | undefined>; positionals: string[] };
+
+interface Command {
+  usage: string;
+  summary: string;
+  options: Options;
+  /** Help lines for the options, in the order shown. */
+  optionHelp?: string[];
+  run(args: Parsed): Promise<number>;
+}
+
+/** Exit codes: 0 success, 1 the work failed, 2 bad input (usage or an invalid lab file). */
+export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
+
+const commands: Record<string, Command> = {
+  up: {
+    usage: "up [LAB]",
+    summary: "build what is missing of the bundle, create or update the lab, then run the probes",
+    options: {},
+    run: async () => notBuilt("up", "the lab's tiers (machines, cluster, workloads) are not built yet"),
+  },
+  probe: {
+    usage: "probe [LAB] [--json] [--junit FILE] [--tier T]...",
+    summary: "run the network probes; exit 0 only if every selected tier passes",
+    options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true } },
+    optionHelp: ["--json          print results as JSON", "--junit FILE    also write a JUnit XML report", "--tier T        only this tier (repeatable)"],
+    run: async () => notBuilt("probe", "the probes are not built yet"),
+  },
+  down: {
+    usage: "down [LAB]",
+    summary: "destroy the lab and leave nothing behind",
+    options: {},
+    run: async () => notBuilt("down", "the lab's tiers are not built yet, so there is nothing it could have created"),
+  },
+  status: {
+    usage: "status [LAB] [--json]",
+    summary: "what exists, where, and how to reach it",
+    options: { json: { type: "boolean" } },
+    optionHelp: ["--json          netns, nodes (name, address, ssh) and kubeconfig as JSON"],
+    run: async () => notBuilt("status", "the lab's tiers are not built yet"),
+  },
+  validate: {
+    usage: "validate LAB",
+    summary: "check a lab file; exit 2 with one line per problem (path: reason)",
+    options: {},
+    run: async ({ positionals }) => {
+      if (positionals.length !== 1) return usageError("validate", "expects exactly one lab file");
+      const result = loadLab(positionals[0]);
+      if (!result.ok) {
+        for (const p of result.problems) console.error(`${p.path}: ${p.reason}`);
+        return EXIT.invalid;
+      }
+      const { lab } = result;
+      console.log(`${positionals[0]}: valid lab "${lab.name}", ${lab.nodes.length} nodes (${lab.nodes.map((n) => `${n.name} ${n.address} pods ${n.podSubnet}`).join(", ")})`);
+      return EXIT.ok;
+    },
+  },
+  toolchain: {
+    usage: "toolchain [--check] [--json]",
+    summary: "build or verify the offline bundle; --check exits 0 only when it is complete",
+    options: { check: { type: "boolean" }, json: { type: "boolean" } },
+    optionHelp: ["--check         verify versions and checksums, build nothing", "--json          print the bundle's state as JSON"],
+    run: async () => notBuilt("toolchain", "the offline bundle builder is not built yet"),
+  },
+};
+
+function notBuilt(command: string, why: string): number {
+  console.error(`k8slab ${command}: not available yet: ${why}`);
+  return EXIT.failed;
+}
+
+function usageError(command: string, why: string): number {
+  console.error(`k8slab ${command}: ${why}\nusage: k8slab ${commands[command].usage}`);
+  return EXIT.invalid;
+}
+
+export function helpText(): string {
+  const width = Math.max(...Object.values(commands).map((c) => c.usage.length));
+  return [
+    "k8slab: stand up a Kubernetes network built the hard way, and prove it tier by tier.",
+    "",
+    "usage: npx k8slab COMMAND [ARGS]   (LAB defaults to " + DEFAULT_LAB + ")",
+    "",
+    ...Object.values(commands).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
+    "",
+    "Run `npx k8slab COMMAND --help` for a command's options.",
+  ].join("\n");
+}
+
+function commandHelp(name: string): string {
+  const c = commands[name];
+  return [`usage: k8slab ${c.usage}`, "", c.summary, ...(c.optionHelp ? ["", ...c.optionHelp.map((l) => `  ${l}`)] : [])].join("\n");
+}
+
+/** Runs the command line; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(helpText());
+    return name ? EXIT.ok : EXIT.invalid;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`k8slab: unknown command "${name}"\n\n${helpText()}`);
+    return EXIT.invalid;
+  }
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }) as Parsed;
+  } catch (err) {
+    return usageError(name, (err as Error).message);
+  }
+  if (parsed.values.help) {
+    console.log(commandHelp(name));
+    return EXIT.ok;
+  }
+  return command.run(parsed);
+}

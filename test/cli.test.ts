@@ -1,0 +1,63 @@
+// The k8slab command as a user runs it: exit codes and messages of the contract in DESIGN.md.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+
+const root = path.join(import.meta.dirname, "..");
+const bin = path.join(root, "scripts/bin/k8slab.mjs");
+
+function k8slab(...args: string[]) {
+  // process.execPath is the project's Node (npm test puts node_modules/.bin first on PATH).
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: "utf8", timeout: 30_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test("validate accepts the reference lab", () => {
+  const r = k8slab("validate", "labs/two-node.yaml");
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /valid lab "two-node", 2 nodes/);
+});
+
+test("validate exits 2 with one `path: reason` line per problem", () => {
+  const r = k8slab("validate", "test/fixtures/labs/invalid-several-problems.yaml");
+  assert.equal(r.code, 2);
+  const lines = r.err.trim().split("\n");
+  assert.equal(lines.length, 2, r.err);
+  assert.match(lines[0], /^name: must be a lowercase RFC 1123 label/);
+  assert.match(lines[1], /^ingress\.service: "frontend" is not a workload Service/);
+});
+
+test("validate names a missing file", () => {
+  const r = k8slab("validate", "labs/nope.yaml");
+  assert.equal(r.code, 2);
+  assert.equal(r.err.trim(), "labs/nope.yaml: no such file");
+});
+
+test("validate without a file is a usage error", () => {
+  const r = k8slab("validate");
+  assert.equal(r.code, 2);
+  assert.match(r.err, /usage: k8slab validate LAB/);
+});
+
+test("--help lists every command of the contract", () => {
+  const r = k8slab("--help");
+  assert.equal(r.code, 0);
+  for (const c of ["up", "probe", "down", "status", "validate", "toolchain"]) assert.match(r.out, new RegExp(`^  ${c}\\b`, "m"));
+  assert.match(k8slab("probe", "--help").out, /--junit FILE/);
+});
+
+test("unknown commands and options are usage errors", () => {
+  assert.equal(k8slab("frobnicate").code, 2);
+  const r = k8slab("status", "--frobnicate");
+  assert.equal(r.code, 2);
+  assert.match(r.err, /Unknown option '--frobnicate'/);
+});
+
+test("commands whose tiers are not built yet refuse with one line, never pretend", () => {
+  for (const c of ["up", "probe", "down", "status", "toolchain"]) {
+    const r = k8slab(c);
+    assert.equal(r.code, 1, `${c} must fail`);
+    assert.match(r.err.trim(), new RegExp(`^k8slab ${c}: not available yet: [^\\n]+$`));
+  }
+});

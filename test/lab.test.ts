@@ -1,0 +1,95 @@
+// Lab files: every fixture under test/fixtures/labs is checked; invalid ones list, in "# expect:" lines, exactly the problems they must produce.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { loadLab, parseLab } from "../infra/lab/index.js";
+
+const fixtures = path.join(import.meta.dirname, "fixtures/labs");
+const files = readdirSync(fixtures).filter((f) => f.endsWith(".yaml"));
+
+for (const file of files.filter((f) => f.startsWith("invalid-"))) {
+  test(`${file} is rejected with exactly its expected problems`, () => {
+    const full = path.join(fixtures, file);
+    const expected = [...readFileSync(full, "utf8").matchAll(/^# expect: (.*)$/gm)].map((m) => m[1]);
+    assert.ok(expected.length > 0, `${file} declares no "# expect:" line`);
+    const result = loadLab(full);
+    assert.equal(result.ok, false);
+    const lines = result.ok ? [] : result.problems.map((p) => `${p.path}: ${p.reason}`);
+    for (const want of expected) {
+      assert.ok(lines.some((l) => l.startsWith(want)), `missing "${want}" in:\n${lines.join("\n")}`);
+    }
+    assert.equal(lines.length, expected.length, `unexpected extra problems:\n${lines.join("\n")}`);
+  });
+}
+
+for (const file of [...files.filter((f) => f.startsWith("valid-")), "../../../labs/two-node.yaml"]) {
+  test(`${path.basename(file)} is valid`, () => {
+    const result = loadLab(path.join(fixtures, file));
+    assert.deepEqual(result.ok ? [] : result.problems, []);
+  });
+}
+
+test("the reference lab derives what DESIGN.md says", () => {
+  const result = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
+  assert.ok(result.ok);
+  const { lab } = result;
+  assert.equal(lab.netns, "k8slab-two-node");
+  assert.deepEqual(
+    lab.nodes.map((n) => [n.name, n.address, n.podSubnet, n.isControlPlane, n.isWorker]),
+    [
+      ["node1", "192.168.0.21", "172.30.1.0/24", true, true],
+      ["node2", "192.168.0.22", "172.30.2.0/24", false, true],
+    ],
+  );
+  assert.equal(lab.controlPlane.name, "node1");
+  assert.equal(lab.services.kubernetesServiceIP, "10.254.0.1");
+  assert.equal(lab.services.dnsIP, "10.254.0.2");
+  assert.deepEqual(lab.services.nodePorts, { from: 30000, to: 32767 });
+  assert.equal(lab.pods.mtu, 1450);
+  assert.deepEqual(lab.pods.flannel, { backend: "vxlan", vni: 1, port: 8472, device: "flannel.1" });
+  assert.equal(lab.pods.bridge, "cni0");
+  assert.equal(lab.services.kubeProxyMode, "iptables");
+  assert.equal(lab.ingress.hostNetwork, true);
+  assert.equal(lab.workloads.businessManager.replicas, 3);
+  assert.ok(Object.isFrozen(lab.nodes[0]), "the lab is frozen");
+});
+
+test("defaults fill what a minimal lab leaves out", () => {
+  const result = loadLab(path.join(fixtures, "valid-minimal.yaml"));
+  assert.ok(result.ok);
+  const { lab } = result;
+  assert.deepEqual(lab.driver, { kind: "qemu", sshPortBase: 2221, apiServerPort: 16443 });
+  assert.equal(lab.nodes[1].memoryMiB, 2048);
+  assert.equal(lab.pods.flannel.vni, 1);
+  assert.equal(lab.services.clusterDomain, "cluster.local");
+  assert.equal(lab.workloads.dataProduct.name, "data-product");
+});
+
+test("ssh driver keys resolve relative to the lab file", () => {
+  const result = loadLab(path.join(fixtures, "valid-ssh-driver.yaml"));
+  assert.ok(result.ok);
+  assert.equal(result.lab.nodes[0].ssh?.keyFile, path.join(fixtures, "keys/id_ed25519"));
+  assert.equal(result.lab.nodes[1].ssh?.port, 2222);
+  assert.equal(result.lab.nodes[0].ssh?.port, 22);
+  assert.equal(result.lab.pods.mtu, 8950);
+});
+
+test("a missing file is one problem naming the file", () => {
+  const result = loadLab("/nonexistent/lab.yaml");
+  assert.deepEqual(result.ok ? [] : result.problems, [{ path: "/nonexistent/lab.yaml", reason: "no such file" }]);
+});
+
+test("an empty document reports the required sections", () => {
+  const result = parseLab("", "/tmp/empty.yaml");
+  const paths = result.ok ? [] : result.problems.map((p) => p.path);
+  assert.deepEqual(paths.sort(), ["ingress", "lan", "name", "nodes", "pods", "services", "workloads"]);
+});
+
+test("node subnets must have room for every node", () => {
+  const text = readFileSync(path.join(fixtures, "valid-minimal.yaml"), "utf8").replace("flannel: {backend: vxlan}", "nodeSubnetPrefix: 17\n  flannel: {backend: vxlan}");
+  const result = parseLab(text, "/tmp/tight.yaml");
+  assert.deepEqual(result.ok ? [] : result.problems, [
+    { path: "pods.nodeSubnetPrefix", reason: "/17 subnets of 172.30.0.0/16 leave room for 0 nodes, the lab has 2" },
+  ]);
+});
