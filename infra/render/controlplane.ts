@@ -1,0 +1,120 @@
+// kube-apiserver, kube-controller-manager and kube-scheduler on the control-plane node.
+import type { Lab } from "../lab/index.js";
+import { etcdEndpoint } from "./etcd.js";
+import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
+import { renderUnit } from "./systemd.js";
+
+export const API_SERVER_PORT = 6443;
+
+export const apiServerURL = (lab: Lab) => `https://${lab.controlPlane.address}:${API_SERVER_PORT}`;
+
+/** The API server's certificate must be valid for every name and address clients use to reach it. */
+export function apiServerSANs(lab: Lab): { dns: string[]; ips: string[] } {
+  const domain = lab.services.clusterDomain;
+  return {
+    dns: ["kubernetes", "kubernetes.default", "kubernetes.default.svc", `kubernetes.default.svc.${domain}`, lab.controlPlane.name, "localhost"],
+    // 127.0.0.1 also covers the management forward on the host (qemu driver).
+    ips: [lab.services.kubernetesServiceIP, lab.controlPlane.address, "127.0.0.1"],
+  };
+}
+
+/**
+ * Anonymous requests are allowed only to the health endpoints; any other anonymous request is
+ * refused with 401 before authorization runs.
+ */
+export function renderAuthenticationConfig(): string {
+  return [
+    "apiVersion: apiserver.config.k8s.io/v1",
+    "kind: AuthenticationConfiguration",
+    "anonymous:",
+    "  enabled: true",
+    "  conditions:",
+    "    - path: /livez",
+    "    - path: /readyz",
+    "    - path: /healthz",
+    "",
+  ].join("\n");
+}
+
+export function renderApiServerUnit(lab: Lab): string {
+  return renderUnit({
+    description: "kube-apiserver: the Kubernetes API, the only component that talks to etcd",
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+    after: ["etcd.service"],
+    exec: [
+      `${NODE_PATHS.bin}/kube-apiserver`,
+      `--advertise-address=${lab.controlPlane.address}`,
+      `--secure-port=${API_SERVER_PORT}`,
+      `--etcd-servers=${etcdEndpoint(lab)}`,
+      `--etcd-cafile=${pki("ca.crt")}`,
+      `--etcd-certfile=${pki("apiserver-etcd-client.crt")}`,
+      `--etcd-keyfile=${pki("apiserver-etcd-client.key")}`,
+      `--service-cluster-ip-range=${lab.services.cidr}`,
+      `--service-node-port-range=${lab.services.nodePortRange}`,
+      "--authorization-mode=Node,RBAC",
+      `--authentication-config=${configPath("authentication.yaml")}`,
+      `--client-ca-file=${pki("ca.crt")}`,
+      `--tls-cert-file=${pki("apiserver.crt")}`,
+      `--tls-private-key-file=${pki("apiserver.key")}`,
+      `--kubelet-certificate-authority=${pki("ca.crt")}`,
+      `--kubelet-client-certificate=${pki("apiserver-kubelet-client.crt")}`,
+      `--kubelet-client-key=${pki("apiserver-kubelet-client.key")}`,
+      "--kubelet-preferred-address-types=InternalIP,Hostname",
+      `--service-account-issuer=https://kubernetes.default.svc.${lab.services.clusterDomain}`,
+      `--service-account-key-file=${pki("service-account.pub")}`,
+      `--service-account-signing-key-file=${pki("service-account.key")}`,
+      "--enable-admission-plugins=NodeRestriction",
+      "--allow-privileged=true",
+    ],
+    service: ["LimitNOFILE=20000"],
+  });
+}
+
+export function renderControllerManagerUnit(lab: Lab): string {
+  return renderUnit({
+    description: "kube-controller-manager: the control loops (Deployments, ReplicaSets, endpoints, node lifecycle)",
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/",
+    after: ["kube-apiserver.service"],
+    exec: [
+      `${NODE_PATHS.bin}/kube-controller-manager`,
+      `--kubeconfig=${kubeconfigPath("controller-manager")}`,
+      `--authentication-kubeconfig=${kubeconfigPath("controller-manager")}`,
+      `--authorization-kubeconfig=${kubeconfigPath("controller-manager")}`,
+      `--cluster-cidr=${lab.pods.cidr}`,
+      // flannel hands out node subnets (leases in etcd), so the controller-manager does not.
+      "--allocate-node-cidrs=false",
+      `--service-cluster-ip-range=${lab.services.cidr}`,
+      `--root-ca-file=${pki("ca.crt")}`,
+      `--service-account-private-key-file=${pki("service-account.key")}`,
+      "--use-service-account-credentials=true",
+      // One control plane: nothing to elect, and no lease renewals to miss under TCG.
+      "--leader-elect=false",
+    ],
+  });
+}
+
+export function renderSchedulerConfig(): string {
+  return [
+    "apiVersion: kubescheduler.config.k8s.io/v1",
+    "kind: KubeSchedulerConfiguration",
+    "clientConnection:",
+    `  kubeconfig: ${kubeconfigPath("scheduler")}`,
+    "leaderElection:",
+    "  leaderElect: false",
+    "",
+  ].join("\n");
+}
+
+export function renderSchedulerUnit(): string {
+  return renderUnit({
+    description: "kube-scheduler: picks a node for every new pod",
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
+    after: ["kube-apiserver.service"],
+    exec: [
+      `${NODE_PATHS.bin}/kube-scheduler`,
+      `--config=${configPath("scheduler.yaml")}`,
+      `--authentication-kubeconfig=${kubeconfigPath("scheduler")}`,
+      `--authorization-kubeconfig=${kubeconfigPath("scheduler")}`,
+    ],
+  });
+}

@@ -1,0 +1,55 @@
+// Every plain-text file a node receives, rendered from the Lab. Remote steps only copy these and start units.
+import type { Lab, LabNode } from "../lab/index.js";
+import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.js";
+import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.js";
+import {
+  renderCniConfig,
+  renderContainerdConfig,
+  renderFlanneldUnit,
+  renderFlannelSubnetFile,
+  renderKubeletConfig,
+  renderKubeletUnit,
+  renderKubeProxyConfig,
+  renderKubeProxyUnit,
+} from "./node.js";
+import { configPath, NODE_PATHS } from "./paths.js";
+
+export interface NodeFile {
+  path: string;
+  content: string;
+}
+
+const unit = (name: string) => `${NODE_PATHS.units}/${name}.service`;
+
+/** The control plane's files: etcd, the three control-plane units and their configs. */
+export function controlPlaneFiles(lab: Lab): NodeFile[] {
+  return [
+    { path: unit("etcd"), content: renderEtcdUnit(lab) },
+    { path: configPath("flannel-net-conf.json"), content: renderFlannelNetConf(lab) },
+    { path: configPath("authentication.yaml"), content: renderAuthenticationConfig() },
+    { path: unit("kube-apiserver"), content: renderApiServerUnit(lab) },
+    { path: unit("kube-controller-manager"), content: renderControllerManagerUnit(lab) },
+    { path: configPath("scheduler.yaml"), content: renderSchedulerConfig() },
+    { path: unit("kube-scheduler"), content: renderSchedulerUnit() },
+  ];
+}
+
+/** What every node runs: containerd, CNI, kubelet, flanneld, kube-proxy. */
+export function nodeAgentFiles(lab: Lab, node: LabNode): NodeFile[] {
+  return [
+    { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig() },
+    { path: `${NODE_PATHS.cniConf}/10-k8slab.conflist`, content: renderCniConfig(lab) },
+    { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node) },
+    { path: unit("kubelet"), content: renderKubeletUnit(node) },
+    { path: configPath("flannel-subnet.env"), content: renderFlannelSubnetFile(lab, node) },
+    { path: unit("flanneld"), content: renderFlanneldUnit(lab, node) },
+    { path: configPath("kube-proxy.yaml"), content: renderKubeProxyConfig(lab, node) },
+    { path: unit("kube-proxy"), content: renderKubeProxyUnit(node) },
+  ];
+}
+
+export { apiServerSANs, apiServerURL, API_SERVER_PORT } from "./controlplane.js";
+export { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
+export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
+export { PAUSE_IMAGE } from "./node.js";
+export { NODE_PATHS } from "./paths.js";

@@ -1,0 +1,161 @@
+// What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
+import type { Lab, LabNode } from "../lab/index.js";
+import { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
+import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
+import { renderUnit } from "./systemd.js";
+
+/** The pod sandbox image; built offline and loaded into containerd, never pulled. */
+export const PAUSE_IMAGE = "k8slab.local/pause:3.10";
+
+export function renderContainerdConfig(): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  return [
+    "version = 2",
+    "",
+    `[${cri}]`,
+    `  sandbox_image = "${PAUSE_IMAGE}"`,
+    "",
+    `[${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    "",
+    `[${cri}.containerd.runtimes.runc.options]`,
+    "  # kubelet uses the systemd cgroup driver; both must agree.",
+    "  SystemdCgroup = true",
+    "",
+    `[${cri}.cni]`,
+    `  bin_dir = "${NODE_PATHS.cniBin}"`,
+    `  conf_dir = "${NODE_PATHS.cniConf}"`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * The CNI chain kubelet (through containerd) runs for every pod: the flannel plugin reads this
+ * node's subnet from flanneld's subnet file and hands off to the bridge plugin, which creates the
+ * veth pair, plugs it into the bridge and assigns an address with host-local IPAM.
+ */
+export function renderCniConfig(lab: Lab): string {
+  const conf = {
+    name: "k8slab",
+    cniVersion: "1.0.0",
+    plugins: [
+      {
+        type: "flannel",
+        subnetFile: NODE_PATHS.flannelSubnetFile,
+        delegate: {
+          bridge: lab.pods.bridge,
+          isDefaultGateway: true,
+          // A pod reaching a Service that lands on itself goes out and back through the same bridge port.
+          hairpinMode: true,
+        },
+      },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  };
+  return JSON.stringify(conf, null, 2) + "\n";
+}
+
+export function renderKubeletConfig(lab: Lab, node: LabNode): string {
+  return [
+    "apiVersion: kubelet.config.k8s.io/v1beta1",
+    "kind: KubeletConfiguration",
+    "authentication:",
+    "  anonymous:",
+    "    enabled: false",
+    "  webhook:",
+    "    enabled: true",
+    "  x509:",
+    `    clientCAFile: ${pki("ca.crt")}`,
+    "authorization:",
+    "  mode: Webhook",
+    `clusterDomain: ${lab.services.clusterDomain}`,
+    "clusterDNS:",
+    `  - ${lab.services.dnsIP}`,
+    "cgroupDriver: systemd",
+    `containerRuntimeEndpoint: unix://${NODE_PATHS.containerdSocket}`,
+    `tlsCertFile: ${pki(`kubelet-${node.name}.crt`)}`,
+    `tlsPrivateKeyFile: ${pki(`kubelet-${node.name}.key`)}`,
+    "resolvConf: /etc/resolv.conf",
+    "failSwapOn: false",
+    // Images are loaded offline and cannot be pulled again: never garbage-collect them.
+    "imageGCHighThresholdPercent: 100",
+    "imageGCLowThresholdPercent: 99",
+    // Emulated CPUs are slow to start containers; give the runtime time before calling it failed.
+    "runtimeRequestTimeout: 10m",
+    "",
+  ].join("\n");
+}
+
+export function renderKubeletUnit(node: LabNode): string {
+  return renderUnit({
+    description: `kubelet on ${node.name}: runs the pods the scheduler assigns here`,
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/",
+    after: ["containerd.service", "flanneld.service"],
+    requires: ["containerd.service"],
+    exec: [
+      `${NODE_PATHS.bin}/kubelet`,
+      `--config=${configPath("kubelet.yaml")}`,
+      `--kubeconfig=${kubeconfigPath("kubelet")}`,
+      `--hostname-override=${node.name}`,
+      // The VM has a second, management NIC: the node's address must be the LAN one.
+      `--node-ip=${node.address}`,
+    ],
+  });
+}
+
+/** flanneld's subnet file as flanneld writes it; seeded so flanneld reacquires the lab's subnet for this node. */
+export function renderFlannelSubnetFile(lab: Lab, node: LabNode): string {
+  const gateway = node.podSubnet.replace(/\.0\/(\d+)$/, ".1/$1");
+  return [`FLANNEL_NETWORK=${lab.pods.cidr}`, `FLANNEL_SUBNET=${gateway}`, `FLANNEL_MTU=${lab.pods.mtu}`, "FLANNEL_IPMASQ=true", ""].join("\n");
+}
+
+export function renderFlanneldUnit(lab: Lab, node: LabNode): string {
+  const subnetFile = NODE_PATHS.flannelSubnetFile;
+  return renderUnit({
+    description: `flanneld on ${node.name}: leases this node's pod subnet in etcd and programs the VXLAN device, routes, ARP and FDB entries`,
+    documentation: "https://github.com/flannel-io/flannel/blob/master/Documentation/configuration.md",
+    after: ["network-online.target"],
+    // flanneld reuses the subnet named in an existing subnet file when it is free: that makes the
+    // lab's derived subnet (node index -> /24) the one it leases.
+    execStartPre: [`/bin/sh -c 'mkdir -p ${subnetFile.replace(/\/[^/]+$/, "")} && test -s ${subnetFile} || cp ${configPath("flannel-subnet.env")} ${subnetFile}'`],
+    exec: [
+      `${NODE_PATHS.bin}/flanneld`,
+      `--etcd-endpoints=${etcdEndpoint(lab)}`,
+      `--etcd-prefix=${FLANNEL_ETCD_PREFIX}`,
+      `--etcd-cafile=${pki("ca.crt")}`,
+      `--etcd-certfile=${pki("flannel-etcd-client.crt")}`,
+      `--etcd-keyfile=${pki("flannel-etcd-client.key")}`,
+      // The LAN address picks the underlay interface (not the management NIC).
+      `--iface=${node.address}`,
+      "--ip-masq",
+      `--subnet-file=${subnetFile}`,
+    ],
+    service: ["Type=notify"],
+  });
+}
+
+export function renderKubeProxyConfig(lab: Lab, node: LabNode): string {
+  return [
+    "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+    "kind: KubeProxyConfiguration",
+    "clientConnection:",
+    `  kubeconfig: ${kubeconfigPath("kube-proxy")}`,
+    `mode: ${lab.services.kubeProxyMode}`,
+    // Traffic from outside this range to a ClusterIP is masqueraded, so replies come back through this node.
+    `clusterCIDR: ${lab.pods.cidr}`,
+    `hostnameOverride: ${node.name}`,
+    // NodePorts answer on the lab LAN address, where the outside client comes from.
+    "nodePortAddresses:",
+    `  - ${lab.lan.cidr}`,
+    "",
+  ].join("\n");
+}
+
+export function renderKubeProxyUnit(node: LabNode): string {
+  return renderUnit({
+    description: `kube-proxy on ${node.name}: turns Services into iptables DNAT rules (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*)`,
+    documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
+    after: ["network-online.target"],
+    exec: [`${NODE_PATHS.bin}/kube-proxy`, `--config=${configPath("kube-proxy.yaml")}`],
+  });
+}
