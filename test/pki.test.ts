@@ -1,0 +1,57 @@
+// The PKI: which certificates exist, and that generated ones verify and carry the names clients check.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createPublicKey, X509Certificate, createPrivateKey } from "node:crypto";
+import path from "node:path";
+import { loadLab } from "../infra/lab/index.js";
+import { certificateCatalog } from "../infra/pki/catalog.js";
+import { createCa, createServiceAccountKeys, issueCertificate } from "../infra/pki/generate.js";
+
+const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
+assert.ok(loaded.ok);
+const catalog = certificateCatalog(loaded.lab);
+const byName = (name: string) => catalog.find((c) => c.name === name)!;
+
+test("kubelet certificates use the names the Node authorizer accepts", () => {
+  for (const node of ["node1", "node2"]) {
+    const spec = byName(`kubelet-${node}`);
+    assert.equal(spec.commonName, `system:node:${node}`);
+    assert.equal(spec.organization, "system:nodes");
+    assert.deepEqual(spec.nodes, [node]);
+  }
+});
+
+test("control-plane secrets stay on the control plane; admin on the host", () => {
+  for (const name of ["etcd-server", "etcd-peer", "apiserver", "apiserver-etcd-client", "controller-manager", "scheduler"]) {
+    assert.deepEqual(byName(name).nodes, ["node1"], name);
+  }
+  assert.deepEqual(byName("admin").nodes, []);
+  assert.deepEqual(byName("kube-proxy").nodes, ["node1", "node2"]);
+  assert.equal(new Set(catalog.map((c) => c.name)).size, catalog.length, "names are unique");
+});
+
+test("an issued certificate verifies against the CA and carries its SANs and groups", async () => {
+  const ca = await createCa("k8slab-two-node CA");
+  const spec = byName("apiserver");
+  const leaf = await issueCertificate(ca, spec);
+  const caCert = new X509Certificate(ca.certPem);
+  const cert = new X509Certificate(leaf.certPem);
+  assert.ok(caCert.ca);
+  assert.ok(cert.verify(caCert.publicKey), "signed by the CA");
+  assert.ok(cert.checkIssued(caCert));
+  assert.ok(!cert.ca);
+  assert.equal(cert.checkIP("10.254.0.1"), "10.254.0.1");
+  assert.equal(cert.checkIP("127.0.0.1"), "127.0.0.1");
+  assert.equal(cert.checkHost("kubernetes.default.svc.cluster.local"), "kubernetes.default.svc.cluster.local");
+  assert.equal(cert.checkIP("192.168.0.22"), undefined, "not valid for node2");
+  assert.ok(cert.checkPrivateKey(createPrivateKey(leaf.keyPem)), "the key matches");
+  const kubelet = new X509Certificate((await issueCertificate(ca, byName("kubelet-node2"))).certPem);
+  assert.match(kubelet.subject, /CN=system:node:node2\nO=system:nodes/);
+  assert.ok(!kubelet.verify(createPublicKey((await createCa("another CA")).certPem)), "another CA does not verify it");
+});
+
+test("service-account keys are a matching pair", async () => {
+  const { publicKeyPem, privateKeyPem } = await createServiceAccountKeys();
+  const fromPrivate = createPublicKey(createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" });
+  assert.equal(fromPrivate, publicKeyPem);
+});
