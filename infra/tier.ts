@@ -17,4 +17,12 @@ export abstract class Tier extends pulumi.ComponentResource {
     super(`k8slab:tier:${kind}`, name, {}, { ...opts, dependsOn: args.after ? [args.after] : [] });
     this.after = args.after;
   }
+
+  /**
+   * Options for the tier's own resources. Pulumi does not pass a component's dependsOn down to its
+   * children, so each child waits for the tier below explicitly.
+   */
+  protected childOpts(extra?: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
+    return { ...extra, parent: this, dependsOn: this.after ? [this.after] : [] };
+  }
 }

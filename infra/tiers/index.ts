@@ -2,18 +2,12 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { Tier, type TierArgs } from "../tier.js";
 
+export { Pki } from "./pki.js";
+
 /** Machines: the VMs (qemu) or existing hosts (ssh) and the isolated lab LAN they sit on. */
 export class Machines extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super("Machines", name, args, opts);
-    this.registerOutputs({});
-  }
-}
-
-/** Pki: the lab CA and every certificate and key the cluster's parts present to each other. */
-export class Pki extends Tier {
-  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("Pki", name, args, opts);
     this.registerOutputs({});
   }
 }
