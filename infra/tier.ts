@@ -22,7 +22,7 @@ export abstract class Tier extends pulumi.ComponentResource {
    * Options for the tier's own resources. Pulumi does not pass a component's dependsOn down to its
    * children, so each child waits for the tier below explicitly.
    */
-  protected childOpts(extra?: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
-    return { ...extra, parent: this, dependsOn: this.after ? [this.after] : [] };
+  protected childOpts(extra?: pulumi.CustomResourceOptions, dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions {
+    return { ...extra, parent: this, dependsOn: [...(this.after ? [this.after] : []), ...dependsOn] };
   }
 }

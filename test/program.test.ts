@@ -1,5 +1,7 @@
 // The Pulumi program's tier graph under mocks: names, type tokens, parents and order.
-import { test } from "node:test";
+import { after, test } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { execFile } from "node:child_process";
@@ -10,8 +12,26 @@ import * as pulumi from "@pulumi/pulumi";
 const root = path.join(import.meta.dirname, "..");
 const run = promisify(execFile);
 
-/** Local commands really run (the PKI generator), as the provider would run them from the project root. */
-async function runLocalCommand(inputs: { create: string; environment?: Record<string, string> }) {
+/** A private key file standing in for the lab key the machine layer would generate. */
+const keyDir = mkdtempSync(path.join(tmpdir(), "k8slab-program-test-"));
+const keyFile = path.join(keyDir, "id_ed25519");
+writeFileSync(keyFile, "PRIVATE KEY FOR TESTS\n");
+after(() => rmSync(keyDir, { recursive: true, force: true }));
+
+/** Machine-layer commands that ran, by resource name; they are recorded, never run (they would start VMs). */
+const machineCommands = new Map<string, { create: string; delete?: string; environment?: Record<string, string> }>();
+
+/**
+ * The PKI generator really runs, as the provider would run it from the project root. Machine-layer
+ * commands are answered the way scripts/machines/cli.ts answers them.
+ */
+async function runLocalCommand(name: string, inputs: { create: string; delete?: string; environment?: Record<string, string> }) {
+  if (inputs.create.includes("scripts/machines/")) {
+    machineCommands.set(name, inputs);
+    const spec = JSON.parse(inputs.environment?.K8SLAB_SPEC ?? "{}");
+    const stdout = inputs.create.endsWith("vm-up") ? JSON.stringify({ name: spec.name, ssh: { host: "127.0.0.1", port: spec.sshPort, user: "root", keyFile } }) : "{}";
+    return { ...inputs, stdout, stderr: "" };
+  }
   const { stdout } = await run("/bin/sh", ["-c", inputs.create], { cwd: root, env: { ...process.env, ...inputs.environment } });
   return { ...inputs, stdout, stderr: "" };
 }
@@ -31,7 +51,7 @@ function unwrapSecrets(v: any): any {
 await pulumi.runtime.setMocks(
   {
     newResource: async (args) => {
-      const state = args.type === "command:local:Command" ? await runLocalCommand(unwrapSecrets(args.inputs)) : args.inputs;
+      const state = args.type === "command:local:Command" ? await runLocalCommand(args.name, unwrapSecrets(args.inputs)) : args.inputs;
       return { id: `${args.name}-id`, state };
     },
     call: (args) => args.inputs,
@@ -98,4 +118,23 @@ test("pki: every certificate is signed by the lab CA, keys are secrets, all pare
   const children = childrenOf(pki);
   assert.equal(children.length, names.length + 2, "CA + certificates + service-account key");
   for (const child of children) assert.match(await valueOf(child.urn), /::k8slab:tier:Pki\$command:local:Command::/);
+});
+
+test("machines: one VM per node on the lab LAN, reachable through loopback forwards", async () => {
+  const machines = tiers[0] as import("../infra/tiers/machines.js").Machines;
+  assert.equal(machines.apiServerEndpoint, "127.0.0.1:16443");
+  const lan = machineCommands.get("lan")!;
+  assert.match(lan.create, /net-up$/);
+  assert.equal(lan.delete, "node_modules/.bin/tsx scripts/machines/cli.ts down two-node");
+  assert.deepEqual(JSON.parse(lan.environment!.K8SLAB_SPEC), { lab: "two-node", netns: "k8slab-two-node", bridge: "lan0", gatewayCidr: "192.168.0.1/24" });
+  const specs = ["node1", "node2"].map((n) => JSON.parse(machineCommands.get(`vm-${n}`)!.environment!.K8SLAB_SPEC));
+  assert.deepEqual(specs.map((s) => [s.name, s.address, s.sshPort, s.memoryMiB]), [["node1", "192.168.0.21", 2221, 3072], ["node2", "192.168.0.22", 2222, 2048]]);
+  assert.deepEqual(specs[0].extraForwards, [{ host: 16443, guest: 6443 }], "the API server is forwarded from the control plane only");
+  assert.deepEqual(specs[1].extraForwards, []);
+  assert.match(machineCommands.get("vm-node2")!.delete!, /"name":"node2".*vm-down$/);
+  const node2 = machines.connections.node2;
+  const conn = await valueOf(node2);
+  assert.deepEqual([conn.host, conn.port, conn.user], ["127.0.0.1", 2222, "root"]);
+  assert.equal(conn.privateKey, "PRIVATE KEY FOR TESTS\n");
+  assert.equal(await pulumi.isSecret(node2), true, "the connection carries the private key as a secret");
 });

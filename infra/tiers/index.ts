@@ -2,15 +2,8 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { Tier, type TierArgs } from "../tier.js";
 
+export { Machines } from "./machines.js";
 export { Pki } from "./pki.js";
-
-/** Machines: the VMs (qemu) or existing hosts (ssh) and the isolated lab LAN they sit on. */
-export class Machines extends Tier {
-  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("Machines", name, args, opts);
-    this.registerOutputs({});
-  }
-}
 
 /** Etcd: the cluster's store, on the control-plane node, also holding flannel's network config. */
 export class Etcd extends Tier {
