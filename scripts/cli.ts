@@ -1,6 +1,7 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadLab } from "../infra/lab/index.js";
+import { EXIT } from "./exit.js";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -17,15 +18,13 @@ interface Command {
   run(args: Parsed): Promise<number>;
 }
 
-/** Exit codes: 0 success, 1 the work failed, 2 bad input (usage or an invalid lab file). */
-export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
 const commands: Record<string, Command> = {
   up: {
     usage: "up [LAB]",
     summary: "build what is missing of the bundle, create or update the lab, then run the probes",
     options: {},
-    run: async () => notBuilt("up", "the lab's tiers (machines, cluster, workloads) are not built yet"),
+    run: async ({ positionals }) => (await import("./lifecycle.js")).up(labArg(positionals)),
   },
   probe: {
     usage: "probe [LAB] [--json] [--junit FILE] [--tier T]...",
@@ -38,14 +37,14 @@ const commands: Record<string, Command> = {
     usage: "down [LAB]",
     summary: "destroy the lab and leave nothing behind",
     options: {},
-    run: async () => notBuilt("down", "the lab's tiers are not built yet, so there is nothing it could have created"),
+    run: async ({ positionals }) => (await import("./lifecycle.js")).down(labArg(positionals)),
   },
   status: {
     usage: "status [LAB] [--json]",
     summary: "what exists, where, and how to reach it",
     options: { json: { type: "boolean" } },
     optionHelp: ["--json          netns, nodes (name, address, ssh) and kubeconfig as JSON"],
-    run: async () => notBuilt("status", "the lab's tiers are not built yet"),
+    run: async ({ positionals, values }) => (await import("./lifecycle.js")).status(labArg(positionals), !!values.json),
   },
   validate: {
     usage: "validate LAB",
@@ -68,9 +67,12 @@ const commands: Record<string, Command> = {
     summary: "build or verify the offline bundle; --check exits 0 only when it is complete",
     options: { check: { type: "boolean" }, json: { type: "boolean" } },
     optionHelp: ["--check         verify versions and checksums, build nothing", "--json          print the bundle's state as JSON"],
-    run: async () => notBuilt("toolchain", "the offline bundle builder is not built yet"),
+    run: async ({ values }) => (await import("./toolchain/index.js")).toolchainCommand({ check: !!values.check, json: !!values.json }),
   },
 };
+
+/** The lab file a command works on: the one given, or the reference lab. */
+const labArg = (positionals: string[]) => positionals[0] ?? DEFAULT_LAB;
 
 function notBuilt(command: string, why: string): number {
   console.error(`k8slab ${command}: not available yet: ${why}`);

@@ -54,10 +54,29 @@ test("unknown commands and options are usage errors", () => {
   assert.match(r.err, /Unknown option '--frobnicate'/);
 });
 
-test("commands whose tiers are not built yet refuse with one line, never pretend", () => {
-  for (const c of ["up", "probe", "down", "status", "toolchain"]) {
-    const r = k8slab(c);
-    assert.equal(r.code, 1, `${c} must fail`);
-    assert.match(r.err.trim(), new RegExp(`^k8slab ${c}: not available yet: [^\\n]+$`));
+test("probe is not built yet: it refuses with one line, never pretends", () => {
+  const r = k8slab("probe");
+  assert.equal(r.code, 1);
+  assert.match(r.err.trim(), /^k8slab probe: not available yet: [^\n]+$/);
+});
+
+test("status --json of a lab that was never brought up", () => {
+  const r = k8slab("status", "test/fixtures/labs/valid-minimal.yaml", "--json");
+  assert.equal(r.code, 0, r.err);
+  const status = JSON.parse(r.out);
+  assert.equal(status.netns, "k8slab-mini");
+  assert.equal(status.netnsExists, false);
+  assert.deepEqual(status.nodes.map((n: { name: string; address: string; running: boolean }) => [n.name, n.address, n.running]), [
+    ["node1", "192.168.0.21", false],
+    ["node2", "192.168.0.22", false],
+  ]);
+  assert.equal(status.kubeconfig, null);
+});
+
+test("commands that take a lab reject an invalid one with exit 2 before doing anything", () => {
+  for (const c of ["up", "down", "status"]) {
+    const r = k8slab(c, "test/fixtures/labs/invalid-ipvs.yaml");
+    assert.equal(r.code, 2, c);
+    assert.match(r.err, /^services\.kubeProxyMode: ipvs is not supported/m);
   }
 });

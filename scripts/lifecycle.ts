@@ -1,0 +1,108 @@
+// `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
+import { loadLab, type Lab } from "../infra/lab/index.js";
+import { machineSpecs } from "../infra/tiers/machines.js";
+import { labDown, labStatus } from "./machines/lab.ts";
+import { netnsExists } from "./machines/labnet.ts";
+import { preflightLab } from "./machines/preflight.ts";
+import { parseLabMachines } from "./machines/spec.ts";
+import { EXIT } from "./exit.js";
+import { openStack, stackExists } from "./stack.js";
+import { ensureToolchain } from "./toolchain/index.js";
+
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+/** A named step: prints when it starts and how long it took, or why it failed. */
+async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  say(`• ${name} ...`);
+  try {
+    const result = await run();
+    say(`✓ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    return result;
+  } catch (err) {
+    say(`✗ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s): ${(err as Error).message}`);
+    throw err;
+  }
+}
+
+/** Loads the lab file, printing its problems (`path: reason`) when it is invalid. */
+export function labOrProblems(file: string): Lab | undefined {
+  const result = loadLab(file);
+  if (result.ok) return result.lab;
+  for (const p of result.problems) say(`${p.path}: ${p.reason}`);
+  return undefined;
+}
+
+export async function up(file: string): Promise<number> {
+  const lab = labOrProblems(file);
+  if (!lab) return EXIT.invalid;
+  try {
+    const complete = await step("toolchain: the offline bundle", () => ensureToolchain());
+    if (!complete) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
+    // Checked before anything is created; a lab that is already up holds its own ports and memory.
+    if (lab.driver.kind === "qemu" && !netnsExists(lab.netns)) {
+      const problems = await step("preflight: host, tools, ports, memory", () => preflightLab(parseLabMachines(machineSpecs(lab))));
+      if (problems.length) {
+        for (const p of problems) say(p);
+        return EXIT.invalid;
+      }
+    }
+    const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
+    const result = await step("pulumi up: create or update the lab", () => stack.up({ onOutput: (out) => process.stderr.write(out) }));
+    say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
+  } catch {
+    return EXIT.failed;
+  }
+  say("not built yet: the cluster tiers above Machines and Pki (etcd, control plane, node agents, flannel, kube-proxy, CoreDNS, ingress, workloads) and the probes");
+  return EXIT.ok;
+}
+
+export async function down(file: string): Promise<number> {
+  const lab = labOrProblems(file);
+  if (!lab) return EXIT.invalid;
+  let failed = false;
+  try {
+    if (await stackExists(lab)) {
+      const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
+      await step("pulumi destroy", () => stack.destroy({ onOutput: (out) => process.stderr.write(out) }));
+      await step(`stack: remove ${lab.name}`, () => stack.workspace.removeStack(lab.name));
+    }
+  } catch {
+    failed = true; // the machine layer below still cleans up what is left
+  }
+  // Whatever the state says: no VM, namespace, key or overlay of this lab survives `down`.
+  const { removed } = await step("machines: remove what is left", () => labDown(lab.name, { netns: lab.netns }));
+  for (const r of removed) say(`  removed ${r}`);
+  return failed ? EXIT.failed : EXIT.ok;
+}
+
+export async function status(file: string, json: boolean): Promise<number> {
+  const lab = labOrProblems(file);
+  if (!lab) return EXIT.invalid;
+  const machines = await labStatus(lab.name);
+  const live = new Map(machines.nodes.map((n) => [n.name, n]));
+  const report = {
+    lab: lab.name,
+    netns: lab.netns,
+    netnsExists: netnsExists(lab.netns),
+    nodes: lab.nodes.map((n) => {
+      const vm = live.get(n.name);
+      const ssh = vm?.ssh ?? (n.ssh ? { host: n.ssh.host, port: n.ssh.port, user: n.ssh.user, keyFile: n.ssh.keyFile } : undefined);
+      return { name: n.name, address: n.address, podSubnet: n.podSubnet, running: vm?.running ?? false, pid: vm?.pid, rssMiB: vm?.rssMiB, ssh, consoleLog: vm?.consoleLog };
+    }),
+    // The admin kubeconfig arrives with the control-plane tier; until then there is none.
+    kubeconfig: null,
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    console.log(`lab ${report.lab}: namespace ${report.netns} ${report.netnsExists ? "exists" : "does not exist"}`);
+    for (const n of report.nodes) {
+      const ssh = n.ssh ? `ssh -i ${n.ssh.keyFile} -p ${n.ssh.port} ${n.ssh.user}@${n.ssh.host}` : "no ssh endpoint";
+      console.log(`  ${n.name.padEnd(8)} ${n.address.padEnd(15)} ${n.running ? `running (pid ${n.pid}, ${n.rssMiB} MiB)` : "not running"}  ${ssh}`);
+    }
+    console.log(`  kubeconfig: ${report.kubeconfig ?? "none yet"}`);
+  }
+  return EXIT.ok;
+}

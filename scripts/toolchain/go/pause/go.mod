@@ -1,0 +1,3 @@
+module k8slab.local/toolchain/pause
+
+go 1.24

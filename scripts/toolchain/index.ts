@@ -1,0 +1,262 @@
+// `k8slab toolchain [--check] [--json]`: builds what the offline bundle lacks, or verifies
+// it, against scripts/toolchain/versions.yaml. Also the entry point other commands use.
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import lockfile from "proper-lockfile";
+import {
+  type ArtifactCheck,
+  type BundleState,
+  checkBundle,
+  describeStatus,
+  hashRecordedFiles,
+  isComplete,
+  processAlive,
+  readState,
+  recordBuilt,
+  toBuild,
+  writeState,
+} from "./bundle.js";
+import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.js";
+import { type Artifact, type Manifest, buildKey, manifestDigest, parseManifest, pluginVersion } from "./manifest.js";
+import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.js";
+
+export { bundleBinDir, bundleCniDir, bundleDir, cacheRoot, pulumiBinDir, pulumiEnv, pulumiHome } from "./paths.js";
+
+export async function loadManifest(file = manifestFile): Promise<Manifest> {
+  return parseManifest(await readFile(file, "utf8"));
+}
+
+/** Build keys of every artifact; with no Go installed (check-only machines) the recorded toolchain is assumed. */
+async function buildKeys(manifest: Manifest, state: BundleState): Promise<{ keys: Record<string, string>; go: string | null }> {
+  const go = await goVersion().catch(() => null);
+  const keys: Record<string, string> = {};
+  for (const a of manifest.artifacts) {
+    const digest = a.local ? await localSourceDigest(a.local) : "";
+    keys[a.name] = buildKey(a, go ?? state.artifacts[a.name]?.go ?? "unknown", digest);
+  }
+  return { keys, go };
+}
+
+/**
+ * A plugin is only usable offline if the npm package asks for exactly its version: the
+ * engine looks the plugin up by the version in the package's package.json.
+ */
+export async function npmPluginMismatches(manifest: Manifest): Promise<string[]> {
+  const problems: string[] = [];
+  for (const a of manifest.artifacts) {
+    if (!a.plugin) continue;
+    const pkgJson = path.join(repoRoot, "node_modules", a.plugin.npmPackage, "package.json");
+    if (!existsSync(pkgJson)) continue; // npm install not run yet; the bundle itself is still fine
+    const wanted = JSON.parse(await readFile(pkgJson, "utf8"))?.pulumi?.version;
+    if (wanted !== pluginVersion(a)) {
+      problems.push(`${a.plugin.npmPackage} asks for ${a.plugin.name} plugin ${wanted}, the manifest pins ${pluginVersion(a)}`);
+    }
+  }
+  return problems;
+}
+
+export interface ToolchainReport {
+  cache: string;
+  bundle: string;
+  bundleVersion: string;
+  go: string | null;
+  complete: boolean;
+  problems: string[];
+  artifacts: {
+    name: string;
+    version: string;
+    status: string;
+    detail: string;
+    files: Record<string, string>;
+    builtAt?: string;
+    durationMs?: number;
+    peakRssKiB?: number;
+  }[];
+}
+
+export async function inspect(manifest: Manifest): Promise<{ report: ToolchainReport; checks: ArtifactCheck[]; state: BundleState; keys: Record<string, string>; go: string | null }> {
+  const state = await readState(stateFile());
+  const { keys, go } = await buildKeys(manifest, state);
+  const disk = await hashRecordedFiles(bundleDir(), state);
+  const builderAlive = !!state.building && state.building.pid !== process.pid && processAlive(state.building.pid);
+  const checks = checkBundle(manifest, state, keys, disk, builderAlive);
+  const problems = await npmPluginMismatches(manifest);
+  const report: ToolchainReport = {
+    cache: cacheRoot(),
+    bundle: bundleDir(),
+    bundleVersion: manifestDigest(manifest),
+    go,
+    complete: isComplete(checks) && problems.length === 0,
+    problems,
+    artifacts: checks.map((c) => {
+      const rec = state.artifacts[c.name];
+      return {
+        name: c.name,
+        version: c.version,
+        status: c.status.state,
+        detail: describeStatus(c.status),
+        files: rec?.files ?? {},
+        builtAt: rec?.builtAt,
+        durationMs: rec?.durationMs,
+        peakRssKiB: rec?.peakRssKiB,
+      };
+    }),
+  };
+  return { report, checks, state, keys, go };
+}
+
+export function printReport(r: ToolchainReport, out: (s: string) => void): void {
+  out(`toolchain bundle ${r.bundleVersion} at ${r.bundle}`);
+  const width = Math.max(...r.artifacts.map((a) => a.name.length));
+  for (const a of r.artifacts) {
+    const mark = a.status === "ok" ? "ok " : "-- ";
+    out(`  ${mark} ${a.name.padEnd(width)}  ${a.version.padEnd(12)} ${a.detail}`);
+  }
+  for (const p of r.problems) out(`  !! ${p}`);
+  out(r.complete ? "complete" : "incomplete: run `npx k8slab toolchain` to build what is missing");
+}
+
+/** Takes the cache lock, waiting (and saying so) while another run holds it. */
+export async function withCacheLock<T>(log: (s: string) => void, fn: () => Promise<T>): Promise<T> {
+  const root = cacheRoot();
+  await mkdir(root, { recursive: true });
+  const lockPath = path.join(root, "toolchain.lock");
+  let said = false;
+  for (;;) {
+    try {
+      // The lock is a directory refreshed every few seconds; a crashed holder's goes stale after 30 s.
+      const release = await lockfile.lock(root, { lockfilePath: lockPath, stale: 30_000, update: 5_000, realpath: false });
+      try {
+        return await fn();
+      } finally {
+        await release().catch(() => undefined);
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ELOCKED") throw e;
+      if (!said) log(`waiting: another toolchain build holds ${lockPath}`);
+      said = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+export interface EnsureOptions {
+  /** Progress lines (stderr by default). */
+  log?: (s: string) => void;
+}
+
+/**
+ * Builds every artifact that is missing, stale, corrupt or was interrupted, one at a time,
+ * recording each as soon as it is installed so a later run resumes after the last one.
+ * Returns true when the bundle is complete.
+ */
+export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const manifest = await loadManifest();
+  const mismatches = await npmPluginMismatches(manifest);
+  if (mismatches.length) {
+    for (const m of mismatches) log(`toolchain: ${m}`);
+    return false;
+  }
+  return withCacheLock(log, async () => {
+    const { checks, keys, go } = await inspect(manifest);
+    if (!go) throw new Error("the Go toolchain is needed to build the bundle (apt-get install golang-go from trixie, or Go >= 1.24)");
+    let state = await readState(stateFile());
+    const todo = toBuild(checks);
+    if (!todo.length) return true;
+    await mkdir(bundleDir(), { recursive: true });
+    await mkdir(logDir(), { recursive: true });
+    log(`toolchain: ${todo.length} of ${checks.length} artifacts to build into ${bundleDir()} (Go caches in ${path.join(cacheRoot(), "go")})`);
+    const total = Date.now();
+    const failed: string[] = [];
+    // On Ctrl-C or a kill, stop the compiler too and leave the in-progress mark: the next run
+    // reports the artifact as interrupted and builds it again; finished ones stay done.
+    const onSignal = (sig: NodeJS.Signals) => {
+      log(`toolchain: ${sig}, stopping; a re-run resumes where this one stopped`);
+      stopActiveBuild();
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    for (const [i, c] of todo.entries()) {
+      const artifact = manifest.artifacts.find((a) => a.name === c.name) as Artifact;
+      if (artifact.plugin && failed.includes("pulumi")) {
+        log(`[${i + 1}/${todo.length}] ${artifact.name}: skipped, it is registered with the pulumi CLI, which failed`);
+        failed.push(artifact.name);
+        continue;
+      }
+      const tag = `[${i + 1}/${todo.length}] ${artifact.name} ${artifact.version}`;
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      const logFile = path.join(logDir(), `${artifact.name}-${stamp}.log`);
+      log(`${tag}: ${describeStatus(c.status)}; building (log ${logFile})`);
+      state = { ...state, building: { name: artifact.name, pid: process.pid, startedAt: new Date().toISOString() } };
+      await writeState(stateFile(), state);
+      const started = Date.now();
+      const elapsed = () => formatDuration(Date.now() - started);
+      const heartbeat = setInterval(() => log(`      ${artifact.name}: still building (${elapsed()})`), 60_000);
+      try {
+        const result = await buildArtifact({ artifact, logFile, note: (m) => log(`      ${artifact.name}: ${m} (${elapsed()})`) });
+        const durationMs = Date.now() - started;
+        state = recordBuilt(state, manifest, artifact.name, {
+          version: artifact.version,
+          buildKey: keys[artifact.name],
+          files: result.files,
+          builtAt: new Date().toISOString(),
+          durationMs,
+          peakRssKiB: result.peakRssKiB,
+          go,
+        });
+        await writeState(stateFile(), state);
+        const rss = result.peakRssKiB ? `, peak RSS ${(result.peakRssKiB / 1024 / 1024).toFixed(2)} GiB` : "";
+        log(`${tag}: done in ${formatDuration(durationMs)}${rss}`);
+        for (const f of result.updatedWrapperFiles) log(`      ${artifact.name}: updated ${f} (commit it)`);
+      } catch (e) {
+        const logPath = e instanceof BuildError ? e.logFile : logFile;
+        log(`${tag}: FAILED after ${elapsed()}: ${(e as Error).message}`);
+        log(await logTail(logPath, 30));
+        log(`full log: ${logPath}; a re-run resumes with ${artifact.name}`);
+        // A failure is not an interrupt: clear the mark so the next run says "not built"/"pin changed".
+        const { building: _done, ...rest } = state;
+        state = rest;
+        await writeState(stateFile(), state);
+        // Go on with the others: one bad pin should not hold back the rest of the bundle.
+        failed.push(artifact.name);
+      } finally {
+        clearInterval(heartbeat);
+      }
+    }
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    if (failed.length) {
+      log(`toolchain: ${failed.length} of ${todo.length} failed (${failed.join(", ")}) after ${formatDuration(Date.now() - total)}`);
+      return false;
+    }
+    state = { ...state, manifestDigest: manifestDigest(manifest) };
+    await writeState(stateFile(), state);
+    log(`toolchain: built ${todo.length} artifacts in ${formatDuration(Date.now() - total)}`);
+    return true;
+  });
+}
+
+async function logTail(file: string, lines: number): Promise<string> {
+  try {
+    const text = await readFile(file, "utf8");
+    return text.trimEnd().split("\n").slice(-lines).map((l) => `    | ${l}`).join("\n");
+  } catch {
+    return "    (no log)";
+  }
+}
+
+/** The CLI entry: exit code 0 when the bundle is complete (and, without --check, after building it). */
+export async function toolchainCommand(opts: { check: boolean; json: boolean }): Promise<number> {
+  const manifest = await loadManifest();
+  if (!opts.check) {
+    const ok = await ensureToolchain();
+    if (!ok && !opts.json) return 1;
+  }
+  const { report } = await inspect(manifest);
+  if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else printReport(report, (s) => process.stdout.write(`${s}\n`));
+  return report.complete ? 0 : 1;
+}
