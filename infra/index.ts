@@ -1,7 +1,10 @@
 // The Pulumi program: the only place that reads stack config. Loads the lab, builds its tiers, exports outputs.
 import * as pulumi from "@pulumi/pulumi";
+import { readState } from "../scripts/toolchain/bundle.ts";
+import { stateFile } from "../scripts/toolchain/paths.ts";
 import { loadLab } from "./lab/index.js";
 import { buildLab } from "./program.js";
+import type { ControlPlane } from "./tiers/control-plane.js";
 import type { Machines } from "./tiers/machines.js";
 
 const config = new pulumi.Config("k8slab");
@@ -11,15 +14,19 @@ if (!loaded.ok) {
   throw new Error(`lab file ${labFile} is not valid:\n${loaded.problems.map((p) => `  ${p.path}: ${p.reason}`).join("\n")}`);
 }
 const { lab } = loaded;
-const [machines] = buildLab(lab) as [Machines];
+// The bundle's checksums: a rebuilt binary is pushed to the nodes again.
+const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
+const [machines, , , controlPlane] = buildLab(lab, bundleFiles) as [Machines, unknown, unknown, ControlPlane];
 
 export const labName = lab.name;
 export const netns = lab.netns;
 export const apiServerEndpoint = machines.apiServerEndpoint;
+export const kubeconfig = controlPlane.kubeconfig;
+export const kubeconfigFile = controlPlane.kubeconfigFile;
 export const nodes = lab.nodes.map((n) => ({
   name: n.name,
   address: n.address,
   podSubnet: n.podSubnet,
   roles: n.roles,
-  ssh: machines.sshEndpoints[n.name],
+  ssh: machines.connections[n.name],
 }));

@@ -7,6 +7,8 @@ export interface TierArgs {
   lab: Lab;
   /** The tier below; this tier's resources wait for it. */
   after?: Tier;
+  /** sha256 of each file in the toolchain bundle, by bundle path (bin/kubelet): changes re-push binaries. */
+  bundleFiles?: Readonly<Record<string, string>>;
 }
 
 export abstract class Tier extends pulumi.ComponentResource {
@@ -16,6 +18,12 @@ export abstract class Tier extends pulumi.ComponentResource {
   protected constructor(kind: string, name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super(`k8slab:tier:${kind}`, name, {}, { ...opts, dependsOn: args.after ? [args.after] : [] });
     this.after = args.after;
+  }
+
+  /** A tier built earlier (walking down from the one below): how a tier reads what it builds on. */
+  protected below<T extends Tier>(kind: abstract new (...args: never[]) => T): T {
+    for (let t = this.after; t; t = t.after) if (t instanceof kind) return t;
+    throw new Error(`${this.constructor.name} needs a ${kind.name} tier below it`);
   }
 
   /**

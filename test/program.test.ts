@@ -1,57 +1,48 @@
 // The Pulumi program's tier graph under mocks: names, type tokens, parents and order.
-import { after, test } from "node:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { promisify } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
+import { COMMAND_TYPE } from "../infra/provider/command.ts";
+// The mock monitor passes secret inputs in Pulumi's wire envelope, as the engine does to the provider.
+import { unwrapSecrets } from "../infra/provider/provider.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const run = promisify(execFile);
 
-/** A private key file standing in for the lab key the machine layer would generate. */
-const keyDir = mkdtempSync(path.join(tmpdir(), "k8slab-program-test-"));
+/** Where the machine layer would keep the lab's key (never read here). */
+const keyDir = "/var/lib/k8slab-test/two-node";
 const keyFile = path.join(keyDir, "id_ed25519");
-writeFileSync(keyFile, "PRIVATE KEY FOR TESTS\n");
-after(() => rmSync(keyDir, { recursive: true, force: true }));
 
-/** Machine-layer commands that ran, by resource name; they are recorded, never run (they would start VMs). */
-const machineCommands = new Map<string, { create: string; delete?: string; environment?: Record<string, string> }>();
+type CommandInputs = { create: string; delete?: string; stdin?: string; environment?: Record<string, string>; connection?: { port: number } };
+/** Every Command the program declared, by resource name (names repeat across tiers, so a list each). */
+const commands = new Map<string, CommandInputs[]>();
+const first = (name: string) => commands.get(name)?.[0];
 
 /**
- * The PKI generator really runs, as the provider would run it from the project root. Machine-layer
- * commands are answered the way scripts/machines/cli.ts answers them.
+ * The PKI generator really runs, as the provider would run it from the project root. vm-up is
+ * answered the way scripts/machines/cli.ts answers it; nothing else runs (it would touch VMs).
  */
-async function runLocalCommand(name: string, inputs: { create: string; delete?: string; environment?: Record<string, string> }) {
-  if (inputs.create.includes("scripts/machines/")) {
-    machineCommands.set(name, inputs);
+async function answerCommand(name: string, inputs: CommandInputs) {
+  commands.set(name, [...(commands.get(name) ?? []), inputs]);
+  let stdout = "";
+  if (inputs.create.includes("scripts/pki.ts")) {
+    stdout = (await run("/bin/sh", ["-c", inputs.create], { cwd: root, env: { ...process.env, ...inputs.environment } })).stdout;
+  } else if (inputs.create.endsWith("vm-up")) {
     const spec = JSON.parse(inputs.environment?.K8SLAB_SPEC ?? "{}");
-    const stdout = inputs.create.endsWith("vm-up") ? JSON.stringify({ name: spec.name, ssh: { host: "127.0.0.1", port: spec.sshPort, user: "root", keyFile } }) : "{}";
-    return { ...inputs, stdout, stderr: "" };
+    stdout = JSON.stringify({ name: spec.name, ssh: { host: "127.0.0.1", port: spec.sshPort, user: "root", keyFile, knownHostsFile: `${keyDir}/known_hosts` } });
   }
-  const { stdout } = await run("/bin/sh", ["-c", inputs.create], { cwd: root, env: { ...process.env, ...inputs.environment } });
   return { ...inputs, stdout, stderr: "" };
-}
-
-/** The mock monitor passes secret inputs in Pulumi's wire envelope; a provider would see plain values. */
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-function unwrapSecrets(v: any): any {
-  if (Array.isArray(v)) return v.map(unwrapSecrets);
-  if (v && typeof v === "object") {
-    if (v[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270") return unwrapSecrets(v.value);
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
-  }
-  return v;
 }
 
 // Mocks must be in place before the program's modules create resources.
 await pulumi.runtime.setMocks(
   {
     newResource: async (args) => {
-      const state = args.type === "command:local:Command" ? await runLocalCommand(args.name, unwrapSecrets(args.inputs)) : args.inputs;
+      const state = args.type === COMMAND_TYPE ? await answerCommand(args.name, unwrapSecrets(args.inputs)) : args.inputs;
       return { id: `${args.name}-id`, state };
     },
     call: (args) => args.inputs,
@@ -116,25 +107,61 @@ test("pki: every certificate is signed by the lab CA, keys are secrets, all pare
   }
   assert.equal(await pulumi.isSecret(pki.serviceAccount.privateKeyPem), true);
   const children = childrenOf(pki);
-  assert.equal(children.length, names.length + 2, "CA + certificates + service-account key");
-  for (const child of children) assert.match(await valueOf(child.urn), /::k8slab:tier:Pki\$command:local:Command::/);
+  assert.equal(children.length, names.length + 2 + 2, "CA + certificates + service-account key + one files step per node");
+  for (const child of children) assert.match(await valueOf(child.urn), /::k8slab:tier:Pki\$k8slab:index:Command::/);
 });
 
 test("machines: one VM per node on the lab LAN, reachable through loopback forwards", async () => {
   const machines = tiers[0] as import("../infra/tiers/machines.js").Machines;
   assert.equal(machines.apiServerEndpoint, "127.0.0.1:16443");
-  const lan = machineCommands.get("lan")!;
+  const lan = first("lan")!;
   assert.match(lan.create, /net-up$/);
   assert.equal(lan.delete, "node_modules/.bin/tsx scripts/machines/cli.ts down two-node");
   assert.deepEqual(JSON.parse(lan.environment!.K8SLAB_SPEC), { lab: "two-node", netns: "k8slab-two-node", bridge: "lan0", gatewayCidr: "192.168.0.1/24" });
-  const specs = ["node1", "node2"].map((n) => JSON.parse(machineCommands.get(`vm-${n}`)!.environment!.K8SLAB_SPEC));
+  const specs = ["node1", "node2"].map((n) => JSON.parse(first(`vm-${n}`)!.environment!.K8SLAB_SPEC));
   assert.deepEqual(specs.map((s) => [s.name, s.address, s.sshPort, s.memoryMiB]), [["node1", "192.168.0.21", 2221, 3072], ["node2", "192.168.0.22", 2222, 2048]]);
   assert.deepEqual(specs[0].extraForwards, [{ host: 16443, guest: 6443 }], "the API server is forwarded from the control plane only");
   assert.deepEqual(specs[1].extraForwards, []);
-  assert.match(machineCommands.get("vm-node2")!.delete!, /"name":"node2".*vm-down$/);
+  assert.match(first("vm-node2")!.delete!, /"name":"node2".*vm-down$/);
   const node2 = machines.connections.node2;
   const conn = await valueOf(node2);
   assert.deepEqual([conn.host, conn.port, conn.user], ["127.0.0.1", 2222, "root"]);
-  assert.equal(conn.privateKey, "PRIVATE KEY FOR TESTS\n");
-  assert.equal(await pulumi.isSecret(node2), true, "the connection carries the private key as a secret");
+  assert.deepEqual([conn.keyFile, conn.knownHostsFile], [keyFile, `${keyDir}/known_hosts`], "the key stays a file: no key material in state");
+});
+
+/** The ssh port a Command runs on (2221 node1, 2222 node2), or "local". */
+const where = (c: CommandInputs) => c.connection?.port ?? "local";
+
+test("binaries: each node gets what its roles run, from the bundle, over its own ssh endpoint", () => {
+  const [node1, node2] = ["node1", "node2"].map((n) => first(`bundle-${n}`)!);
+  assert.match(node1.create, /bin\/kube-apiserver .*bin\/kubelet .*cni\/bin\/flannel \| ssh .*'-p' '2221'/);
+  assert.match(node2.create, /bin\/kubelet .*\| ssh .*'-p' '2222'/);
+  assert.doesNotMatch(node2.create, /kube-apiserver|etcd/, "a worker gets no control-plane binaries");
+});
+
+test("pki: each node receives only its own certificates and keys", () => {
+  const files = (n: string) => first(`files-${n}`)!;
+  const paths = (c: CommandInputs) => [...c.stdin!.matchAll(/base64 -d > (\S+)\.k8slab-new/g)].map((m) => m[1]);
+  const node2 = paths(files("node2"));
+  assert.ok(node2.includes("/etc/kubernetes/pki/kubelet-node2.key") && node2.includes("/etc/kubernetes/kubelet.kubeconfig"));
+  assert.ok(!node2.some((p) => /apiserver|etcd-server|service-account|kubelet-node1|admin/.test(p)), `node2 got ${node2.join(" ")}`);
+  assert.ok(paths(files("node1")).includes("/etc/kubernetes/pki/service-account.key"));
+  assert.match(files("node2").stdin!, /chmod 0600 \/etc\/kubernetes\/pki\/kubelet-node2\.key/);
+});
+
+test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy on every node", () => {
+  const units = (name: string) => (commands.get(name) ?? []).map(where);
+  assert.deepEqual(units("etcd"), [2221]);
+  assert.deepEqual(units("kube-apiserver"), [2221]);
+  assert.deepEqual(units("controllers"), [2221]);
+  for (const unit of ["containerd", "kubelet", "flanneld", "kube-proxy"]) {
+    assert.deepEqual([...units(`${unit}-node1`), ...units(`${unit}-node2`)], [2221, 2222], unit);
+  }
+  assert.match(commands.get("flannel-network-config")![0].create, /etcdctl .* put \/coreos\.com\/network\/config /);
+  const ready = first("nodes-ready")!;
+  assert.match(ready.create, /^"\$KUBECTL" wait --for=condition=Ready node\/node1 node\/node2 /);
+  assert.match(ready.environment!.KUBECTL, /bundle-v1\/bin\/kubectl$/);
+  assert.match(ready.environment!.KUBECONFIG, /labs\/two-node\/admin\.kubeconfig$/);
+  // A config change restarts a unit: its digest is part of the command's inputs.
+  assert.match(commands.get("kubelet-node2")![0].environment!.K8SLAB_CONFIG_SHA256, /^[0-9a-f]{64}$/);
 });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadLab, type Lab } from "../infra/lab/index.js";
-import { apiServerSANs, controlPlaneFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
+import { allNodeFiles, apiServerSANs, etcdFiles, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -22,17 +22,15 @@ function matchesSnapshot(file: string, actual: string) {
   assert.equal(actual, readFileSync(target, "utf8"), `${file} differs from its snapshot`);
 }
 
-const perNode = [
-  ["node1", [...controlPlaneFiles(lab), ...nodeAgentFiles(lab, lab.nodes[0])]],
-  ["node2", nodeAgentFiles(lab, lab.nodes[1])],
-] as const;
+const perNode = lab.nodes.map((n) => [n.name, allNodeFiles(lab, n)] as const);
 
 for (const [node, files] of perNode) {
   for (const f of files) test(`${node}:${f.path} matches its snapshot`, () => matchesSnapshot(`${node}${f.path}`, f.content));
 }
 
 test("every node's files carry the lab's values, not another node's", () => {
-  const text = (i: number) => nodeAgentFiles(lab, lab.nodes[i]).map((f) => f.content).join("\n");
+  // What runs on every node (the control plane's own files name node1 by design).
+  const text = (i: number) => [nodeAgentFiles, flannelFiles, kubeProxyFiles].flatMap((files) => files(lab, lab.nodes[i])).map((f) => f.content).join("\n");
   assert.match(text(1), /--node-ip=192\.168\.0\.22/);
   assert.match(text(1), /FLANNEL_SUBNET=172\.30\.2\.1\/24/);
   assert.match(text(1), /FLANNEL_MTU=1450/);
@@ -41,7 +39,7 @@ test("every node's files carry the lab's values, not another node's", () => {
 });
 
 test("the flannel network config is the lab's VXLAN backend", () => {
-  const netConf = controlPlaneFiles(lab).find((f) => f.path.endsWith("flannel-net-conf.json"))!;
+  const netConf = etcdFiles(lab).find((f) => f.path.endsWith("flannel-net-conf.json"))!;
   assert.deepEqual(JSON.parse(netConf.content), { Network: "172.30.0.0/16", SubnetLen: 24, Backend: { Type: "vxlan", VNI: 1, Port: 8472 } });
 });
 

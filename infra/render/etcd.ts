@@ -55,3 +55,14 @@ export function renderFlannelNetConf(lab: Lab): string {
     ) + "\n"
   );
 }
+
+/** etcdctl on the control-plane node, with the API server's etcd client certificate (probes use it too). */
+export function etcdctlCommand(lab: Lab): string {
+  return [
+    `${NODE_PATHS.bin}/etcdctl`,
+    `--endpoints=${etcdEndpoint(lab)}`,
+    `--cacert=${pki("ca.crt")}`,
+    `--cert=${pki("apiserver-etcd-client.crt")}`,
+    `--key=${pki("apiserver-etcd-client.key")}`,
+  ].join(" ");
+}

@@ -21,11 +21,17 @@ export interface NodeFile {
 
 const unit = (name: string) => `${NODE_PATHS.units}/${name}.service`;
 
-/** The control plane's files: etcd, the three control-plane units and their configs. */
-export function controlPlaneFiles(lab: Lab): NodeFile[] {
+/** Etcd tier, control-plane node: the etcd unit and the flannel network config it will store. */
+export function etcdFiles(lab: Lab): NodeFile[] {
   return [
     { path: unit("etcd"), content: renderEtcdUnit(lab) },
     { path: configPath("flannel-net-conf.json"), content: renderFlannelNetConf(lab) },
+  ];
+}
+
+/** ControlPlane tier: the three control-plane units and their configs. */
+export function controlPlaneFiles(lab: Lab): NodeFile[] {
+  return [
     { path: configPath("authentication.yaml"), content: renderAuthenticationConfig() },
     { path: unit("kube-apiserver"), content: renderApiServerUnit(lab) },
     { path: unit("kube-controller-manager"), content: renderControllerManagerUnit(lab) },
@@ -34,22 +40,40 @@ export function controlPlaneFiles(lab: Lab): NodeFile[] {
   ];
 }
 
-/** What every node runs: containerd, CNI, kubelet, flanneld, kube-proxy. */
+/** NodeAgents tier, every node: containerd, the CNI chain, kubelet. */
 export function nodeAgentFiles(lab: Lab, node: LabNode): NodeFile[] {
   return [
     { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig() },
     { path: `${NODE_PATHS.cniConf}/10-k8slab.conflist`, content: renderCniConfig(lab) },
     { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node) },
     { path: unit("kubelet"), content: renderKubeletUnit(node) },
+  ];
+}
+
+/** Flannel tier, every node: flanneld and the subnet it should lease. */
+export function flannelFiles(lab: Lab, node: LabNode): NodeFile[] {
+  return [
     { path: configPath("flannel-subnet.env"), content: renderFlannelSubnetFile(lab, node) },
     { path: unit("flanneld"), content: renderFlanneldUnit(lab, node) },
+  ];
+}
+
+/** KubeProxy tier, every node. */
+export function kubeProxyFiles(lab: Lab, node: LabNode): NodeFile[] {
+  return [
     { path: configPath("kube-proxy.yaml"), content: renderKubeProxyConfig(lab, node) },
     { path: unit("kube-proxy"), content: renderKubeProxyUnit(node) },
   ];
 }
 
+/** Every rendered file a node receives, all tiers together. */
+export function allNodeFiles(lab: Lab, node: LabNode): NodeFile[] {
+  const perNode = [...nodeAgentFiles(lab, node), ...flannelFiles(lab, node), ...kubeProxyFiles(lab, node)];
+  return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
+}
+
 export { apiServerSANs, apiServerURL, API_SERVER_PORT } from "./controlplane.js";
-export { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
+export { etcdctlCommand, etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
 export { PAUSE_IMAGE } from "./node.js";
-export { NODE_PATHS } from "./paths.js";
+export { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";

@@ -1,8 +1,10 @@
 // Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
-import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
-import * as command from "@pulumi/command";
-import type { types } from "@pulumi/command";
+import { sshArgv } from "../../scripts/machines/ssh.ts";
+import { bundleDir } from "../../scripts/toolchain/paths.ts";
+import { Command, type SshEndpoint } from "../provider/command.js";
+import { shellQuote } from "../provider/provider.js";
+import { NODE_PATHS } from "../render/index.js";
 import type { Lab, LabNode } from "../lab/index.js";
 import { API_SERVER_PORT } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
@@ -34,25 +36,33 @@ export function machineSpecs(lab: Lab) {
   return { net, machines };
 }
 
+/** The bundle's binaries a node runs, by bundle path: what its roles need, nothing more. */
+export function bundleFilesFor(node: LabNode): string[] {
+  const controlPlane = ["etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"];
+  const everyNode = ["kubelet", "kube-proxy", "flanneld", "crictl"];
+  const cni = ["bridge", "host-local", "loopback", "portmap", "flannel"];
+  return [...(node.isControlPlane ? controlPlane : []), ...everyNode].map((b) => `bin/${b}`).concat(cni.map((c) => `cni/bin/${c}`));
+}
+
+/**
+ * One tar stream from the bundle to the node over ssh: bin/ lands in /usr/local/bin, cni/bin/ in
+ * /opt/cni/bin. Nothing is downloaded on the node.
+ */
+export function pushBundleCommand(files: string[], ep: SshEndpoint): string {
+  const transform = `s,^bin/,${NODE_PATHS.bin.slice(1)}/,;s,^cni/bin/,${NODE_PATHS.cniBin.slice(1)}/,`;
+  const [ssh, ...args] = sshArgv(ep, "tar -C / --no-same-owner -xf -");
+  return `tar -C ${shellQuote(bundleDir())} --transform ${shellQuote(transform)} -cf - ${files.join(" ")} | ${ssh} ${args.map(shellQuote).join(" ")}`;
+}
+
 /** Where this machine reaches kube-apiserver: the loopback forward (qemu) or the lab file's endpoint (ssh). */
 export function apiServerEndpoint(lab: Lab): string {
   if (lab.driver.kind === "qemu") return `127.0.0.1:${lab.driver.apiServerPort}`;
   return lab.driver.apiServerEndpoint ?? `${lab.controlPlane.address}:${API_SERVER_PORT}`;
 }
 
-/** How this machine reaches a node's sshd (the key is a file in the lab's state folder). */
-export interface SshEndpoint {
-  host: string;
-  port: number;
-  user: string;
-  keyFile: string;
-}
-
 export class Machines extends Tier {
-  /** Per node name: the SSH connection later tiers give remote.Command (the private key is a secret). */
-  readonly connections: Record<string, pulumi.Output<types.input.remote.ConnectionArgs>> = {};
-  /** Per node name: the same endpoint without the key's content, for `k8slab status`. */
-  readonly sshEndpoints: Record<string, pulumi.Output<SshEndpoint>>;
+  /** Per node name: how later tiers' commands reach it (key and known_hosts are files of the lab's state folder). */
+  readonly connections: Record<string, pulumi.Output<SshEndpoint>>;
   readonly apiServerEndpoint: string;
 
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -62,7 +72,7 @@ export class Machines extends Tier {
     const { net, machines } = machineSpecs(lab);
 
     // The LAN namespace and the lab's SSH key; deleting it removes everything of the lab that is left.
-    const lan = new command.local.Command(
+    const lan = new Command(
       "lan",
       {
         create: withSpec("net-up"),
@@ -76,7 +86,7 @@ export class Machines extends Tier {
     const endpoints: Record<string, pulumi.Output<SshEndpoint>> = {};
     if (lab.driver.kind === "qemu") {
       for (const spec of machines) {
-        const vm = new command.local.Command(
+        const vm = new Command(
           `vm-${spec.name}`,
           {
             create: withSpec("vm-up"),
@@ -93,20 +103,29 @@ export class Machines extends Tier {
       for (const node of lab.nodes) endpoints[node.name] = this.existingHost(lab, node, lan);
     }
 
-    this.sshEndpoints = endpoints;
-    for (const [nodeName, endpoint] of Object.entries(endpoints)) {
-      // Secret as a whole: it carries the private key.
-      this.connections[nodeName] = pulumi.secret(
-        endpoint.apply((ep) => ({ host: ep.host, port: ep.port, user: ep.user, privateKey: readFileSync(ep.keyFile, "utf8") })),
+    // Every later tier's units run these binaries: the node is only ready once they are there.
+    const ready: Record<string, pulumi.Output<SshEndpoint>> = {};
+    for (const node of lab.nodes) {
+      const files = bundleFilesFor(node);
+      const push = new Command(
+        `bundle-${node.name}`,
+        {
+          create: endpoints[node.name].apply((ep) => pushBundleCommand(files, ep)),
+          // A rebuilt binary is pushed again (update), not the node replaced.
+          environment: { K8SLAB_BUNDLE_SHA256: files.map((f) => `${f}=${args.bundleFiles?.[f] ?? "missing"}`).join(" ") },
+        },
+        this.childOpts(),
       );
+      ready[node.name] = pulumi.all([endpoints[node.name], push.id]).apply(([ep]) => ep);
     }
+    this.connections = ready;
     this.registerOutputs({ apiServerEndpoint: this.apiServerEndpoint });
   }
 
   /** ssh driver: nothing to create, only wait until the host answers. */
-  private existingHost(lab: Lab, node: LabNode, lan: command.local.Command): pulumi.Output<SshEndpoint> {
+  private existingHost(lab: Lab, node: LabNode, lan: Command): pulumi.Output<SshEndpoint> {
     const ssh = node.ssh!;
-    const wait = new command.local.Command(
+    const wait = new Command(
       `host-${node.name}`,
       { create: withSpec(`ssh-up --lab ${lab.name}`), environment: { K8SLAB_SPEC: JSON.stringify(ssh) }, triggers: [JSON.stringify(ssh)] },
       this.childOpts({}, [lan]),

@@ -1,9 +1,21 @@
 // Pki: the lab CA and every certificate and key the cluster's parts present to each other.
 import * as pulumi from "@pulumi/pulumi";
-import * as command from "@pulumi/command";
 import { certificateCatalog, type CertSpec } from "../pki/catalog.js";
 import type { KeyPairPem } from "../pki/generate.js";
+import { Command } from "../provider/command.js";
+import { apiServerURL, kubeconfigPath, pki, renderKubeconfig } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
+import { Machines } from "./machines.js";
+import { nodeFiles, type NodeFileInput } from "./remote.js";
+
+/** The kubeconfig each component on a node reads, and whose certificate it presents. */
+function kubeconfigsFor(isControlPlane: boolean, nodeName: string): { who: string; cert: string }[] {
+  const everyNode = [
+    { who: "kubelet", cert: `kubelet-${nodeName}` },
+    { who: "kube-proxy", cert: "kube-proxy" },
+  ];
+  return isControlPlane ? [...everyNode, { who: "controller-manager", cert: "controller-manager" }, { who: "scheduler", cert: "scheduler" }] : everyNode;
+}
 
 /** Runs from the project root (Pulumi's working directory); a relative path keeps state free of checkout paths. */
 const GENERATE = "node_modules/.bin/tsx scripts/pki.ts";
@@ -19,13 +31,15 @@ export class Pki extends Tier {
   readonly caCertPem: pulumi.Output<string>;
   readonly certs: Record<string, IssuedCert>;
   readonly serviceAccount: { publicKeyPem: pulumi.Output<string>; privateKeyPem: pulumi.Output<string> };
+  /** Per node: the step that put its certificates, keys and kubeconfigs in place (tiers above wait for it). */
+  readonly nodeFiles: Record<string, Command> = {};
 
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super("Pki", name, args, opts);
     // Each key pair is made once, when its command is created; a later `up` reads it from state.
     const generate = <T>(id: string, kind: string, environment: Record<string, pulumi.Input<string>>, triggers: unknown[] = []) =>
       pulumi.secret(
-        new command.local.Command(
+        new Command(
           id,
           { create: `${GENERATE} ${kind}`, environment, triggers, logging: "none" },
           this.childOpts({ additionalSecretOutputs: ["stdout"] }),
@@ -45,6 +59,36 @@ export class Pki extends Tier {
     }
     const sa = generate<{ publicKeyPem: string; privateKeyPem: string }>("service-account", "service-account", {});
     this.serviceAccount = { publicKeyPem: pulumi.unsecret(sa.publicKeyPem), privateKeyPem: sa.privateKeyPem };
+
+    // Each node gets the CA, its own certificates and keys, and its components' kubeconfigs.
+    const { lab } = args;
+    const machines = this.below(Machines);
+    for (const node of lab.nodes) {
+      const files: NodeFileInput[] = [{ path: pki("ca.crt"), content: this.caCertPem }];
+      for (const { spec, certPem, keyPem } of Object.values(this.certs).filter((c) => c.spec.nodes.includes(node.name))) {
+        files.push({ path: pki(`${spec.name}.crt`), content: certPem }, { path: pki(`${spec.name}.key`), content: keyPem, mode: "0600" });
+      }
+      if (node.isControlPlane) {
+        files.push(
+          { path: pki("service-account.pub"), content: this.serviceAccount.publicKeyPem },
+          { path: pki("service-account.key"), content: this.serviceAccount.privateKeyPem, mode: "0600" },
+        );
+      }
+      for (const { who, cert } of kubeconfigsFor(node.isControlPlane, node.name)) {
+        files.push({ path: kubeconfigPath(who), content: this.kubeconfig(lab.name, apiServerURL(lab), cert), mode: "0600" });
+      }
+      this.nodeFiles[node.name] = nodeFiles(`files-${node.name}`, machines.connections[node.name], files, this.childOpts());
+    }
     this.registerOutputs({ caCertPem: this.caCertPem });
+  }
+
+  /** A kubeconfig for `server` presenting certificate `cert` (a secret: it holds the key). */
+  kubeconfig(clusterName: string, server: string, cert: string): pulumi.Output<string> {
+    const issued = this.certs[cert];
+    return pulumi.secret(
+      pulumi.all([this.caCertPem, issued.certPem, issued.keyPem]).apply(([caCertPem, clientCertPem, clientKeyPem]) =>
+        renderKubeconfig({ clusterName, server, caCertPem, user: issued.spec.commonName, clientCertPem, clientKeyPem }),
+      ),
+    );
   }
 }

@@ -41,6 +41,9 @@ export function pulumiHome(): string {
   return path.join(bundleDir(), "pulumi", "home");
 }
 
+/** The project's own provider plugin (infra/provider). */
+export const providerBinDir = path.join(repoRoot, "infra", "provider", "bin");
+
 export const stateFile = () => path.join(bundleDir(), "bundle.json");
 export const logDir = () => path.join(cacheRoot(), "logs");
 export const workDir = (name: string) => path.join(cacheRoot(), "work", name);
@@ -48,13 +51,14 @@ export const goCacheDir = () => path.join(cacheRoot(), "go");
 
 /**
  * Environment for running the bundled pulumi offline: the bundle's pulumi first on PATH,
- * then the repo's Node (the SDK needs Node >= 22), plugins only from the bundle's
+ * then the project's own provider plugin (pulumi-resource-k8slab, found on PATH like any
+ * ambient plugin), then the repo's Node (the SDK needs Node >= 22), other plugins only from the bundle's
  * PULUMI_HOME, no update checks. A passphrase default keeps a local lab's secrets usable
  * without prompting; set PULUMI_CONFIG_PASSPHRASE(_FILE) to choose your own.
  */
 export function pulumiEnv(): Record<string, string> {
   const env: Record<string, string> = {
-    PATH: [pulumiBinDir(), path.join(repoRoot, "node_modules", ".bin"), process.env.PATH ?? ""].join(path.delimiter),
+    PATH: [pulumiBinDir(), providerBinDir, path.join(repoRoot, "node_modules", ".bin"), process.env.PATH ?? ""].join(path.delimiter),
     PULUMI_HOME: pulumiHome(),
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_SKIP_UPDATE_CHECK: "true",

@@ -1,0 +1,55 @@
+// ControlPlane: kube-apiserver, kube-controller-manager and kube-scheduler as systemd units on the
+// control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
+import * as pulumi from "@pulumi/pulumi";
+import { labPaths } from "../../scripts/machines/spec.ts";
+import { Command } from "../provider/command.js";
+import { API_SERVER_PORT, controlPlaneFiles, pki } from "../render/index.js";
+import { Tier, type TierArgs } from "../tier.js";
+import { Machines } from "./machines.js";
+import { Pki } from "./pki.js";
+import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+
+/** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
+export const adminKubeconfigFile = (lab: string) => `${labPaths(lab).dir}/admin.kubeconfig`;
+
+export class ControlPlane extends Tier {
+  /** The admin kubeconfig (secret), pointing at the API server as this machine reaches it. */
+  readonly kubeconfig: pulumi.Output<string>;
+  readonly kubeconfigFile: string;
+
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("ControlPlane", name, args, opts);
+    const { lab } = args;
+    const machines = this.below(Machines);
+    const connection = machines.connections[lab.controlPlane.name];
+    const files = controlPlaneFiles(lab);
+    const written = nodeFiles("files", connection, files, this.childOpts());
+    // Anonymous requests may read /readyz (authentication.yaml); it answers once etcd and every post-start hook are fine.
+    const apiServer = nodeUnits("kube-apiserver", connection, ["kube-apiserver"], this.childOpts({}, [written]), {
+      ready: `curl -sf --max-time 5 --cacert ${pki("ca.crt")} https://127.0.0.1:${API_SERVER_PORT}/readyz >/dev/null`,
+      what: "kube-apiserver /readyz",
+      readyTimeoutSec: 600,
+      configDigest: filesDigest(files),
+    });
+    nodeUnits("controllers", connection, ["kube-controller-manager", "kube-scheduler"], this.childOpts({}, [apiServer]), {
+      ready: "systemctl is-active --quiet kube-controller-manager kube-scheduler",
+      what: "kube-controller-manager and kube-scheduler",
+      configDigest: filesDigest(files),
+    });
+
+    this.kubeconfig = this.below(Pki).kubeconfig(lab.name, `https://${machines.apiServerEndpoint}`, "admin");
+    this.kubeconfigFile = adminKubeconfigFile(lab.name);
+    new Command(
+      "admin-kubeconfig",
+      {
+        create: `install -D -m 0600 /dev/stdin "$FILE"`,
+        delete: `rm -f "$FILE"`,
+        environment: { FILE: this.kubeconfigFile },
+        stdin: this.kubeconfig,
+        logging: "none",
+      },
+      this.childOpts({}, [apiServer]),
+    );
+    this.registerOutputs({ kubeconfigFile: this.kubeconfigFile });
+  }
+}

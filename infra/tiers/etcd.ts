@@ -1,0 +1,33 @@
+// Etcd: the cluster's store on the control-plane node, TLS on client and peer ports; it also holds
+// flannel's network config, which flanneld reads at <prefix>/config (the classic layout).
+import type * as pulumi from "@pulumi/pulumi";
+import { Command } from "../provider/command.js";
+import { configPath, etcdctlCommand, etcdFiles, FLANNEL_ETCD_PREFIX } from "../render/index.js";
+import { Tier, type TierArgs } from "../tier.js";
+import { Machines } from "./machines.js";
+import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+
+export class Etcd extends Tier {
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("Etcd", name, args, opts);
+    const { lab } = args;
+    const connection = this.below(Machines).connections[lab.controlPlane.name];
+    const files = etcdFiles(lab);
+    const written = nodeFiles("files", connection, files, this.childOpts());
+    const etcd = nodeUnits("etcd", connection, ["etcd"], this.childOpts({}, [written]), {
+      ready: `${etcdctlCommand(lab)} endpoint health >/dev/null 2>&1`,
+      what: "etcd's client endpoint",
+      configDigest: filesDigest(files),
+    });
+    new Command(
+      "flannel-network-config",
+      {
+        connection,
+        create: `${etcdctlCommand(lab)} put ${FLANNEL_ETCD_PREFIX}/config "$(cat ${configPath("flannel-net-conf.json")})" >/dev/null`,
+        environment: { K8SLAB_CONFIG_SHA256: filesDigest(files) },
+      },
+      this.childOpts({}, [etcd]),
+    );
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,27 @@
+// Flannel: flanneld with the VXLAN backend on every node. It leases the node's /24 in etcd and
+// programs flannel.1 (VNI, UDP port, MTU), plus one route, one neighbour and one FDB entry per peer.
+import type * as pulumi from "@pulumi/pulumi";
+import { flannelFiles, NODE_PATHS } from "../render/index.js";
+import { Tier, type TierArgs } from "../tier.js";
+import { Machines } from "./machines.js";
+import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+
+export class Flannel extends Tier {
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("Flannel", name, args, opts);
+    const { lab } = args;
+    const machines = this.below(Machines);
+    for (const node of lab.nodes) {
+      const connection = machines.connections[node.name];
+      const files = flannelFiles(lab, node);
+      const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
+      nodeUnits(`flanneld-${node.name}`, connection, ["flanneld"], this.childOpts({}, [written]), {
+        // The subnet file is written once the lease is held; the VTEP exists once the backend is up.
+        ready: `test -s ${NODE_PATHS.flannelSubnetFile} && ip link show ${lab.pods.flannel.device} >/dev/null 2>&1`,
+        what: `flanneld's lease and ${lab.pods.flannel.device}`,
+        configDigest: filesDigest(files),
+      });
+    }
+    this.registerOutputs({});
+  }
+}

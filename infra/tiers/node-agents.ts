@@ -1,0 +1,45 @@
+// NodeAgents: containerd + runc, the CNI chain and kubelet on every node (node1 is a worker too),
+// then the wait until every node has registered and is Ready.
+import type * as pulumi from "@pulumi/pulumi";
+import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
+import { Command } from "../provider/command.js";
+import { nodeAgentFiles } from "../render/index.js";
+import { Tier, type TierArgs } from "../tier.js";
+import { ControlPlane } from "./control-plane.js";
+import { Machines } from "./machines.js";
+import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+
+export class NodeAgents extends Tier {
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("NodeAgents", name, args, opts);
+    const { lab } = args;
+    const machines = this.below(Machines);
+    const kubelets: Command[] = [];
+    for (const node of lab.nodes) {
+      const connection = machines.connections[node.name];
+      const files = nodeAgentFiles(lab, node);
+      const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
+      const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], this.childOpts({}, [written]), {
+        ready: "ctr version >/dev/null 2>&1",
+        what: "containerd",
+        configDigest: filesDigest(files),
+      });
+      kubelets.push(nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [containerd]), {
+        ready: "systemctl is-active --quiet kubelet",
+        what: "kubelet",
+        configDigest: filesDigest(files),
+      }));
+    }
+    // From this machine, with the admin kubeconfig: Ready means kubelet, containerd and the CNI config all check out.
+    new Command(
+      "nodes-ready",
+      {
+        create: `"$KUBECTL" wait --for=condition=Ready ${lab.nodes.map((n) => `node/${n.name}`).join(" ")} --timeout=600s`,
+        environment: { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: this.below(ControlPlane).kubeconfigFile },
+        timeoutSec: 660,
+      },
+      this.childOpts({}, kubelets),
+    );
+    this.registerOutputs({});
+  }
+}
