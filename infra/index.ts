@@ -16,7 +16,7 @@ if (!loaded.ok) {
 const { lab } = loaded;
 // The bundle's checksums: a rebuilt binary is pushed to the nodes again.
 const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
-const [machines, , , controlPlane] = buildLab(lab, bundleFiles) as [Machines, unknown, unknown, ControlPlane];
+const [machines, , , controlPlane] = buildLab(lab, { bundleFiles }) as [Machines, unknown, unknown, ControlPlane];
 
 export const labName = lab.name;
 export const netns = lab.netns;

@@ -19,8 +19,8 @@ export const TIER_ORDER: readonly [string, TierClass][] = [
   ["workloads", Workloads],
 ];
 
-export function buildLab(lab: Lab, bundleFiles: Readonly<Record<string, string>> = {}): Tier[] {
+export function buildLab(lab: Lab, built: Pick<TierArgs, "bundleFiles" | "images"> = {}): Tier[] {
   const tiers: Tier[] = [];
-  for (const [name, TierClass] of TIER_ORDER) tiers.push(new TierClass(name, { lab, after: tiers.at(-1), bundleFiles }));
+  for (const [name, TierClass] of TIER_ORDER) tiers.push(new TierClass(name, { lab, after: tiers.at(-1), ...built }));
   return tiers;
 }

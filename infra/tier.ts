@@ -9,6 +9,16 @@ export interface TierArgs {
   after?: Tier;
   /** sha256 of each file in the toolchain bundle, by bundle path (bin/kubelet): changes re-push binaries. */
   bundleFiles?: Readonly<Record<string, string>>;
+  /** The lab's container images, built offline (scripts/images), by name: pause, coredns, toolbox, ... */
+  images?: Readonly<Record<string, LabImage>>;
+}
+
+export interface LabImage {
+  /** The reference pods use, e.g. k8slab.local/coredns:v1.15.0 (never pulled: loaded into containerd). */
+  ref: string;
+  /** The OCI archive on this machine and its sha256: a changed archive is loaded again. */
+  archive: string;
+  sha256: string;
 }
 
 export abstract class Tier extends pulumi.ComponentResource {
@@ -30,6 +40,11 @@ export abstract class Tier extends pulumi.ComponentResource {
    * Options for the tier's own resources. Pulumi does not pass a component's dependsOn down to its
    * children, so each child waits for the tier below explicitly.
    */
+  /** An image's reference; a lab without built images (unit tests) gets a name that says so. */
+  protected imageRef(args: TierArgs, name: string): string {
+    return args.images?.[name]?.ref ?? `k8slab.local/${name}:not-built`;
+  }
+
   protected childOpts(extra?: pulumi.CustomResourceOptions, dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions {
     return { ...extra, parent: this, dependsOn: [...(this.after ? [this.after] : []), ...dependsOn] };
   }

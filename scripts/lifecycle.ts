@@ -1,5 +1,7 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
+import { existsSync } from "node:fs";
 import { loadLab, type Lab } from "../infra/lab/index.js";
+import { adminKubeconfigFile } from "../infra/tiers/control-plane.js";
 import { machineSpecs } from "../infra/tiers/machines.js";
 import { labDown, labStatus } from "./machines/lab.ts";
 import { netnsExists } from "./machines/labnet.ts";
@@ -91,8 +93,8 @@ export async function status(file: string, json: boolean): Promise<number> {
       const ssh = vm?.ssh ?? (n.ssh ? { host: n.ssh.host, port: n.ssh.port, user: n.ssh.user, keyFile: n.ssh.keyFile } : undefined);
       return { name: n.name, address: n.address, podSubnet: n.podSubnet, running: vm?.running ?? false, pid: vm?.pid, rssMiB: vm?.rssMiB, ssh, consoleLog: vm?.consoleLog };
     }),
-    // The admin kubeconfig arrives with the control-plane tier; until then there is none.
-    kubeconfig: null,
+    // Written by the ControlPlane tier; absent until it has run.
+    kubeconfig: existsSync(adminKubeconfigFile(lab.name)) ? adminKubeconfigFile(lab.name) : null,
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

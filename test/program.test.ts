@@ -21,6 +21,8 @@ type CommandInputs = { create: string; delete?: string; stdin?: string; environm
 /** Every Command the program declared, by resource name (names repeat across tiers, so a list each). */
 const commands = new Map<string, CommandInputs[]>();
 const first = (name: string) => commands.get(name)?.[0];
+/** Every other resource's inputs (Kubernetes objects, the provider), by "type::name". */
+const objects = new Map<string, any>();
 
 /**
  * The PKI generator really runs, as the provider would run it from the project root. vm-up is
@@ -42,6 +44,7 @@ async function answerCommand(name: string, inputs: CommandInputs) {
 await pulumi.runtime.setMocks(
   {
     newResource: async (args) => {
+      if (args.type !== COMMAND_TYPE) objects.set(`${args.type}::${args.name}`, args.inputs);
       const state = args.type === COMMAND_TYPE ? await answerCommand(args.name, unwrapSecrets(args.inputs)) : args.inputs;
       return { id: `${args.name}-id`, state };
     },
@@ -164,4 +167,32 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   assert.match(ready.environment!.KUBECONFIG, /labs\/two-node\/admin\.kubeconfig$/);
   // A config change restarts a unit: its digest is part of the command's inputs.
   assert.match(commands.get("kubelet-node2")![0].environment!.K8SLAB_CONFIG_SHA256, /^[0-9a-f]{64}$/);
+});
+
+test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from the lab file, images never pulled", async () => {
+  // business-manager registers once data-product has (it waits for it): let registration settle.
+  for (let i = 0; i < 100 && !objects.has("kubernetes:apps/v1:Deployment::business-manager"); i++) await new Promise((r) => setTimeout(r, 50));
+  const obj = (key: string) => {
+    assert.ok(objects.has(key), `no ${key}; have ${[...objects.keys()].filter((k) => k.startsWith("kubernetes")).join(", ")}`);
+    return objects.get(key);
+  };
+  const dns = obj("kubernetes:core/v1:Service::kube-dns");
+  assert.equal(dns.spec.clusterIP, "10.254.0.2");
+  assert.deepEqual(dns.spec.ports.filter((p: any) => p.port === 53).map((p: any) => p.protocol), ["UDP", "TCP"]);
+  assert.equal(obj("kubernetes:apps/v1:Deployment::coredns").spec.replicas, 2);
+  assert.match(obj("kubernetes:core/v1:ConfigMap::coredns").data.Corefile, /kubernetes cluster\.local in-addr\.arpa ip6\.arpa/);
+  for (const name of ["data-product", "business-manager"]) assert.equal(obj(`kubernetes:apps/v1:Deployment::${name}`).spec.replicas, 3, name);
+  const bm = obj("kubernetes:core/v1:Service::business-manager").spec;
+  assert.deepEqual([bm.type, bm.ports[0].port, bm.ports[0].nodePort], ["NodePort", 80, 30080]);
+  assert.equal(obj("kubernetes:core/v1:Service::data-product-headless").spec.clusterIP, "None");
+  const rule = obj("kubernetes:networking.k8s.io/v1:Ingress::lab").spec.rules[0];
+  assert.equal(rule.host, "k8s.test.com");
+  assert.deepEqual(rule.http.paths[0].backend.service, { name: "business-manager", port: { number: 80 } });
+  const ds = obj("kubernetes:apps/v1:DaemonSet::nginx-ingress").spec.template.spec;
+  assert.equal(ds.hostNetwork, true);
+  const containers = [...objects.entries()]
+    .filter(([k]) => /:(Deployment|DaemonSet)::/.test(k))
+    .flatMap(([, v]) => v.spec.template.spec.containers);
+  assert.ok(containers.length >= 5);
+  for (const c of containers) assert.equal(c.imagePullPolicy, "Never", `${c.name} must not pull: the lab is offline`);
 });

@@ -77,3 +77,4 @@ export { etcdctlCommand, etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
 export { PAUSE_IMAGE } from "./node.js";
 export { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
+export { renderCorefile, COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT } from "./coredns.js";

@@ -1,5 +1,6 @@
 // ControlPlane: kube-apiserver, kube-controller-manager and kube-scheduler as systemd units on the
 // control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
+import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { labPaths } from "../../scripts/machines/spec.ts";
 import { Command } from "../provider/command.js";
@@ -16,6 +17,8 @@ export class ControlPlane extends Tier {
   /** The admin kubeconfig (secret), pointing at the API server as this machine reaches it. */
   readonly kubeconfig: pulumi.Output<string>;
   readonly kubeconfigFile: string;
+  /** The kubernetes provider every cluster object above this tier goes through (explicit: never ~/.kube/config). */
+  readonly k8s: k8s.Provider;
 
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ControlPlane", name, args, opts);
@@ -50,6 +53,7 @@ export class ControlPlane extends Tier {
       },
       this.childOpts({}, [apiServer]),
     );
+    this.k8s = new k8s.Provider("k8s", { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: [apiServer] });
     this.registerOutputs({ kubeconfigFile: this.kubeconfigFile });
   }
 }

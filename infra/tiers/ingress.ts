@@ -1,0 +1,105 @@
+// Ingress: the NGINX Inc ingress controller on every node's own network (hostNetwork, port 80, as
+// in the classic setup), its IngressClass, and the lab's Ingress: Host -> business-manager.
+import * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
+import { Tier, type TierArgs } from "../tier.js";
+import { ControlPlane } from "./control-plane.js";
+
+export const INGRESS_NAMESPACE = "nginx-ingress";
+/** What the controller looks for in an IngressClass's spec.controller. */
+const CONTROLLER_NAME = "nginx.org/ingress-controller";
+/** The controller's readiness endpoint (/nginx-ready), on the node's own network. */
+export const INGRESS_READY_PORT = 8081;
+/** The API version adapter beside the controller, on the node's loopback (workloads/ingress-adapter). */
+export const INGRESS_ADAPTER_PORT = 18001;
+
+export class Ingress extends Tier {
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("Ingress", name, args, opts);
+    const { lab } = args;
+    const provider = this.below(ControlPlane).k8s;
+    const o = (...after: pulumi.Resource[]) => this.childOpts({ provider }, after);
+    const labels = { app: "nginx-ingress" };
+
+    const ns = new k8s.core.v1.Namespace("nginx-ingress", { metadata: { name: INGRESS_NAMESPACE } }, o());
+    const sa = new k8s.core.v1.ServiceAccount("nginx-ingress", { metadata: { name: "nginx-ingress", namespace: INGRESS_NAMESPACE } }, o(ns));
+    // The controller's own RBAC (deployments/rbac/rbac.yaml of v1.12.5), less its custom resources.
+    const role = new k8s.rbac.v1.ClusterRole("nginx-ingress", {
+      metadata: { name: "nginx-ingress" },
+      rules: [
+        { apiGroups: [""], resources: ["services", "endpoints", "secrets"], verbs: ["get", "list", "watch"] },
+        { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch", "update", "create"] },
+        { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+        { apiGroups: [""], resources: ["events"], verbs: ["create", "patch", "list"] },
+        { apiGroups: ["networking.k8s.io"], resources: ["ingresses"], verbs: ["list", "watch", "get"] },
+        { apiGroups: ["networking.k8s.io"], resources: ["ingresses/status"], verbs: ["update"] },
+        { apiGroups: ["networking.k8s.io"], resources: ["ingressclasses"], verbs: ["get"] },
+      ],
+    }, o());
+    new k8s.rbac.v1.ClusterRoleBinding("nginx-ingress", {
+      metadata: { name: "nginx-ingress" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
+      subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: INGRESS_NAMESPACE }],
+    }, o());
+    const config = new k8s.core.v1.ConfigMap("nginx-config", { metadata: { name: "nginx-config", namespace: INGRESS_NAMESPACE }, data: {} }, o(ns));
+    const ingressClass = new k8s.networking.v1.IngressClass("nginx", { metadata: { name: lab.ingress.className }, spec: { controller: CONTROLLER_NAME } }, o());
+
+    new k8s.apps.v1.DaemonSet("nginx-ingress", {
+      metadata: { name: "nginx-ingress", namespace: INGRESS_NAMESPACE, labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: sa.metadata.name,
+            // nginx listens on the node's own port 80: the outside client reaches it at the node's LAN address.
+            hostNetwork: lab.ingress.hostNetwork,
+            dnsPolicy: "ClusterFirstWithHostNet",
+            containers: [
+              {
+                name: "controller",
+                image: this.imageRef(args, "nginx-ingress"),
+                imagePullPolicy: "Never",
+                args: [
+                  `-nginx-configmaps=${INGRESS_NAMESPACE}/${"nginx-config"}`,
+                  `-ingress-class=${lab.ingress.className}`,
+                  // v1.12.5 speaks networking.k8s.io/v1beta1, which Kubernetes 1.22 removed: the adapter translates.
+                  `-proxy=http://127.0.0.1:${INGRESS_ADAPTER_PORT}`,
+                  "-enable-custom-resources=false",
+                  "-enable-leader-election=false",
+                  "-nginx-status=false",
+                  "-health-status",
+                  `-ready-status-port=${INGRESS_READY_PORT}`,
+                ],
+                env: [
+                  { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+                  { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                ],
+                ports: [{ name: "http", containerPort: 80 }, { name: "ready", containerPort: INGRESS_READY_PORT }],
+                readinessProbe: { httpGet: { path: "/nginx-ready", port: INGRESS_READY_PORT }, periodSeconds: 5, timeoutSeconds: 5 },
+              },
+              {
+                name: "api-adapter",
+                image: this.imageRef(args, "ingress-adapter"),
+                imagePullPolicy: "Never",
+                env: [{ name: "PORT", value: String(INGRESS_ADAPTER_PORT) }],
+              },
+            ],
+          },
+        },
+      },
+    }, o(ns, config, ingressClass));
+
+    new k8s.networking.v1.Ingress("lab", {
+      metadata: { name: lab.ingress.service, namespace: "default" },
+      spec: {
+        ingressClassName: ingressClass.metadata.name,
+        rules: [{
+          host: lab.ingress.host,
+          http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: lab.ingress.service, port: { number: lab.workloads.businessManager.port } } } }] },
+        }],
+      },
+    }, o());
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,79 @@
+// Workloads: data-product (gRPC) and business-manager (HTTP, calling data-product by its Service
+// name), each a Deployment whose pods learn who and where they are from the downward API.
+import * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
+import { Tier, type TierArgs } from "../tier.js";
+import { ControlPlane } from "./control-plane.js";
+
+const NS = "default";
+
+/** POD_NAME, POD_IP, NODE_NAME: every reply names the pod, its IP and its node. */
+const identityEnv = [
+  { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+  { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+  { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+];
+
+export class Workloads extends Tier {
+  constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("Workloads", name, args, opts);
+    const { dataProduct, businessManager } = args.lab.workloads;
+    const provider = this.below(ControlPlane).k8s;
+    const o = (...after: pulumi.Resource[]) => this.childOpts({ provider }, after);
+
+    const deployment = (w: { name: string; replicas: number; port: number }, env: k8s.types.input.core.v1.EnvVar[], probes: Partial<k8s.types.input.core.v1.Container>, dependsOn: pulumi.Resource[] = []) =>
+      new k8s.apps.v1.Deployment(w.name, {
+        metadata: { name: w.name, namespace: NS, labels: { app: w.name } },
+        spec: {
+          replicas: w.replicas,
+          selector: { matchLabels: { app: w.name } },
+          template: {
+            metadata: { labels: { app: w.name } },
+            spec: {
+              // Spread the replicas over the nodes, so Service traffic crosses the VXLAN overlay.
+              topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: { app: w.name } } }],
+              containers: [{
+                name: w.name,
+                image: this.imageRef(args, w.name),
+                imagePullPolicy: "Never",
+                env: [...identityEnv, { name: "PORT", value: String(w.port) }, ...env],
+                ports: [{ name: "serve", containerPort: w.port }],
+                ...probes,
+                resources: { requests: { cpu: "20m", memory: "48Mi" }, limits: { memory: "192Mi" } },
+              }],
+            },
+          },
+        },
+      }, o(...dependsOn));
+
+    // Probe timings are generous: Node.js runs 10x slower on emulated CPUs.
+    const dp = deployment(dataProduct, [], {
+      readinessProbe: { grpc: { port: dataProduct.port }, periodSeconds: 5, timeoutSeconds: 5 },
+      livenessProbe: { grpc: { port: dataProduct.port }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
+    });
+    new k8s.core.v1.Service(dataProduct.name, {
+      metadata: { name: dataProduct.name, namespace: NS, labels: { app: dataProduct.name } },
+      spec: { selector: { app: dataProduct.name }, ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve", appProtocol: "grpc" }] },
+    }, o());
+    // Headless: DNS answers with every ready pod's IP instead of one ClusterIP (the DNS probe shows both).
+    new k8s.core.v1.Service(`${dataProduct.name}-headless`, {
+      metadata: { name: `${dataProduct.name}-headless`, namespace: NS, labels: { app: dataProduct.name } },
+      spec: { clusterIP: "None", selector: { app: dataProduct.name }, ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve" }] },
+    }, o());
+
+    deployment(businessManager, [{ name: "DATA_PRODUCT_ADDR", value: `${dataProduct.name}:${dataProduct.port}` }], {
+      readinessProbe: { httpGet: { path: "/readyz", port: "serve" }, periodSeconds: 5, timeoutSeconds: 5 },
+      livenessProbe: { httpGet: { path: "/healthz", port: "serve" }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
+    }, [dp]);
+    // A NodePort Service is a ClusterIP Service too: one object gives both paths the probes take.
+    new k8s.core.v1.Service(businessManager.name, {
+      metadata: { name: businessManager.name, namespace: NS, labels: { app: businessManager.name } },
+      spec: {
+        type: "NodePort",
+        selector: { app: businessManager.name },
+        ports: [{ name: "http", port: businessManager.port, targetPort: "serve", nodePort: businessManager.nodePort }],
+      },
+    }, o());
+    this.registerOutputs({});
+  }
+}
