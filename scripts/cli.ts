@@ -31,7 +31,8 @@ const commands: Record<string, Command> = {
     summary: "run the network probes; exit 0 only if every selected tier passes",
     options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true } },
     optionHelp: ["--json          print results as JSON", "--junit FILE    also write a JUnit XML report", "--tier T        only this tier (repeatable)"],
-    run: async () => notBuilt("probe", "the probes are not built yet"),
+    run: async ({ positionals, values }) =>
+      (await import("./probes/command.js")).probeCommand(labArg(positionals), { json: !!values.json, junit: values.junit as string | undefined, tiers: values.tier as string[] | undefined }),
   },
   down: {
     usage: "down [LAB]",
@@ -73,11 +74,6 @@ const commands: Record<string, Command> = {
 
 /** The lab file a command works on: the one given, or the reference lab. */
 const labArg = (positionals: string[]) => positionals[0] ?? DEFAULT_LAB;
-
-function notBuilt(command: string, why: string): number {
-  console.error(`k8slab ${command}: not available yet: ${why}`);
-  return EXIT.failed;
-}
 
 function usageError(command: string, why: string): number {
   console.error(`k8slab ${command}: ${why}\nusage: k8slab ${commands[command].usage}`);

@@ -2,6 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 
 const root = path.join(import.meta.dirname, "..");
@@ -54,10 +56,24 @@ test("unknown commands and options are usage errors", () => {
   assert.match(r.err, /Unknown option '--frobnicate'/);
 });
 
-test("probe is not built yet: it refuses with one line, never pretends", () => {
-  const r = k8slab("probe");
-  assert.equal(r.code, 1);
-  assert.match(r.err.trim(), /^k8slab probe: not available yet: [^\n]+$/);
+test("probe rejects an unknown tier with exit 2 and lists the tiers", () => {
+  const r = k8slab("probe", "--tier", "dns", "--tier", "nosuch");
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown tier "nosuch"; tiers: underlay, flannel, pod-same-node, pod-cross-node, service, dns, nodeport, ingress, business-flow/);
+});
+
+test("probe of a lab that is not up: underlay fails on ssh, the rest is blocked, exit 1; --junit writes the report", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "k8slab-cli-"));
+  const junit = path.join(dir, "probe.xml");
+  const r = k8slab("probe", "test/fixtures/labs/valid-minimal.yaml", "--json", "--junit", junit);
+  const xml = readFileSync(junit, "utf8");
+  rmSync(dir, { recursive: true });
+  assert.equal(r.code, 1, r.err);
+  const report = JSON.parse(r.out);
+  assert.equal(report.lab, "mini");
+  assert.match(report.results[0].firstBrokenHop, /^ssh to node\d: .*no ssh endpoint/);
+  assert.ok(report.results.slice(1).every((t: { verdict: string; blockedBy: string }) => t.verdict === "blocked" && t.blockedBy === "underlay"));
+  assert.match(xml, /<testsuites name="k8slab probe" tests="9" failures="1" errors="0" skipped="8"/);
 });
 
 test("status --json of a lab that was never brought up", () => {

@@ -1,0 +1,49 @@
+// `k8slab probe`: runs the tiers against the live lab and prints the report (terminal or JSON), optionally a JUnit file.
+import fs from "node:fs";
+import { loadLab, type Lab } from "../../infra/lab/index.js";
+import { EXIT } from "../exit.js";
+import { TIER_IDS, type TierId } from "./contract.js";
+import { liveAccess, type LiveOptions } from "./live.js";
+import { renderJson, renderJunit, renderTerminal } from "./render.js";
+import { runProbes, type RunOptions } from "./runner.js";
+import type { ProbeReport } from "./types.js";
+
+export interface ProbeOptions extends LiveOptions {
+  json?: boolean;
+  junit?: string;
+  /** Tier ids; each may also be a comma-separated list. */
+  tiers?: string[];
+}
+
+/** Probes a loaded lab (what `up` calls at its end); the caller renders. */
+export async function probeLab(lab: Lab, opts: LiveOptions & Pick<RunOptions, "tiers" | "onResult"> = {}): Promise<ProbeReport> {
+  const access = liveAccess(lab, opts);
+  try {
+    return await runProbes(lab, access, { tiers: opts.tiers, onResult: opts.onResult });
+  } finally {
+    await access.close();
+  }
+}
+
+export async function probeCommand(file: string, opts: ProbeOptions = {}): Promise<number> {
+  const requested = opts.tiers?.flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
+  const unknown = requested?.filter((t) => !(TIER_IDS as readonly string[]).includes(t)) ?? [];
+  if (unknown.length) {
+    console.error(`k8slab probe: unknown tier ${unknown.map((t) => `"${t}"`).join(", ")}; tiers: ${TIER_IDS.join(", ")}`);
+    return EXIT.invalid;
+  }
+  const loaded = loadLab(file);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) console.error(`${p.path}: ${p.reason}`);
+    return EXIT.invalid;
+  }
+  const report = await probeLab(loaded.lab, {
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    ...(requested?.length ? { tiers: requested as TierId[] } : {}),
+    // A progress line per tier on stderr, so a 30-second run is not silent; JSON output stays clean.
+    onResult: (r) => process.stderr.write(`• ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s\n`),
+  });
+  process.stdout.write(opts.json ? renderJson(report) : renderTerminal(report, { color: process.stdout.isTTY }));
+  if (opts.junit) fs.writeFileSync(opts.junit, renderJunit(report));
+  return report.ok ? EXIT.ok : EXIT.failed;
+}

@@ -1,0 +1,131 @@
+// Runs the selected tiers bottom-up: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
+import type { Lab } from "../../infra/lab/index.js";
+import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
+import { TIERS } from "./tiers/index.js";
+import { Broken, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
+
+export interface RunOptions {
+  /** Only these tiers (default: all). Tiers not selected are neither run nor reported. */
+  tiers?: readonly TierId[];
+  /** Called as each tier finishes, for a progress line. */
+  onResult?: (r: TierResult) => void;
+  /** Overrides for tests: the tier modules, the clock, the whole-tier time limit. */
+  modules?: readonly Tier[];
+  now?: () => number;
+  tierTimeoutSec?: number;
+}
+
+export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = {}): Promise<ProbeReport> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const modules = opts.modules ?? TIERS;
+  const selected = modules.filter((t) => !opts.tiers || opts.tiers.includes(t.id));
+  // The cluster's objects do not change during a run: each kubectl read is made once and shared.
+  const kubectlReads = new Map<string, Promise<Exec>>();
+  const shared: LabAccess = {
+    onNode: access.onNode.bind(access),
+    inPod: access.inPod.bind(access),
+    fromOutsideClient: access.fromOutsideClient.bind(access),
+    kubectl: (args, timeoutSec) => {
+      const key = JSON.stringify(args);
+      if (!kubectlReads.has(key)) kubectlReads.set(key, access.kubectl(args, timeoutSec));
+      return kubectlReads.get(key)!;
+    },
+  };
+  const results = new Map<TierId, TierResult>();
+  for (const tier of selected) {
+    const blockedBy = lowestBroken(tier.id, results);
+    const result = blockedBy
+      ? { tier: tier.id, title: tier.title, verdict: "blocked" as const, blockedBy, durationMs: 0, hops: [], evidence: [] }
+      : await runTier(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
+    annotateSoftDependencies(result, results);
+    results.set(tier.id, result);
+    opts.onResult?.(result);
+  }
+  const list = [...results.values()];
+  return {
+    lab: lab.name,
+    startedAt: new Date(started).toISOString(),
+    durationMs: now() - started,
+    ok: list.every((r) => r.verdict === "pass" || r.verdict === "skipped"),
+    results: list,
+  };
+}
+
+/** The lowest tier, among those this one stands on (directly or not), that failed. */
+function lowestBroken(id: TierId, results: Map<TierId, TierResult>): TierId | undefined {
+  const broken = TIER_DEPENDENCIES[id].hard.flatMap((dep) => {
+    const r = results.get(dep);
+    return r?.verdict === "fail" ? [dep] : r?.verdict === "blocked" && r.blockedBy ? [r.blockedBy] : [];
+  });
+  return broken.sort((a, b) => TIER_IDS.indexOf(a) - TIER_IDS.indexOf(b))[0];
+}
+
+function annotateSoftDependencies(result: TierResult, results: Map<TierId, TierResult>): void {
+  if (result.verdict !== "fail") return;
+  const soft = (TIER_DEPENDENCIES[result.tier].soft ?? []).filter((d) => ["fail", "blocked"].includes(results.get(d)?.verdict ?? ""));
+  if (soft.length) result.likelyFix = [result.likelyFix, `(also broken: ${soft.join(", ")})`].filter(Boolean).join(" ");
+}
+
+async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<TierResult> {
+  const started = now();
+  const hops: Hop[] = [];
+  const evidence: Exec[] = [];
+  const record = async (p: Promise<Exec>, overSsh = false) => {
+    const exec = await p;
+    evidence.push(exec);
+    const lost = managementFailure(exec, overSsh);
+    if (lost) throw new Broken(lost);
+    return exec;
+  };
+  const ctx: ProbeContext = {
+    lab,
+    onNode: (node, cmd, t) => record(access.onNode(node, cmd, t), true),
+    kubectl: (args, t) => record(access.kubectl(args, t)),
+    inPod: (ns, pod, cmd, t) => record(access.inPod(ns, pod, cmd, t)),
+    fromOutsideClient: (cmd, t) => record(access.fromOutsideClient(cmd, t)),
+    hop: (name, detail, ok, fix) => {
+      hops.push({ name, detail, ok, ...(fix && !ok ? { fix } : {}) });
+      return ok;
+    },
+  };
+  let skipped: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the probe did not finish within ${limitSec} s`)), limitSec * 1000);
+    });
+    skipped = (await Promise.race([tier.run(ctx), deadline]))?.skipped;
+  } catch (err) {
+    hops.push(err instanceof Broken ? err.hop : { name: "probe", detail: `error: ${(err as Error).message}`, ok: false, fix: "a bug in the probe or an output it does not understand: see the evidence" });
+  } finally {
+    clearTimeout(timer);
+  }
+  const firstBroken = hops.find((h) => !h.ok);
+  return {
+    tier: tier.id,
+    title: tier.title,
+    verdict: firstBroken ? "fail" : skipped ? "skipped" : "pass",
+    ...(skipped && !firstBroken ? { reason: skipped } : {}),
+    durationMs: now() - started,
+    hops,
+    ...(firstBroken ? { firstBrokenHop: `${firstBroken.name}: ${firstBroken.detail}` } : {}),
+    ...(firstBroken?.fix ? { likelyFix: firstBroken.fix } : {}),
+    // What arrived before the verdict; a step still running after a broken hop ends on its own timeout.
+    evidence: [...evidence],
+  };
+}
+
+/** The lab itself could not be reached (ssh or the API server), so nothing this tier saw is a network finding. */
+function managementFailure(exec: Exec, overSsh: boolean): Hop | undefined {
+  // ssh itself exits 255 when it cannot connect or authenticate.
+  const sshFailed = overSsh && exec.exitCode === 255;
+  const apiFailed = /Unable to connect to the server|The connection to the server .* was refused|no kubeconfig/.test(exec.stderr);
+  if (!sshFailed && !apiFailed) return undefined;
+  return {
+    name: sshFailed ? `ssh to ${exec.where}` : "Kubernetes API server",
+    detail: exec.stderr.trim().split("\n").pop() || `exit ${exec.exitCode}`,
+    ok: false,
+    fix: "the lab is not up or not reachable from here: `npx k8slab status` shows what runs; `npx k8slab up` creates or repairs it",
+  };
+}

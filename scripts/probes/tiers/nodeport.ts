@@ -1,0 +1,42 @@
+// Tier 7, NodePort: from the outside client to every node's NodePort, through KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*.
+import { serviceOf } from "../cluster.js";
+import { TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.js";
+import type { Tier } from "../types.js";
+
+export const nodeport: Tier = {
+  id: "nodeport",
+  title: "from the outside client to the NodePort on each node",
+  async run(ctx) {
+    const { lab } = ctx;
+    const bm = lab.workloads.businessManager;
+    const svc = await serviceOf(ctx, WORKLOAD_NAMESPACE, bm.name);
+    const port = svc.nodePort ?? bm.nodePort;
+    const client = lab.lan.gateway;
+    const seen = await Promise.all(
+      lab.nodes.map(async (node) => {
+        const [nat, answer] = await Promise.all([
+          ctx.onNode(node.name, "iptables-save -t nat", TIMEOUT.read),
+          ctx.fromOutsideClient(curlCommand(`http://${node.address}:${port}/healthz`, { discardBody: true, maxTimeSec: 4 }), TIMEOUT.query),
+        ]);
+        return { node, rules: nodePortRules(parseIptablesNat(nat.stdout), port), answer: parseCurl(answer) };
+      }),
+    );
+    for (const { node, rules, answer } of seen) {
+      ctx.hop(
+        `${node.name} KUBE-NODEPORTS :${port}`,
+        rules.entry
+          ? `tcp dpt:${port} -> ${rules.extChain}${rules.svcChain && rules.svcChain !== rules.extChain ? ` -> ${rules.svcChain}` : ""} (${rules.endpoints.length} endpoints: ${rules.endpoints.map((e) => e.dnatTo).join(", ")})`
+          : `no rule for port ${port}`,
+        !!rules.entry && rules.endpoints.length > 0,
+        `kube-proxy on ${node.name} writes the NodePort rules: \`systemctl restart kube-proxy\` there (its nodePortAddresses must include ${lab.lan.cidr})`,
+      );
+      ctx.hop(
+        `${client} -> ${node.name}:${port}`,
+        answer.status ? `HTTP ${answer.status} from ${answer.remote ?? node.address}${answer.seconds !== undefined ? ` in ${Math.round(answer.seconds * 1000)} ms` : ""}` : curlFailure(answer),
+        answer.status === 200,
+        `the rule is there but ${node.address}:${port} does not answer: the service tier shows whether the pods behind it answer; check \`iptables -S FORWARD\` on ${node.name}`,
+      );
+    }
+  },
+};

@@ -1,0 +1,78 @@
+// Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
+import type { LabNode } from "../../../infra/lab/index.js";
+import { isServing, podsOf, toolboxOn, type Pod } from "../cluster.js";
+import { appSelector, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
+import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
+import { broken, type ProbeContext, type Tier } from "../types.js";
+
+/** The pod's eth0 and, on the node, the bridge ports: which veth is whose. */
+export async function podSide(ctx: ProbeContext, pod: Pod) {
+  const bridge = ctx.lab.pods.bridge;
+  const [eth0, ports] = await Promise.all([
+    ctx.inPod(TOOLBOX.namespace, pod.name, "ip -j addr show eth0", TIMEOUT.read),
+    ctx.onNode(pod.node, `ip -j link show master ${bridge}`, TIMEOUT.read),
+  ]);
+  const link = parseLinks(eth0.stdout)[0];
+  const veth = link?.peerIfindex !== undefined ? parseLinks(ports.stdout).find((p) => p.ifindex === link.peerIfindex) : undefined;
+  return { link, veth };
+}
+
+/** Pings the peer, then reads who holds which MAC: the pod's ARP entry and the bridge's forwarding table. */
+async function sameNodePath(ctx: ProbeContext, node: LabNode, from: Pod, to: Pod) {
+  const bridge = ctx.lab.pods.bridge;
+  const [side, ping] = await Promise.all([podSide(ctx, from), ctx.inPod(TOOLBOX.namespace, from.name, pingCommand(to.ip), TIMEOUT.query)]);
+  // Read after the ping: its ARP exchange fills the pod's neighbour table and the bridge's FDB.
+  const [neigh, fdb] = await Promise.all([
+    ctx.inPod(TOOLBOX.namespace, from.name, `ip -j neigh show ${to.ip}`, TIMEOUT.read),
+    ctx.onNode(node.name, `bridge -j fdb show br ${bridge}`, TIMEOUT.read),
+  ]);
+  return { node, from, to, ...side, ping: parsePing(ping.stdout), neighbours: parseNeighbours(neigh.stdout), fdb: parseFdb(fdb.stdout) };
+}
+
+function explain(ctx: ProbeContext, seen: Awaited<ReturnType<typeof sameNodePath>>) {
+  const bridge = ctx.lab.pods.bridge;
+  const { node, from, to, link, veth } = seen;
+  const at = `${node.name}: `;
+  ctx.hop(`${at}pod eth0`, link ? `${from.name} ${link.addresses.join(", ")}, MAC ${link.mac}, MTU ${link.mtu}` : `${from.name}: no eth0`, !!link);
+  ctx.hop(
+    `${at}veth`,
+    veth ? `${veth.name} (ifindex ${veth.ifindex}) on ${veth.master}` : `no port of ${bridge} with ifindex ${link?.peerIfindex}`,
+    veth?.master === bridge,
+    `the pod's veth is not on ${bridge}: the CNI bridge plugin attaches it; \`ip link show master ${bridge}\` on ${node.name}, then delete the pod so it is recreated`,
+  );
+  const mac = seen.neighbours.find((n) => n.mac)?.mac;
+  const port = mac ? seen.fdb.find((e) => e.mac === mac && e.port !== bridge)?.port : undefined;
+  ctx.hop(
+    `${at}${bridge}`,
+    mac ? `ARP: ${to.ip} is at ${mac}; ${bridge} forwards ${mac} out of ${port ?? "(no port learned)"}` : `no ARP answer from ${to.ip}`,
+    !!port,
+    `${to.name} does not answer ARP on ${bridge}: \`ip link show master ${bridge}\` on ${node.name} should list its veth, up`,
+  );
+  const p = seen.ping;
+  ctx.hop(
+    `${at}peer pod eth0`,
+    `${to.name} ${to.ip}: ${p ? `${p.received}/${p.transmitted} replies${p.ttl ? `, ttl ${p.ttl}${p.ttl === 64 ? " (no router between)" : ""}` : ""}` : "no ping summary"}`,
+    !!p && p.received > 0,
+    `${to.ip} answers ARP but not ping: check \`iptables -S FORWARD\` on ${node.name} (bridged traffic passes it when br_netfilter is loaded)`,
+  );
+}
+
+export const podSameNode: Tier = {
+  id: "pod-same-node",
+  title: "pod -> pod on one node, over the bridge",
+  async run(ctx) {
+    const { lab } = ctx;
+    const { dataProduct, businessManager } = lab.workloads;
+    const peers = (await Promise.all([dataProduct, businessManager].map((w) => podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(w.name))))).flat().filter(isServing);
+    const pairs: [LabNode, Pod, Pod][] = [];
+    for (const node of lab.nodes) {
+      const peer = peers.find((p) => p.node === node.name);
+      if (peer) pairs.push([node, await toolboxOn(ctx, node.name), peer]);
+    }
+    if (!pairs.length) {
+      broken("a second pod on one node", "no ready workload pod runs beside a toolbox pod", `the workloads give the toolbox a neighbour: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -o wide\``);
+    }
+    const seen = await Promise.all(pairs.map(([node, from, to]) => sameNodePath(ctx, node, from, to)));
+    for (const s of seen) explain(ctx, s);
+  },
+};

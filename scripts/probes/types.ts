@@ -1,0 +1,92 @@
+// The probes' data: how a probe touches the lab (one injectable interface), what a tier is, and what it reports.
+import type { Lab } from "../../infra/lab/index.js";
+import type { TierId } from "./contract.js";
+
+/** One command a probe ran, as evidence: where, what, and what came back. */
+export interface Exec {
+  /** "node1", "kubectl", "pod k8slab-probe/toolbox-7xk2p", "outside client". */
+  where: string;
+  command: string;
+  /** 124 when the step was cut off by its timeout (as coreutils `timeout` reports it). */
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * Everything a probe may do to the lab. Every call has a timeout and resolves (never rejects)
+ * with what happened; the live implementation is scripts/probes/live.ts, tests replay recordings.
+ */
+export interface LabAccess {
+  /** A shell command as root on a node (over SSH). */
+  onNode(node: string, command: string, timeoutSec: number): Promise<Exec>;
+  /** kubectl with the lab's admin kubeconfig; args are not passed through a shell. */
+  kubectl(args: string[], timeoutSec: number): Promise<Exec>;
+  /** A shell command in a pod's first container (kubectl exec ... -- sh -c). */
+  inPod(namespace: string, pod: string, command: string, timeoutSec: number): Promise<Exec>;
+  /** A shell command on the lab's outside client: the lab LAN's gateway address, in the lab's network namespace. */
+  fromOutsideClient(command: string, timeoutSec: number): Promise<Exec>;
+}
+
+/** One step of a path (or one fact a tier checks), with the live values that explain it. */
+export interface Hop {
+  name: string;
+  detail: string;
+  ok: boolean;
+  /** What to do when this hop is broken. */
+  fix?: string;
+}
+
+export type Verdict = "pass" | "fail" | "blocked" | "skipped";
+
+export interface TierResult {
+  tier: TierId;
+  title: string;
+  verdict: Verdict;
+  /** The lowest failed tier this one stands on (only when blocked). */
+  blockedBy?: TierId;
+  /** Why the tier was skipped (e.g. a one-node lab has no cross-node path). */
+  reason?: string;
+  durationMs: number;
+  /** In the order a packet crosses them. */
+  hops: Hop[];
+  firstBrokenHop?: string;
+  likelyFix?: string;
+  evidence: Exec[];
+}
+
+export interface ProbeReport {
+  lab: string;
+  startedAt: string;
+  durationMs: number;
+  /** True when no selected tier failed or is blocked. */
+  ok: boolean;
+  results: TierResult[];
+}
+
+/** What a tier's probe gets: the lab, access to it (recorded as this tier's evidence), and a place for its hops. */
+export interface ProbeContext extends LabAccess {
+  lab: Lab;
+  /** Records a hop; returns ok so checks read as `if (!ctx.hop(...)) ...`. */
+  hop(name: string, detail: string, ok: boolean, fix?: string): boolean;
+}
+
+export interface Tier {
+  id: TierId;
+  title: string;
+  /** Runs the probe; hops go to ctx.hop. Returns a reason only when the tier does not apply to this lab. */
+  run(ctx: ProbeContext): Promise<{ skipped: string } | void>;
+}
+
+/** Thrown by a probe when a hop is broken and nothing after it can be checked; the runner records the hop. */
+export class Broken extends Error {
+  constructor(readonly hop: Hop) {
+    super(`${hop.name}: ${hop.detail}`);
+  }
+}
+
+/** Ends the tier at a broken hop. */
+export function broken(name: string, detail: string, fix?: string): never {
+  throw new Broken({ name, detail, ok: false, ...(fix ? { fix } : {}) });
+}

@@ -1,0 +1,253 @@
+// Each tier's probe on recorded outputs of the reference lab, healthy and broken, and the runner's tiered verdicts.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { loadLab, type Lab } from "../infra/lab/index.js";
+import { TIER_IDS, type TierId } from "../scripts/probes/contract.js";
+import { runProbes, type RunOptions } from "../scripts/probes/runner.js";
+import { broken, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.js";
+import { replay, type Recording } from "./fixtures/probes/replay.js";
+import { faults, healthy, withFault } from "./fixtures/probes/scenarios.js";
+
+const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
+assert.ok(loaded.ok);
+const lab: Lab = loaded.lab;
+
+async function probe(recordings: Recording[], opts: RunOptions = {}): Promise<ProbeReport> {
+  const access = replay(recordings);
+  const report = await runProbes(lab, access, opts);
+  assert.deepEqual(access.unmatched, [], "every command the probes ran has a recording");
+  return report;
+}
+
+const result = (report: ProbeReport, tier: TierId): TierResult => {
+  const r = report.results.find((r) => r.tier === tier);
+  assert.ok(r, `no result for ${tier}`);
+  return r;
+};
+const hop = (r: TierResult, name: string) => {
+  const h = r.hops.find((h) => h.name === name);
+  assert.ok(h, `${r.tier} has no hop "${name}"; it has: ${r.hops.map((h) => h.name).join(" | ")}`);
+  return h;
+};
+const verdicts = (report: ProbeReport) => Object.fromEntries(report.results.map((r) => [r.tier, r.blockedBy ? `blocked by ${r.blockedBy}` : r.verdict]));
+
+test("a healthy lab: all nine tiers pass, bottom-up, each with its evidence", async () => {
+  const report = await probe(healthy);
+  assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS]);
+  assert.ok(report.ok);
+  for (const r of report.results) {
+    assert.equal(r.verdict, "pass", `${r.tier}: ${r.firstBrokenHop}`);
+    assert.ok(r.evidence.length > 0 && r.hops.length > 0, r.tier);
+    assert.ok(r.evidence.every((e) => e.command && typeof e.exitCode === "number"), r.tier);
+  }
+});
+
+for (const tier of TIER_IDS) {
+  test(`${tier} alone, on healthy recordings, passes and runs nothing else`, async () => {
+    const report = await probe(healthy, { tiers: [tier] });
+    assert.deepEqual(verdicts(report), { [tier]: "pass" });
+  });
+}
+
+test("pod-cross-node explains the path with live values, and the capture proves the encapsulation", async () => {
+  const r = result(await probe(healthy, { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.deepEqual(r.hops.map((h) => h.name), [
+    "pod eth0 (node1)", "veth (node1)", "cni0 (node1)", "flannel.1 (node1)", "FDB entry (node1)",
+    "eth0 as UDP 8472", "flannel.1 (node2)", "cni0 (node2)", "pod eth0 (node2)",
+  ]);
+  assert.match(hop(r, "veth (node1)").detail, /veth3f9c2a1b \(ifindex 5\), a port of cni0/);
+  assert.match(hop(r, "cni0 (node1)").detail, /cni0 172\.30\.1\.1\/24 .* routes 172\.30\.2\.5 via 172\.30\.2\.0 dev flannel\.1/);
+  assert.match(hop(r, "FDB entry (node1)").detail, /9a:41:d3:5e:07:c2 dst 192\.168\.0\.22/);
+  assert.match(hop(r, "eth0 as UDP 8472").detail, /6 x 192\.168\.0\.21\.\d+ > 192\.168\.0\.22\.8472 VNI 1, inside: IP 172\.30\.1\.4 > 172\.30\.2\.5: ICMP echo request/);
+  assert.ok(r.evidence.some((e) => e.where === "node2" && /tcpdump .*-i eth0 .*udp dst port 8472/.test(e.command)));
+});
+
+test("pod-cross-node fails when the capture holds no encapsulated ping, even if ping answers", async () => {
+  const noCapture: Recording = { where: "node2", command: /tcpdump .*udp\[39\] = 1/, stdout: "", exitCode: 124 };
+  const r = result(await probe([noCapture, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.equal(r.verdict, "fail");
+  assert.match(r.firstBrokenHop!, /^eth0 as UDP 8472: no VXLAN packet carrying 172\.30\.1\.4 > 172\.30\.2\.5 reached node2's eth0/);
+});
+
+test("pod-cross-node with node2's FDB gone: the requests arrive encapsulated, no reply comes back", async () => {
+  const r = result(await probe(withFault(faults.flanneldStoppedOnNode2), { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.equal(r.verdict, "fail");
+  assert.equal(hop(r, "eth0 as UDP 8472").ok, true);
+  assert.match(r.firstBrokenHop!, /^pod eth0 \(node2\): toolbox-q9m4w 172\.30\.2\.5: 0\/6 replies/);
+});
+
+test("flanneld stopped on node2 with its FDB entries removed: flannel names node2's missing FDB entry; the tiers above are blocked", async () => {
+  const report = await probe(withFault(faults.flanneldStoppedOnNode2));
+  assert.equal(report.ok, false);
+  assert.deepEqual(verdicts(report), {
+    underlay: "pass",
+    flannel: "fail",
+    "pod-same-node": "blocked by flannel",
+    "pod-cross-node": "blocked by flannel",
+    service: "blocked by flannel",
+    dns: "blocked by flannel",
+    nodeport: "blocked by flannel",
+    ingress: "blocked by flannel",
+    "business-flow": "blocked by flannel",
+  });
+  const flannel = result(report, "flannel");
+  assert.equal(flannel.firstBrokenHop, "node2 FDB entry for node1's VTEP: missing: 6e:2b:7f:0c:11:a1 should go to dst 192.168.0.21");
+  assert.match(flannel.likelyFix!, /flanneld on node2 .* it is inactive: `systemctl restart flanneld` on node2/);
+  // Only what the evidence shows is wrong: node2's route and neighbour entry are still there.
+  assert.equal(hop(flannel, "node2 route to node1's pods").ok, true);
+  assert.equal(hop(flannel, "node2 neighbour for node1's VTEP").ok, true);
+  assert.equal(hop(flannel, "node1 FDB entry for node2's VTEP").ok, true);
+  assert.equal(result(report, "pod-cross-node").evidence.length, 0, "a blocked tier does not run");
+});
+
+test("flannel: a lease whose VTEP MAC no longer matches the device is a broken hop", async () => {
+  const oldLease = {
+    where: "node1",
+    command: /etcdctl/,
+    stdout:
+      '/coreos.com/network/subnets/172.30.1.0-24\n{"PublicIP":"192.168.0.21","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}\n' +
+      '/coreos.com/network/subnets/172.30.2.0-24\n{"PublicIP":"192.168.0.22","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9a:41:d3:5e:07:c2"}}\n',
+  };
+  const r = result(await probe([oldLease, ...healthy], { tiers: ["flannel"] }), "flannel");
+  assert.match(r.firstBrokenHop!, /^node1 flannel\.1: .*MAC 6e:2b:7f:0c:11:a1, but its lease says aa:bb:cc:dd:ee:01/);
+  // node2's entries point at the MAC the device really has, which no lease explains now.
+  assert.match(hop(r, "node2 stale entries").detail, /FDB 6e:2b:7f:0c:11:a1 dst 192\.168\.0\.21/);
+});
+
+test("underlay: UDP 8472 dropped between the nodes", async () => {
+  const dropped: Recording = { where: "node2", command: /tcpdump .* -c 1 /, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
+  const r = result(await probe([dropped, ...healthy], { tiers: ["underlay"] }), "underlay");
+  assert.equal(hop(r, "node1 -> node2 ICMP").ok, true);
+  assert.match(r.firstBrokenHop!, /^node1 -> node2 UDP 8472: datagrams sent from 192\.168\.0\.21:58472, none seen on node2's eth0/);
+});
+
+test("service: counters before and after show the spread over the 3 replicas", async () => {
+  const r = result(await probe(healthy, { tiers: ["service"] }), "service");
+  assert.match(hop(r, "KUBE-SERVICES (node1)").detail, /-d 10\.254\.83\.121\/32 tcp dpt:80 -> KUBE-SVC-7QXJX3NLLCHBKGHZ: \+30 connections/);
+  assert.match(hop(r, "KUBE-SVC-7QXJX3NLLCHBKGHZ").detail, /spread 9\/18\/3; EndpointSlice: 3 ready of 3 replicas/);
+  assert.match(hop(r, "KUBE-SEP-2XKQ5LJ7VYH3RNA4").detail, /DNAT to 172\.30\.1\.5:80 \(business-manager-6d8f9c7b5-h2kxw on node1\): \+9 connections/);
+  assert.equal(r.evidence.filter((e) => e.command === "iptables-save -t nat -c").length, 2, "counters read before and after");
+});
+
+test("kube-proxy's nat rules flushed on node1: service names the missing KUBE-SERVICES rule; the tiers above are blocked", async () => {
+  const report = await probe(withFault(faults.natFlushedOnNode1));
+  const service = result(report, "service");
+  assert.equal(service.verdict, "fail");
+  assert.match(service.firstBrokenHop!, /^KUBE-SERVICES \(node1\): no rule for 10\.254\.83\.121:80 \(default\/business-manager\)/);
+  assert.match(service.firstBrokenHop!, /curl: \(28\)/, "one bounded request shows what that means for a packet");
+  assert.match(service.likelyFix!, /systemctl restart kube-proxy/);
+  assert.deepEqual(
+    ["dns", "nodeport", "ingress", "business-flow"].map((t) => verdicts(report)[t]),
+    ["blocked by service", "blocked by service", "blocked by service", "blocked by service"],
+  );
+  assert.ok(!service.evidence.some((e) => e.command.startsWith("for i in")), "no burst of 30 into a dead path");
+});
+
+test("service: fewer ready endpoints than replicas is a broken hop", async () => {
+  const two: Recording = {
+    where: "kubectl",
+    command: /service-name=business-manager /,
+    stdout: "172.30.1.5\ttrue\tnode1\tbusiness-manager-6d8f9c7b5-h2kxw\n172.30.2.3\ttrue\tnode2\tbusiness-manager-6d8f9c7b5-p8tzr\n172.30.2.6\tfalse\tnode2\tbusiness-manager-6d8f9c7b5-wq4nd\n",
+  };
+  const r = result(await probe([two, ...healthy], { tiers: ["service"] }), "service");
+  assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: .*EndpointSlice: 2 ready of 3 replicas/);
+  assert.match(r.likelyFix!, /fewer ready pods than replicas/);
+});
+
+test("CoreDNS scaled to 0: dns fails on the Service without endpoints; the business flow is blocked, ingress and NodePort still pass", async () => {
+  const report = await probe(withFault(faults.corednsScaledToZero));
+  const dns = result(report, "dns");
+  assert.equal(dns.firstBrokenHop, "Service kube-system/kube-dns: 10.254.0.2:53 -> no ready CoreDNS endpoint");
+  assert.match(dns.likelyFix!, /scale deployment coredns/);
+  assert.match(hop(dns, "A business-manager.default.svc.cluster.local").detail, /communications error to 10\.254\.0\.2#53: connection refused/);
+  assert.deepEqual([verdicts(report).nodeport, verdicts(report).ingress, verdicts(report)["business-flow"]], ["pass", "pass", "blocked by dns"]);
+});
+
+test("ingress controller stopped: ingress fails with connection refused on node:80", async () => {
+  const report = await probe(withFault(faults.ingressStopped));
+  const ingress = result(report, "ingress");
+  assert.match(ingress.firstBrokenHop!, /^192\.168\.0\.1 -> node1:80: connection refused .*no ingress controller pod in nginx-ingress/);
+  assert.match(ingress.likelyFix!, /start the ingress controller/);
+  assert.equal(verdicts(report)["business-flow"], "blocked by ingress");
+});
+
+test("data-product down: the business flow names the gRPC hop and its status", async () => {
+  const report = await probe(withFault(faults.dataProductDown));
+  const flow = result(report, "business-flow");
+  assert.equal(hop(flow, "nginx -> business-manager").ok, true);
+  assert.match(flow.firstBrokenHop!, /^business-manager -> data-product \(gRPC data-product:50051\): HTTP 502: gRPC UNAVAILABLE/);
+});
+
+test("a lab that is not up: underlay fails on ssh, every other tier is blocked by it", async () => {
+  const report = await probe(withFault(faults.labDown));
+  assert.equal(result(report, "underlay").firstBrokenHop, "ssh to node1: ssh: connect to host 127.0.0.1 port 2221: Connection refused");
+  assert.match(result(report, "underlay").likelyFix!, /npx k8slab up/);
+  assert.ok(report.results.slice(1).every((r) => r.verdict === "blocked" && r.blockedBy === "underlay"));
+});
+
+test("a one-node lab: the underlay and cross-node tiers are skipped, not failed", async () => {
+  const one = { ...lab, nodes: lab.nodes.slice(0, 1) } as Lab;
+  const report = await runProbes(one, replay(healthy), { tiers: ["underlay", "pod-cross-node"] });
+  assert.deepEqual(verdicts(report), { underlay: "skipped", "pod-cross-node": "skipped" });
+  assert.ok(report.ok);
+});
+
+// The runner alone, with stand-in tiers.
+const stub = (id: TierId, run: Tier["run"] = async (ctx) => void ctx.hop("ok", "fine", true)): Tier => ({ id, title: id, run });
+
+test("blocked names the lowest broken tier, through tiers that are themselves blocked", async () => {
+  const modules = TIER_IDS.map((id) =>
+    id === "pod-same-node" ? stub(id, async () => broken("bridge", "down", "fix it")) : id === "pod-cross-node" ? stub(id, async () => broken("vxlan", "down")) : stub(id),
+  );
+  const report = await runProbes(lab, replay([]), { modules });
+  assert.deepEqual(verdicts(report), {
+    underlay: "pass",
+    flannel: "pass",
+    "pod-same-node": "fail",
+    "pod-cross-node": "fail",
+    service: "blocked by pod-same-node",
+    dns: "blocked by pod-same-node",
+    nodeport: "blocked by pod-same-node",
+    ingress: "blocked by pod-same-node",
+    "business-flow": "blocked by pod-same-node",
+  });
+  assert.equal(result(report, "pod-same-node").likelyFix, "fix it");
+});
+
+test("a soft dependency does not block, but a failure notes it", async () => {
+  const modules = TIER_IDS.map((id) => (id === "dns" || id === "ingress" ? stub(id, async () => broken(id, "down", `fix ${id}`)) : stub(id)));
+  const report = await runProbes(lab, replay([]), { modules });
+  assert.equal(result(report, "ingress").verdict, "fail");
+  assert.equal(result(report, "ingress").likelyFix, "fix ingress (also broken: dns)");
+  assert.equal(result(report, "business-flow").blockedBy, "dns");
+});
+
+test("--tier runs only the selected tiers, bottom-up, and blocks among them only", async () => {
+  const calls: string[] = [];
+  const modules = TIER_IDS.map((id) => stub(id, async (ctx) => void (calls.push(id), ctx.hop("ok", "fine", id !== "service"))));
+  const report = await runProbes(lab, replay([]), { modules, tiers: ["dns", "service"] });
+  assert.deepEqual(calls, ["service"]);
+  assert.deepEqual(verdicts(report), { service: "fail", dns: "blocked by service" });
+});
+
+test("a probe that throws, or a step that never answers, still ends as a failed tier", async () => {
+  const thrown = stub("underlay", async () => {
+    throw new Error("unexpected output");
+  });
+  const report = await runProbes(lab, replay([]), { modules: [thrown], tiers: ["underlay"] });
+  assert.match(result(report, "underlay").firstBrokenHop!, /^probe: error: unexpected output/);
+
+  const hangs = stub("underlay", async (ctx) => void (await ctx.onNode("node1", "sleep infinity", 1)));
+  const started = Date.now();
+  const hung = await runProbes(lab, replay([{ where: "node1", command: /./, hang: true }]), { modules: [hangs], tiers: ["underlay"], tierTimeoutSec: 0.2 });
+  assert.match(result(hung, "underlay").firstBrokenHop!, /did not finish within 0\.2 s/);
+  assert.ok(Date.now() - started < 2000);
+});
+
+test("kubectl reads are made once per run and shared by the tiers", async () => {
+  const access = replay(healthy);
+  await runProbes(lab, access);
+  const toolboxReads = access.calls.filter((c) => c.where === "kubectl" && /app=toolbox/.test(c.command));
+  assert.equal(toolboxReads.length, 1);
+});
