@@ -190,9 +190,13 @@ test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from t
   assert.deepEqual(rule.http.paths[0].backend.service, { name: "business-manager", port: { number: 80 } });
   const ds = obj("kubernetes:apps/v1:DaemonSet::nginx-ingress").spec.template.spec;
   assert.equal(ds.hostNetwork, true);
+  // The controller speaks v1beta1: its in-cluster API address is the adapter beside it, a native sidecar.
+  const controllerEnv = Object.fromEntries(ds.containers[0].env.filter((e: any) => e.value).map((e: any) => [e.name, e.value]));
+  assert.deepEqual([controllerEnv.KUBERNETES_SERVICE_HOST, controllerEnv.KUBERNETES_SERVICE_PORT], ["127.0.0.1", "18001"]);
+  assert.equal(ds.initContainers[0].restartPolicy, "Always");
   const containers = [...objects.entries()]
     .filter(([k]) => /:(Deployment|DaemonSet)::/.test(k))
-    .flatMap(([, v]) => v.spec.template.spec.containers);
+    .flatMap(([, v]) => [...v.spec.template.spec.containers, ...(v.spec.template.spec.initContainers ?? [])]);
   assert.ok(containers.length >= 5);
   for (const c of containers) assert.equal(c.imagePullPolicy, "Never", `${c.name} must not pull: the lab is offline`);
 });

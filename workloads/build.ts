@@ -7,7 +7,7 @@ import path from "node:path";
 import { build } from "esbuild";
 import { PROTO_DIR, PROTO_FILES } from "./shared/protos.js";
 
-const APPS = ["data-product", "business-manager"];
+const APPS = ["data-product", "business-manager", "ingress-adapter"];
 const repoRoot = path.join(import.meta.dirname, "..");
 const outDir = path.resolve(process.argv[2] ?? path.join(os.homedir(), ".cache/k8slab/workloads"));
 

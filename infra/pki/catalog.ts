@@ -56,5 +56,8 @@ export function certificateCatalog(lab: Lab): CertSpec[] {
     client("kube-proxy", "system:kube-proxy", lab.nodes.map((n) => n.name), "system:node-proxier"),
     // The admin user stays on the host running k8slab (kubeconfig output); it is never copied to a node.
     client("admin", "admin", [], "system:masters"),
+    // The ingress controller's API adapter serves on the node's loopback inside its pod; it reaches
+    // the pod as a Secret, not as a node file.
+    { name: "ingress-adapter", commonName: "ingress-adapter", dns: ["localhost"], ips: ["127.0.0.1"], usages: ["server"], nodes: [] },
   ];
 }

@@ -4,6 +4,7 @@ import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
+import { Pki } from "./pki.js";
 
 export const INGRESS_NAMESPACE = "nginx-ingress";
 /** What the controller looks for in an IngressClass's spec.controller. */
@@ -41,6 +42,13 @@ export class Ingress extends Tier {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
       subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: INGRESS_NAMESPACE }],
     }, o());
+    // The adapter's serving certificate (127.0.0.1, signed by the lab CA, which every pod trusts).
+    const adapterCert = this.below(Pki).certs["ingress-adapter"];
+    const adapterTls = new k8s.core.v1.Secret("ingress-adapter-tls", {
+      metadata: { name: "ingress-adapter-tls", namespace: INGRESS_NAMESPACE },
+      type: "kubernetes.io/tls",
+      stringData: { "tls.crt": adapterCert.certPem, "tls.key": adapterCert.keyPem },
+    }, o(ns));
     const config = new k8s.core.v1.ConfigMap("nginx-config", { metadata: { name: "nginx-config", namespace: INGRESS_NAMESPACE }, data: {} }, o(ns));
     const ingressClass = new k8s.networking.v1.IngressClass("nginx", { metadata: { name: lab.ingress.className }, spec: { controller: CONTROLLER_NAME } }, o());
 
@@ -55,40 +63,50 @@ export class Ingress extends Tier {
             // nginx listens on the node's own port 80: the outside client reaches it at the node's LAN address.
             hostNetwork: lab.ingress.hostNetwork,
             dnsPolicy: "ClusterFirstWithHostNet",
-            containers: [
-              {
-                name: "controller",
-                image: this.imageRef(args, "nginx-ingress"),
-                imagePullPolicy: "Never",
-                args: [
-                  `-nginx-configmaps=${INGRESS_NAMESPACE}/${"nginx-config"}`,
-                  `-ingress-class=${lab.ingress.className}`,
-                  // v1.12.5 speaks networking.k8s.io/v1beta1, which Kubernetes 1.22 removed: the adapter translates.
-                  `-proxy=http://127.0.0.1:${INGRESS_ADAPTER_PORT}`,
-                  "-enable-custom-resources=false",
-                  "-enable-leader-election=false",
-                  "-nginx-status=false",
-                  "-health-status",
-                  `-ready-status-port=${INGRESS_READY_PORT}`,
-                ],
-                env: [
-                  { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
-                  { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-                ],
-                ports: [{ name: "http", containerPort: 80 }, { name: "ready", containerPort: INGRESS_READY_PORT }],
-                readinessProbe: { httpGet: { path: "/nginx-ready", port: INGRESS_READY_PORT }, periodSeconds: 5, timeoutSeconds: 5 },
-              },
-              {
-                name: "api-adapter",
-                image: this.imageRef(args, "ingress-adapter"),
-                imagePullPolicy: "Never",
-                env: [{ name: "PORT", value: String(INGRESS_ADAPTER_PORT) }],
-              },
-            ],
+            // v1.12.5 speaks networking.k8s.io/v1beta1, which Kubernetes 1.22 removed. It reaches the API
+            // through the adapter (workloads/ingress-adapter), which translates to and from v1: a native
+            // sidecar, started (and answering) before the controller.
+            initContainers: [{
+              name: "api-adapter",
+              image: this.imageRef(args, "ingress-adapter"),
+              imagePullPolicy: "Never",
+              restartPolicy: "Always",
+              env: [
+                { name: "PORT", value: String(INGRESS_ADAPTER_PORT) },
+                { name: "TLS_CERT_FILE", value: "/etc/ingress-adapter/tls.crt" },
+                { name: "TLS_KEY_FILE", value: "/etc/ingress-adapter/tls.key" },
+              ],
+              volumeMounts: [{ name: "adapter-tls", mountPath: "/etc/ingress-adapter", readOnly: true }],
+              startupProbe: { tcpSocket: { host: "127.0.0.1", port: INGRESS_ADAPTER_PORT }, periodSeconds: 2, failureThreshold: 150 },
+            }],
+            containers: [{
+              name: "controller",
+              image: this.imageRef(args, "nginx-ingress"),
+              imagePullPolicy: "Never",
+              args: [
+                `-nginx-configmaps=${INGRESS_NAMESPACE}/nginx-config`,
+                `-ingress-class=${lab.ingress.className}`,
+                "-enable-custom-resources=false",
+                "-enable-leader-election=false",
+                "-nginx-status=false",
+                "-health-status",
+                `-ready-status-port=${INGRESS_READY_PORT}`,
+              ],
+              env: [
+                // In-cluster config, pointed at the adapter: the controller's own token authenticates it there.
+                { name: "KUBERNETES_SERVICE_HOST", value: "127.0.0.1" },
+                { name: "KUBERNETES_SERVICE_PORT", value: String(INGRESS_ADAPTER_PORT) },
+                { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+              ],
+              ports: [{ name: "http", containerPort: 80 }, { name: "ready", containerPort: INGRESS_READY_PORT }],
+              readinessProbe: { httpGet: { path: "/nginx-ready", port: INGRESS_READY_PORT }, periodSeconds: 5, timeoutSeconds: 5 },
+            }],
+            volumes: [{ name: "adapter-tls", secret: { secretName: adapterTls.metadata.name } }],
           },
         },
       },
-    }, o(ns, config, ingressClass));
+    }, o(ns, config, ingressClass, adapterTls));
 
     new k8s.networking.v1.Ingress("lab", {
       metadata: { name: lab.ingress.service, namespace: "default" },

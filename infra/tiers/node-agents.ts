@@ -1,13 +1,22 @@
 // NodeAgents: containerd + runc, the CNI chain and kubelet on every node (node1 is a worker too),
 // then the wait until every node has registered and is Ready.
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
+import { sshArgv } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
-import { Command } from "../provider/command.js";
+import { Command, type SshEndpoint } from "../provider/command.js";
+import { shellQuote } from "../provider/provider.js";
 import { nodeAgentFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
 import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+
+/** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
+export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
+  const [ssh, ...args] = sshArgv(ep, "ctr -n k8s.io images import -");
+  const remote = `${ssh} ${args.map(shellQuote).join(" ")}`;
+  return archives.map((a) => `${remote} < ${shellQuote(a)}`).join("\n");
+}
 
 export class NodeAgents extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -24,7 +33,18 @@ export class NodeAgents extends Tier {
         what: "containerd",
         configDigest: filesDigest(files),
       });
-      kubelets.push(nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [containerd]), {
+      const images = Object.values(args.images ?? {});
+      const loaded = new Command(
+        `images-${node.name}`,
+        {
+          create: pulumi.output(connection).apply((ep) => importImagesCommand(images.map((i) => i.archive), ep)),
+          // A rebuilt image is loaded again (update); its digest is what changed.
+          environment: { K8SLAB_IMAGES_SHA256: images.map((i) => `${i.ref}=${i.sha256}`).join(" ") },
+          timeoutSec: 1200,
+        },
+        this.childOpts({}, [containerd]),
+      );
+      kubelets.push(nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
         ready: "systemctl is-active --quiet kubelet",
         what: "kubelet",
         configDigest: filesDigest(files),

@@ -6,6 +6,8 @@ import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 
 const NS = "default";
+/** Where the probes' toolbox pods run (scripts/probes reads the same name). */
+export const PROBE_NAMESPACE = "k8slab-probe";
 
 /** POD_NAME, POD_IP, NODE_NAME: every reply names the pod, its IP and its node. */
 const identityEnv = [
@@ -74,6 +76,29 @@ export class Workloads extends Tier {
         ports: [{ name: "http", port: businessManager.port, targetPort: "serve", nodePort: businessManager.nodePort }],
       },
     }, o());
+
+    // The probes' vantage points: one toolbox pod per node (curl, dig, ip, ping, tcpdump), in a namespace of their own.
+    const probeNs = new k8s.core.v1.Namespace(PROBE_NAMESPACE, { metadata: { name: PROBE_NAMESPACE } }, o());
+    new k8s.apps.v1.DaemonSet("toolbox", {
+      metadata: { name: "toolbox", namespace: PROBE_NAMESPACE, labels: { app: "toolbox" } },
+      spec: {
+        selector: { matchLabels: { app: "toolbox" } },
+        template: {
+          metadata: { labels: { app: "toolbox" } },
+          spec: {
+            terminationGracePeriodSeconds: 1,
+            containers: [{
+              name: "toolbox",
+              image: this.imageRef(args, "toolbox"),
+              imagePullPolicy: "Never",
+              // tcpdump inside the pod sees the pod's own eth0: capturing needs these capabilities.
+              securityContext: { capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },
+              resources: { requests: { cpu: "10m", memory: "16Mi" } },
+            }],
+          },
+        },
+      },
+    }, o(probeNs));
     this.registerOutputs({});
   }
 }

@@ -1,0 +1,34 @@
+// Runs the ingress API adapter as its container does: API server from the pod's in-cluster config, loopback port from PORT, stop on SIGTERM.
+import fs from "node:fs";
+import { portFromEnv } from "../shared/env.js";
+import { startIngressAdapter } from "./server.js";
+import { upstreamFromEnv } from "./upstream.js";
+
+const env = process.env;
+// The pod shares the node's network: anything but loopback would offer the adapter's rights to the LAN.
+const host = env.LISTEN_HOST || "127.0.0.1";
+const upstream = upstreamFromEnv(env);
+// TLS_CERT_FILE and TLS_KEY_FILE: serve HTTPS, for a controller using in-cluster config instead of -proxy.
+const tlsFiles = [env.TLS_CERT_FILE, env.TLS_KEY_FILE];
+if (tlsFiles.filter(Boolean).length === 1) throw new Error("set both TLS_CERT_FILE and TLS_KEY_FILE, or neither");
+const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: fs.readFileSync(env.TLS_CERT_FILE), key: fs.readFileSync(env.TLS_KEY_FILE) } : undefined;
+
+const adapter = await startIngressAdapter({
+  host,
+  port: portFromEnv("PORT", 18001),
+  upstream: upstream.url,
+  upstreamCa: upstream.caFile ? fs.readFileSync(upstream.caFile) : undefined,
+  tokenFile: upstream.tokenFile,
+  tls,
+  log: (line) => console.log(line),
+});
+console.log(`ingress-adapter listening on ${host}:${adapter.port} (${tls ? "https" : "http"}), API server ${upstream.url}`);
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, async () => {
+    console.log(`ingress-adapter: ${signal}, stopping`);
+    await adapter.stop(5000);
+    console.log("ingress-adapter: stopped");
+    process.exit(0);
+  });
+}
