@@ -22,7 +22,9 @@ function matchesSnapshot(file: string, actual: string) {
   assert.equal(actual, readFileSync(target, "utf8"), `${file} differs from its snapshot`);
 }
 
-const perNode = lab.nodes.map((n) => [n.name, allNodeFiles(lab, n)] as const);
+/** The pause image's ref as the image catalog names it (k8slab.local/<name>:<pinned version>). */
+const PAUSE = "k8slab.local/pause:v1.0.0";
+const perNode = lab.nodes.map((n) => [n.name, allNodeFiles(lab, n, PAUSE)] as const);
 
 for (const [node, files] of perNode) {
   for (const f of files) test(`${node}:${f.path} matches its snapshot`, () => matchesSnapshot(`${node}${f.path}`, f.content));
@@ -30,7 +32,7 @@ for (const [node, files] of perNode) {
 
 test("every node's files carry the lab's values, not another node's", () => {
   // What runs on every node (the control plane's own files name node1 by design).
-  const text = (i: number) => [nodeAgentFiles, flannelFiles, kubeProxyFiles].flatMap((files) => files(lab, lab.nodes[i])).map((f) => f.content).join("\n");
+  const text = (i: number) => [...nodeAgentFiles(lab, lab.nodes[i], PAUSE), ...flannelFiles(lab, lab.nodes[i]), ...kubeProxyFiles(lab, lab.nodes[i])].map((f) => f.content).join("\n");
   assert.match(text(1), /--node-ip=192\.168\.0\.22/);
   assert.match(text(1), /FLANNEL_SUBNET=172\.30\.2\.1\/24/);
   assert.match(text(1), /FLANNEL_MTU=1450/);
@@ -45,7 +47,7 @@ test("the flannel network config is the lab's VXLAN backend", () => {
 
 test("the CNI bridge is named by the lab file", () => {
   const docker0 = { ...lab, pods: { ...lab.pods, bridge: "docker0" as const } };
-  const cni = nodeAgentFiles(docker0, lab.nodes[0]).find((f) => f.path.endsWith(".conflist"))!;
+  const cni = nodeAgentFiles(docker0, lab.nodes[0], PAUSE).find((f) => f.path.endsWith(".conflist"))!;
   assert.equal(JSON.parse(cni.content).plugins[0].delegate.bridge, "docker0");
 });
 

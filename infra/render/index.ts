@@ -40,10 +40,10 @@ export function controlPlaneFiles(lab: Lab): NodeFile[] {
   ];
 }
 
-/** NodeAgents tier, every node: containerd, the CNI chain, kubelet. */
-export function nodeAgentFiles(lab: Lab, node: LabNode): NodeFile[] {
+/** NodeAgents tier, every node: containerd (with the lab's pause image), the CNI chain, kubelet. */
+export function nodeAgentFiles(lab: Lab, node: LabNode, pauseImage: string): NodeFile[] {
   return [
-    { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig() },
+    { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig(pauseImage) },
     { path: `${NODE_PATHS.cniConf}/10-k8slab.conflist`, content: renderCniConfig(lab) },
     { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node) },
     { path: unit("kubelet"), content: renderKubeletUnit(node) },
@@ -67,14 +67,13 @@ export function kubeProxyFiles(lab: Lab, node: LabNode): NodeFile[] {
 }
 
 /** Every rendered file a node receives, all tiers together. */
-export function allNodeFiles(lab: Lab, node: LabNode): NodeFile[] {
-  const perNode = [...nodeAgentFiles(lab, node), ...flannelFiles(lab, node), ...kubeProxyFiles(lab, node)];
+export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeFile[] {
+  const perNode = [...nodeAgentFiles(lab, node, pauseImage), ...flannelFiles(lab, node), ...kubeProxyFiles(lab, node)];
   return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
 }
 
 export { apiServerSANs, apiServerURL, API_SERVER_PORT } from "./controlplane.js";
 export { etcdctlCommand, etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
-export { PAUSE_IMAGE } from "./node.js";
 export { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
 export { renderCorefile, COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT } from "./coredns.js";

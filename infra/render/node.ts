@@ -4,16 +4,14 @@ import { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
 import { renderUnit } from "./systemd.js";
 
-/** The pod sandbox image; built offline and loaded into containerd, never pulled. */
-export const PAUSE_IMAGE = "k8slab.local/pause:3.10";
-
-export function renderContainerdConfig(): string {
+/** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */
+export function renderContainerdConfig(pauseImage: string): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   return [
     "version = 2",
     "",
     `[${cri}]`,
-    `  sandbox_image = "${PAUSE_IMAGE}"`,
+    `  sandbox_image = "${pauseImage}"`,
     "",
     `[${cri}.containerd.runtimes.runc]`,
     '  runtime_type = "io.containerd.runc.v2"',

@@ -26,7 +26,7 @@ export class NodeAgents extends Tier {
     const kubelets: Command[] = [];
     for (const node of lab.nodes) {
       const connection = machines.connections[node.name];
-      const files = nodeAgentFiles(lab, node);
+      const files = nodeAgentFiles(lab, node, this.imageRef(args, "pause"));
       const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
       const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], this.childOpts({}, [written]), {
         ready: "ctr version >/dev/null 2>&1",
