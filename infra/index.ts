@@ -1,5 +1,6 @@
 // The Pulumi program: the only place that reads stack config. Loads the lab, builds its tiers, exports outputs.
 import * as pulumi from "@pulumi/pulumi";
+import { readLabImages } from "../scripts/images/build.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
 import { stateFile } from "../scripts/toolchain/paths.ts";
 import { loadLab } from "./lab/index.js";
@@ -16,7 +17,9 @@ if (!loaded.ok) {
 const { lab } = loaded;
 // The bundle's checksums: a rebuilt binary is pushed to the nodes again.
 const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
-const [machines, , , controlPlane] = buildLab(lab, { bundleFiles }) as [Machines, unknown, unknown, ControlPlane];
+// The container images `k8slab up` built last (scripts/images): a rebuilt one is loaded again.
+const images = readLabImages();
+const [machines, , , controlPlane] = buildLab(lab, { bundleFiles, images }) as [Machines, unknown, unknown, ControlPlane];
 
 export const labName = lab.name;
 export const netns = lab.netns;

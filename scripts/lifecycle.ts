@@ -3,11 +3,15 @@ import { existsSync } from "node:fs";
 import { loadLab, type Lab } from "../infra/lab/index.js";
 import { adminKubeconfigFile } from "../infra/tiers/control-plane.js";
 import { machineSpecs } from "../infra/tiers/machines.js";
+import { ensureImages, writeLabImages } from "./images/build.ts";
+import { ensureImage } from "./machines/image.ts";
 import { labDown, labStatus } from "./machines/lab.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { EXIT } from "./exit.js";
+import { probeLab } from "./probes/command.js";
+import { renderTerminal } from "./probes/render.js";
 import { openStack, stackExists } from "./stack.js";
 import { ensureToolchain } from "./toolchain/index.js";
 
@@ -42,6 +46,14 @@ export async function up(file: string): Promise<number> {
   try {
     const complete = await step("toolchain: the offline bundle", () => ensureToolchain());
     if (!complete) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
+    if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
+    const images = await step("container images: built offline, for containerd", () => ensureImages());
+    if (images.skipped.length || images.failed.length) {
+      for (const s of images.skipped) say(`  image ${s.name}: ${s.reason}`);
+      for (const f of images.failed) say(`  image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`);
+      throw new Error("some container images are missing (see above)");
+    }
+    writeLabImages(images.images);
     // Checked before anything is created; a lab that is already up holds its own ports and memory.
     if (lab.driver.kind === "qemu" && !netnsExists(lab.netns)) {
       const problems = await step("preflight: host, tools, ports, memory", () => preflightLab(parseLabMachines(machineSpecs(lab))));
@@ -53,11 +65,14 @@ export async function up(file: string): Promise<number> {
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
     const result = await step("pulumi up: create or update the lab", () => stack.up({ onOutput: (out) => process.stderr.write(out) }));
     say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
+    const report = await step("probes: every network tier, bottom-up", () =>
+      probeLab(lab, { onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`) }),
+    );
+    process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
+    return report.ok ? EXIT.ok : EXIT.failed;
   } catch {
     return EXIT.failed;
   }
-  say("not built yet: the cluster tiers above Machines and Pki (etcd, control plane, node agents, flannel, kube-proxy, CoreDNS, ingress, workloads) and the probes");
-  return EXIT.ok;
 }
 
 export async function down(file: string): Promise<number> {
@@ -67,8 +82,14 @@ export async function down(file: string): Promise<number> {
   try {
     if (await stackExists(lab)) {
       const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
-      await step("pulumi destroy", () => stack.destroy({ onOutput: (out) => process.stderr.write(out) }));
-      await step(`stack: remove ${lab.name}`, () => stack.workspace.removeStack(lab.name));
+      if (lab.driver.kind === "qemu") {
+        // Everything of a VM lab lives on its VMs: removing them (below) removes it all at once,
+        // where a destroy would first undo each object and unit, one ssh call at a time.
+        await step(`stack: forget ${lab.name} (its VMs go next)`, () => stack.workspace.removeStack(lab.name, { force: true }));
+      } else {
+        await step("pulumi destroy: undo every step on the lab's hosts", () => stack.destroy({ onOutput: (out) => process.stderr.write(out) }));
+        await step(`stack: remove ${lab.name}`, () => stack.workspace.removeStack(lab.name));
+      }
     }
   } catch {
     failed = true; // the machine layer below still cleans up what is left
