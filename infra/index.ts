@@ -1,8 +1,9 @@
 // The Pulumi program: the only place that reads stack config. Loads the lab, builds its tiers, exports outputs.
+import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
-import { stateFile } from "../scripts/toolchain/paths.ts";
+import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
 import { loadLab } from "./lab/index.js";
 import { buildLab } from "./program.js";
 import type { ControlPlane } from "./tiers/control-plane.js";
@@ -10,7 +11,8 @@ import type { Machines } from "./tiers/machines.js";
 
 const config = new pulumi.Config("k8slab");
 const labFile = config.get("lab") ?? "labs/two-node.yaml";
-const loaded = loadLab(labFile);
+// Lab paths in config are relative to the project root, wherever the engine starts the program.
+const loaded = loadLab(path.resolve(repoRoot, labFile));
 if (!loaded.ok) {
   throw new Error(`lab file ${labFile} is not valid:\n${loaded.problems.map((p) => `  ${p.path}: ${p.reason}`).join("\n")}`);
 }

@@ -1,4 +1,5 @@
 // Drives a lab's Pulumi stack (one stack per lab, named after it) through the Automation API, offline.
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import type { Lab } from "../infra/lab/index.js";
@@ -12,6 +13,9 @@ export async function openStack(lab: Lab): Promise<Stack> {
 }
 
 async function workspaceOptions() {
+  // The file backend refuses a folder that does not exist yet (first `up` on a machine).
+  const backend = pulumiEnv().PULUMI_BACKEND_URL ?? process.env.PULUMI_BACKEND_URL ?? "";
+  if (backend.startsWith("file://")) await mkdir(backend.slice("file://".length), { recursive: true });
   const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()), skipVersionCheck: true });
   return { envVars: pulumiEnv(), pulumiCommand };
 }
