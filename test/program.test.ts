@@ -162,7 +162,8 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   }
   assert.match(commands.get("flannel-network-config")![0].create, /etcdctl .* put \/coreos\.com\/network\/config /);
   const ready = first("nodes-ready")!;
-  assert.match(ready.create, /^"\$KUBECTL" wait --for=condition=Ready node\/node1 node\/node2 /);
+  assert.match(ready.create, /until "\$KUBECTL" get node node1 node2 /, "first every Node registered");
+  assert.match(ready.create, /\n"\$KUBECTL" wait --for=condition=Ready node\/node1 node\/node2 /);
   assert.match(ready.environment!.KUBECTL, /bundle-v1\/bin\/kubectl$/);
   assert.match(ready.environment!.KUBECONFIG, /labs\/two-node\/admin\.kubeconfig$/);
   // A config change restarts a unit: its digest is part of the command's inputs.

@@ -45,7 +45,7 @@ export class ControlPlane extends Tier {
     new Command(
       "admin-kubeconfig",
       {
-        create: `install -D -m 0600 /dev/stdin "$FILE"`,
+        create: `mkdir -p "$(dirname "$FILE")" && (umask 077 && cat > "$FILE")`,
         delete: `rm -f "$FILE"`,
         environment: { FILE: this.kubeconfigFile },
         stdin: this.kubeconfig,

@@ -9,7 +9,7 @@ import { nodeAgentFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+import { filesDigest, nodeFiles, nodeUnits, waitFor } from "./remote.js";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
@@ -54,9 +54,13 @@ export class NodeAgents extends Tier {
     new Command(
       "nodes-ready",
       {
-        create: `"$KUBECTL" wait --for=condition=Ready ${lab.nodes.map((n) => `node/${n.name}`).join(" ")} --timeout=600s`,
+        // `kubectl wait` fails at once on a node that has not registered yet: wait for that first.
+        create: [
+          waitFor(`"$KUBECTL" get node ${lab.nodes.map((n) => n.name).join(" ")} >/dev/null 2>&1`, "every kubelet registered its Node", 300),
+          `"$KUBECTL" wait --for=condition=Ready ${lab.nodes.map((n) => `node/${n.name}`).join(" ")} --timeout=600s`,
+        ].join("\n"),
         environment: { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: this.below(ControlPlane).kubeconfigFile },
-        timeoutSec: 660,
+        timeoutSec: 960,
       },
       this.childOpts({}, kubelets),
     );
