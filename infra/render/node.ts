@@ -35,7 +35,8 @@ export function renderContainerdConfig(pauseImage: string): string {
 export function renderCniConfig(lab: Lab): string {
   const conf = {
     name: "k8slab",
-    cniVersion: "1.0.0",
+    // The flannel plugin (v0.9.1 of the reference plugins, the newest the module proxy serves) speaks CNI up to 0.4.0.
+    cniVersion: "0.4.0",
     plugins: [
       {
         type: "flannel",
