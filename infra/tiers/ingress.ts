@@ -109,7 +109,9 @@ export class Ingress extends Tier {
     }, o(ns, config, ingressClass, adapterTls));
 
     new k8s.networking.v1.Ingress("lab", {
-      metadata: { name: lab.ingress.service, namespace: "default" },
+      // The controller does not report an address (no load balancer: it is on the nodes' own port 80),
+      // so Pulumi must not wait for one; the ingress probe proves the route instead.
+      metadata: { name: lab.ingress.service, namespace: "default", annotations: { "pulumi.com/skipAwait": "true" } },
       spec: {
         ingressClassName: ingressClass.metadata.name,
         rules: [{
