@@ -31,14 +31,18 @@ export const BUSINESS_READY_PATH = "/readyz";
 /** A name under the reserved .invalid TLD (RFC 6761): it exists nowhere, so DNS must answer "no such name". */
 export const DNS_MISS_NAME = "k8slab-probe.invalid";
 
-/** Seconds each kind of step may take before it is cut off; no probe step waits longer. */
+/**
+ * Seconds each kind of step may take before it is cut off; no probe step waits longer. Sized for
+ * emulated CPUs (TCG), where a Go binary's start and a TLS handshake take seconds when the
+ * probes' parallel steps share the guest's CPUs.
+ */
 export const TIMEOUT = {
-  /** kubectl get, ip, bridge, cat: one quick read. */
-  read: 8,
+  /** kubectl get, ip, bridge, cat, etcdctl get: one read. */
+  read: 20,
   /** ping, dig, a single curl. */
-  query: 10,
+  query: 15,
   /** tcpdump on the underlay: bounded by its own packet count and by this. */
-  capture: 6,
+  capture: 8,
   /** The service probe's burst of requests. */
   burst: 25,
   /** A whole tier, in case a step's own timeout failed to fire. */

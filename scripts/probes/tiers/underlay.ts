@@ -8,11 +8,13 @@ export const udpCaptureCommand = (from: string, port: number) =>
   `timeout ${TIMEOUT.capture} tcpdump -nn -l -c 1 -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and src port ${UNDERLAY_PROBE_SOURCE_PORT}`)}`;
 
 /**
- * Sends a few datagrams over about two seconds, so one arrives after the capture has started.
+ * Sends a datagram every quarter second for as long as the capture may wait: under TCG the
+ * receiver's tcpdump can start seconds after the sender, and one datagram must arrive after it.
+ * One socat sends a datagram per line (a socat per datagram would be a slow fork each time).
  * The kernel's VXLAN socket drops them (they are not VXLAN); the capture sees them first.
  */
 export const udpSendCommand = (to: string, port: number) =>
-  `for i in 1 2 3 4 5 6 7 8; do echo k8slab-underlay-probe | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}; sleep 0.25; done`;
+  `for i in $(seq ${TIMEOUT.capture * 4}); do echo k8slab-underlay-probe; sleep 0.25; done | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}`;
 
 export const underlay: Tier = {
   id: "underlay",
