@@ -64,11 +64,22 @@ const commands: Record<string, Command> = {
     },
   },
   toolchain: {
-    usage: "toolchain [--check] [--json]",
+    usage: "toolchain [--check] [--json] [--env]",
     summary: "build or verify the offline bundle; --check exits 0 only when it is complete",
-    options: { check: { type: "boolean" }, json: { type: "boolean" } },
-    optionHelp: ["--check         verify versions and checksums, build nothing", "--json          print the bundle's state as JSON"],
-    run: async ({ values }) => (await import("./toolchain/index.js")).toolchainCommand({ check: !!values.check, json: !!values.json }),
+    options: { check: { type: "boolean" }, json: { type: "boolean" }, env: { type: "boolean" } },
+    optionHelp: [
+      "--check         verify versions and checksums, build nothing",
+      "--json          print the bundle's state as JSON",
+      "--env           print the shell exports that run the bundled pulumi offline (eval them)",
+    ],
+    run: async ({ values }) => {
+      const toolchain = await import("./toolchain/index.js");
+      if (values.env) {
+        for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}='${v.replace(/'/g, `'\\''`)}'\n`);
+        return EXIT.ok;
+      }
+      return toolchain.toolchainCommand({ check: !!values.check, json: !!values.json });
+    },
   },
 };
 
