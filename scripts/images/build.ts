@@ -4,14 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import lockfile from 'proper-lockfile';
 import { $ } from 'zx';
 import { readState } from '../toolchain/bundle.ts';
 import { canonicalJson, parseManifest, sha256Hex } from '../toolchain/manifest.ts';
 import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from '../toolchain/paths.ts';
 import { type ImageSpec, imageCatalog, REGISTRY } from './catalog.ts';
-import { buildLayer, type ImageRef, type LayerBlob, packLayout, refString, sha256File, writeLayout } from './oci.ts';
-import { type LayerSpec, type Log, removeTree, type Source, stageTree, SUITE } from './rootfs.ts';
+import { removeTree, sha256File, withDirLock } from '../files.ts';
+import { buildLayer, type ImageRef, type LayerBlob, packLayout, refString, writeLayout } from './oci.ts';
+import { type LayerSpec, type Log, type Source, stageTree, SUITE } from './rootfs.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const imagesRoot = () => path.join(cacheRoot(), 'images-oci');
@@ -234,26 +234,10 @@ function pruneLayers(): void {
   for (const d of fs.readdirSync(layersDir)) if (!used.has(d)) fs.rmSync(path.join(layersDir, d), { recursive: true, force: true });
 }
 
-/** One build at a time per cache (proper-lockfile, as the toolchain and node image do); a second caller waits and says so. */
-async function withImagesLock<T>(progress: Log, fn: () => Promise<T>): Promise<T> {
-  fs.mkdirSync(imagesRoot(), { recursive: true });
-  const lockfilePath = path.join(imagesRoot(), 'build.lock');
-  let said = false;
-  for (;;) {
-    try {
-      const release = await lockfile.lock(imagesRoot(), { lockfilePath, stale: 60_000, update: 10_000, realpath: false });
-      try {
-        return await fn();
-      } finally {
-        await release().catch(() => undefined);
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
-      if (!said) progress(`waiting: another image build holds ${lockfilePath}`);
-      said = true;
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
+/** One build at a time per cache, as the toolchain and node image do; a second caller waits and says so. */
+function withImagesLock<T>(progress: Log, fn: () => Promise<T>): Promise<T> {
+  const dir = imagesRoot();
+  return withDirLock({ dir, lockfilePath: path.join(dir, 'build.lock'), staleMs: 60_000, log: progress, holder: 'another image build' }, fn);
 }
 
 export interface EnsureImagesOptions {

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
+import { sha256File } from '../files.ts';
 
 export type Compression = 'gzip' | 'none';
 export type Digest = `sha256:${string}`;
@@ -58,11 +59,6 @@ export interface ImageRef {
 
 export const refString = (r: ImageRef) => `${r.name}:${r.tag}`;
 
-export async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 

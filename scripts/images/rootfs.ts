@@ -42,20 +42,6 @@ export type Log = (line: string) => void;
 
 const CHROOT_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
 
-/** Unmount anything a failed debootstrap left inside root, then remove it. */
-export async function removeTree(root: string): Promise<void> {
-  const mounted = () =>
-    fs
-      .readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((m) => m && (m === root || m.startsWith(root + '/')));
-  for (const m of mounted().reverse()) await $`umount ${m}`.nothrow().quiet();
-  const left = mounted();
-  if (left.length) throw new Error(`not removing ${root}: still mounted: ${left.join(', ')}`);
-  fs.rmSync(root, { recursive: true, force: true });
-}
-
 async function debootstrap(root: string, packages: string[], log: Log): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('a Debian layer needs root (debootstrap and chroot)');
   // The .deb cache is the node image's (scripts/machines): one download serves both.

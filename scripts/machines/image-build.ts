@@ -1,10 +1,10 @@
 // Builds the node OS image: a Debian trixie rootfs from debootstrap, its kernel+initrd, and an ext4 qcow2 base disk.
 // This file and guest/ are the image's inputs: their hash is the image key (image.ts), so an edit here rebuilds.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
+import { removeTree, sha256File } from '../files.ts';
 import { ROOT_LABEL } from './render.ts';
 import { cacheRoot } from './spec.ts';
 
@@ -129,26 +129,6 @@ async function configureRootfs(root: string) {
   fs.mkdirSync(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
   fs.rmSync(path.join(root, 'var/lib/apt/lists'), { recursive: true, force: true });
   fs.mkdirSync(path.join(root, 'var/lib/apt/lists/partial'), { recursive: true });
-}
-
-/** rm -rf a build rootfs, but first unmount anything a failed debootstrap left mounted inside it. */
-async function removeTree(root: string) {
-  const mounted = () =>
-    fs
-      .readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((m) => m && (m === root || m.startsWith(root + '/')));
-  for (const m of mounted().reverse()) await $`umount ${m}`.nothrow().quiet();
-  const left = mounted();
-  if (left.length) throw new Error(`not removing ${root}: still mounted: ${left.join(', ')}`);
-  fs.rmSync(root, { recursive: true, force: true });
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** Build the image for key into dir (dir must not be in use; the caller holds the lock). */

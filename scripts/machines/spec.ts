@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { cacheRoot } from '../toolchain/paths.ts';
 import { z } from 'zod';
 
 // Lab and node names are RFC 1123 labels, as in the lab file. They name files, a namespace, a hostname.
@@ -124,9 +125,8 @@ export function lanOf(spec: Pick<MachineSpec, 'address' | 'prefixLength'>): stri
   return `${net.toString()}/${spec.prefixLength}`;
 }
 
-export function cacheRoot(): string {
-  return process.env.K8SLAB_CACHE || path.join(os.homedir(), '.cache', 'k8slab');
-}
+/** The node images live in the same cache as the toolchain bundle. */
+export { cacheRoot };
 export function imagesDir(): string {
   return path.join(cacheRoot(), 'images');
 }

@@ -1,11 +1,12 @@
 // The bundle's record of what it holds (bundle.json) and the pure comparison of that
 // record, and of the files on disk, with the manifest: what is complete, what must be built.
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { sha256File } from "../files.ts";
 import { type Artifact, type Manifest, artifactOutputs } from "./manifest.js";
+
+export { sha256File };
 
 const ArtifactRecord = z.object({
   version: z.string(),
@@ -53,11 +54,6 @@ export async function writeState(file: string, state: BundleState): Promise<void
   await rename(tmp, file);
 }
 
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk);
-  return hash.digest("hex");
-}
 
 /** What is on disk for each file the state records: its sha256, or null when missing. */
 export type DiskFacts = Record<string, string | null>;

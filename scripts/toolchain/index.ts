@@ -3,7 +3,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import lockfile from "proper-lockfile";
 import {
   type ArtifactCheck,
   type BundleState,
@@ -18,6 +17,7 @@ import {
   writeState,
 } from "./bundle.js";
 import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.js";
+import { withDirLock } from "../files.ts";
 import { type Artifact, type Manifest, buildKey, manifestDigest, parseManifest, pluginVersion } from "./manifest.js";
 import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.js";
 
@@ -117,28 +117,10 @@ export function printReport(r: ToolchainReport, out: (s: string) => void): void 
   out(r.complete ? "complete" : "incomplete: run `npx k8slab toolchain` to build what is missing");
 }
 
-/** Takes the cache lock, waiting (and saying so) while another run holds it. */
-export async function withCacheLock<T>(log: (s: string) => void, fn: () => Promise<T>): Promise<T> {
-  const root = cacheRoot();
-  await mkdir(root, { recursive: true });
-  const lockPath = path.join(root, "toolchain.lock");
-  let said = false;
-  for (;;) {
-    try {
-      // The lock is a directory refreshed every few seconds; a crashed holder's goes stale after 30 s.
-      const release = await lockfile.lock(root, { lockfilePath: lockPath, stale: 30_000, update: 5_000, realpath: false });
-      try {
-        return await fn();
-      } finally {
-        await release().catch(() => undefined);
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ELOCKED") throw e;
-      if (!said) log(`waiting: another toolchain build holds ${lockPath}`);
-      said = true;
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
+/** Takes the cache lock (a crashed holder's goes stale after 30 s), waiting and saying so while another run holds it. */
+export function withCacheLock<T>(log: (s: string) => void, fn: () => Promise<T>): Promise<T> {
+  const dir = cacheRoot();
+  return withDirLock({ dir, lockfilePath: path.join(dir, "toolchain.lock"), staleMs: 30_000, log, holder: "another toolchain build" }, fn);
 }
 
 export interface EnsureOptions {
