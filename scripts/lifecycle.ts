@@ -10,6 +10,7 @@ import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { EXIT } from "./exit.js";
+import { ensureHostPackages } from "./host-packages.ts";
 import { probeLab } from "./probes/command.js";
 import { renderTerminal } from "./probes/render.js";
 import { openStack, stackExists } from "./stack.js";
@@ -44,6 +45,7 @@ export async function up(file: string): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
   try {
+    await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
     const complete = await step("toolchain: the offline bundle", () => ensureToolchain());
     if (!complete) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
     if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
