@@ -26,8 +26,6 @@ export function installScript(files: { path: string; content: string; mode?: str
     .join("\n") + "\n";
 }
 
-export const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-
 /**
  * Writes files on a node; a changed content rewrites them, delete removes them. The script
  * travels on stdin, a secret as a whole when any file is one (keys), so state stays encrypted.
@@ -86,4 +84,4 @@ export function waitFor(ready: string, what: string, timeoutSec: number): string
 }
 
 /** What a set of rendered files says, as one digest: units restart when it changes. */
-export const filesDigest = (files: { path: string; content: string }[]) => sha256(JSON.stringify(files));
+export const filesDigest = (files: { path: string; content: string }[]) => createHash("sha256").update(JSON.stringify(files)).digest("hex");
