@@ -1,6 +1,6 @@
 // Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
 import * as pulumi from "@pulumi/pulumi";
-import { sshArgv } from "../../scripts/machines/ssh.ts";
+import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shellQuote } from "../provider/provider.js";
@@ -50,8 +50,7 @@ export function bundleFilesFor(node: LabNode): string[] {
  */
 export function pushBundleCommand(files: string[], ep: SshEndpoint): string {
   const transform = `s,^bin/,${NODE_PATHS.bin.slice(1)}/,;s,^cni/bin/,${NODE_PATHS.cniBin.slice(1)}/,`;
-  const [ssh, ...args] = sshArgv(ep, "tar -C / --no-same-owner -xf -");
-  return `tar -C ${shellQuote(bundleDir())} --transform ${shellQuote(transform)} -cf - ${files.join(" ")} | ${ssh} ${args.map(shellQuote).join(" ")}`;
+  return `tar -C ${shellQuote(bundleDir())} --transform ${shellQuote(transform)} -cf - ${files.join(" ")} | ${sshCommandLine(ep, "tar -C / --no-same-owner -xf -")}`;
 }
 
 /** Where this machine reaches kube-apiserver: the loopback forward (qemu) or the lab file's endpoint (ssh). */

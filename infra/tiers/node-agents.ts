@@ -1,7 +1,7 @@
 // NodeAgents: containerd + runc, the CNI chain and kubelet on every node (node1 is a worker too),
 // then the wait until every node has registered and is Ready.
 import * as pulumi from "@pulumi/pulumi";
-import { sshArgv } from "../../scripts/machines/ssh.ts";
+import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shellQuote } from "../provider/provider.js";
@@ -13,8 +13,7 @@ import { filesDigest, nodeFiles, nodeUnits, waitFor } from "./remote.js";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
-  const [ssh, ...args] = sshArgv(ep, "ctr -n k8s.io images import -");
-  const remote = `${ssh} ${args.map(shellQuote).join(" ")}`;
+  const remote = sshCommandLine(ep, "ctr -n k8s.io images import -");
   return archives.map((a) => `${remote} < ${shellQuote(a)}`).join("\n");
 }
 

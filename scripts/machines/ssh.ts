@@ -52,6 +52,11 @@ export function sshArgv(ep: SshEndpoint, command: string, opts: { acceptNew?: bo
   return ['ssh', ...sshOptions(ep, opts), ...jump, `${ep.user}@${ep.host}`, command];
 }
 
+/** The same ssh invocation as one shell command line, for a pipeline run by bash (stdin flows to the remote command). */
+export function sshCommandLine(ep: SshEndpoint, command: string): string {
+  return sshArgv(ep, command).map(quoteForSsh).join(" ");
+}
+
 function quoteForSsh(arg: string): string {
   return /^[A-Za-z0-9_./=:@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
