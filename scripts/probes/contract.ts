@@ -41,8 +41,11 @@ export const TIMEOUT = {
   read: 20,
   /** ping, dig, a single curl. */
   query: 15,
-  /** tcpdump on the underlay: bounded by its own packet count and by this. */
-  capture: 8,
+  /**
+   * tcpdump on the underlay: bounded by its own packet count and by this. The sender sends for as
+   * long, so the receiver may start its capture late (a slow ssh session under load) and still see one.
+   */
+  capture: 12,
   /** The service probe's burst of requests. */
   burst: 25,
   /** A whole tier, in case a step's own timeout failed to fire. */
