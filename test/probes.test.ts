@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { loadLab, type Lab } from "../infra/lab/index.js";
-import { TIER_IDS, type TierId } from "../scripts/probes/contract.js";
+import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.js";
 import { runProbes, type RunOptions } from "../scripts/probes/runner.js";
 import { broken, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.js";
 import { replay, type Recording } from "./fixtures/probes/replay.js";
@@ -61,10 +61,12 @@ test("pod-cross-node explains the path with live values, and the capture proves 
   assert.match(hop(r, "FDB entry (node1)").detail, /9a:41:d3:5e:07:c2 dst 192\.168\.0\.22/);
   assert.match(hop(r, "eth0 as UDP 8472").detail, /6 x 192\.168\.0\.21\.\d+ > 192\.168\.0\.22\.8472 VNI 1, inside: IP 172\.30\.1\.4 > 172\.30\.2\.5: ICMP echo request/);
   assert.ok(r.evidence.some((e) => e.where === "node2" && /tcpdump .*-i eth0 .*udp dst port 8472/.test(e.command)));
+  const order = r.evidence.map((e) => (/setsid .*tcpdump/.test(e.command) ? "listen" : /^ping /m.test(e.command) ? "ping" : /vxlan-from-.*\.rc/.test(e.command) ? "collect" : "")).filter(Boolean);
+  assert.deepEqual(order, ["listen", "ping", "collect"], "the ping is sent only once node2's capture listens");
 });
 
 test("pod-cross-node fails when the capture holds no encapsulated ping, even if ping answers", async () => {
-  const noCapture: Recording = { where: "node2", command: /tcpdump .*udp\[39\] = 1/, stdout: "", exitCode: 124 };
+  const noCapture: Recording = { where: "node2", command: /\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21\.rc/, stdout: "", exitCode: 124 };
   const r = result(await probe([noCapture, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
   assert.equal(r.verdict, "fail");
   assert.match(r.firstBrokenHop!, /^eth0 as UDP 8472: no VXLAN packet carrying 172\.30\.1\.4 > 172\.30\.2\.5 reached node2's eth0/);
@@ -116,7 +118,7 @@ test("flannel: a lease whose VTEP MAC no longer matches the device is a broken h
 });
 
 test("underlay: UDP 8472 dropped between the nodes", async () => {
-  const dropped: Recording = { where: "node2", command: /tcpdump .* -c 1 /, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
+  const dropped: Recording = { where: "node2", command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21\.rc/, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
   const r = result(await probe([dropped, ...healthy], { tiers: ["underlay"] }), "underlay");
   assert.equal(hop(r, "node1 -> node2 ICMP").ok, true);
   assert.match(r.firstBrokenHop!, /^node1 -> node2 UDP 8472: datagrams sent from 192\.168\.0\.21:58472, none seen on node2's eth0/);
@@ -221,6 +223,31 @@ test("a soft dependency does not block, but a failure notes it", async () => {
   assert.equal(result(report, "ingress").verdict, "fail");
   assert.equal(result(report, "ingress").likelyFix, "fix ingress (also broken: dns)");
   assert.equal(result(report, "business-flow").blockedBy, "dns");
+});
+
+test("a tier starts when the tiers it stands on have finished: siblings run side by side, never before their foundation", async () => {
+  const events: string[] = [];
+  let bothPodPathsStarted!: () => void;
+  const together = new Promise<void>((resolve) => (bothPodPathsStarted = resolve));
+  const modules = TIER_IDS.map((id) =>
+    stub(id, async (ctx) => {
+      events.push(`start ${id}`);
+      // Each pod path waits for the other to start: run one after another, this would never end.
+      if (id === "pod-same-node" || id === "pod-cross-node") {
+        if (events.includes("start pod-same-node") && events.includes("start pod-cross-node")) bothPodPathsStarted();
+        await together;
+      }
+      events.push(`end ${id}`);
+      ctx.hop("ok", "fine", true);
+    }),
+  );
+  const report = await runProbes(lab, replay([]), { modules, tierTimeoutSec: 2 });
+  assert.ok(report.ok, JSON.stringify(verdicts(report)));
+  const at = (e: string) => events.indexOf(e);
+  for (const tier of TIER_IDS) {
+    for (const dep of TIER_DEPENDENCIES[tier].hard) assert.ok(at(`end ${dep}`) < at(`start ${tier}`), `${tier} started before ${dep} ended`);
+  }
+  assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS], "reported bottom-up whatever the order they ended in");
 });
 
 test("--tier runs only the selected tiers, bottom-up, and blocks among them only", async () => {

@@ -1,11 +1,9 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
 import { TIMEOUT, TOOLBOX } from "./contract.js";
 import { parseRows } from "./parse.js";
-import { broken, type Exec, type ProbeContext } from "./types.js";
+import { broken, type Exec, type PodRef, type ProbeContext } from "./types.js";
 
-export interface Pod {
-  name: string;
-  node: string;
+export interface Pod extends PodRef {
   ip: string;
   phase: string;
   ready: boolean;
@@ -25,7 +23,8 @@ export interface ServiceInfo {
 }
 
 // jsonpath templates print one tab-separated row per object: short, readable evidence.
-const POD_ROWS = '{range .items[*]}{.metadata.name}{"\\t"}{.spec.nodeName}{"\\t"}{.status.podIP}{"\\t"}{.status.phase}{"\\t"}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}';
+const POD_ROWS =
+  '{range .items[*]}{.metadata.name}{"\\t"}{.spec.nodeName}{"\\t"}{.status.podIP}{"\\t"}{.status.phase}{"\\t"}{.status.conditions[?(@.type=="Ready")].status}{"\\t"}{.status.containerStatuses[0].containerID}{"\\n"}{end}';
 const SERVICE_ROW = '{.spec.clusterIP}{"\\t"}{.spec.ports[0].port}{"\\t"}{.spec.ports[0].nodePort}{"\\n"}';
 const ENDPOINT_ROWS = '{range .items[*]}{range .endpoints[*]}{.addresses[0]}{"\\t"}{.conditions.ready}{"\\t"}{.nodeName}{"\\t"}{.targetRef.name}{"\\n"}{end}{end}';
 
@@ -46,7 +45,7 @@ function read(what: string, exec: Exec): string {
 /** Pods matching a selector (all phases). */
 export async function podsOf(ctx: ProbeContext, namespace: string, selector?: string): Promise<Pod[]> {
   const out = read(`pods in ${namespace}${selector ? ` (${selector})` : ""}`, await ctx.kubectl(podsArgs(namespace, selector), TIMEOUT.read));
-  return parseRows(out).map(([name, node, ip, phase, ready]) => ({ name, node, ip, phase, ready: ready === "True" }));
+  return parseRows(out).map(([name, node, ip, phase, ready, containerID]) => ({ namespace, name, node, ip, phase, ready: ready === "True", containerID: containerID ?? "" }));
 }
 
 export const isServing = (p: Pod) => p.phase === "Running" && p.ready && !!p.ip;

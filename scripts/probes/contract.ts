@@ -42,10 +42,11 @@ export const TIMEOUT = {
   /** ping, dig, a single curl. */
   query: 15,
   /**
-   * tcpdump on the underlay: bounded by its own packet count and by this. The sender sends for as
-   * long, so the receiver may start its capture late (a slow ssh session under load) and still see one.
+   * tcpdump on the underlay, from the moment it listens: bounded by its own packet count and by this.
+   * The traffic is sent after it listens, by a step that may itself take seconds to start (a kubectl
+   * exec under load), so this covers that start as well; a healthy capture ends at its count.
    */
-  capture: 12,
+  capture: 30,
   /** The service probe's burst of requests. */
   burst: 25,
   /** A whole tier, in case a step's own timeout failed to fire. */

@@ -1,4 +1,4 @@
-// Runs the selected tiers bottom-up: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
+// Runs the selected tiers bottom-up, side by side where they do not stand on each other: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
 import type { Lab } from "../../infra/lab/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
 import { TIERS } from "./tiers/index.js";
@@ -24,7 +24,9 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const kubectlReads = new Map<string, Promise<Exec>>();
   const shared: LabAccess = {
     onNode: access.onNode.bind(access),
+    onNodeSteps: access.onNodeSteps.bind(access),
     inPod: access.inPod.bind(access),
+    inPodSteps: access.inPodSteps.bind(access),
     fromOutsideClient: access.fromOutsideClient.bind(access),
     kubectl: (args, timeoutSec) => {
       const key = JSON.stringify(args);
@@ -32,17 +34,29 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
       return kubectlReads.get(key)!;
     },
   };
+  // Each tier starts as soon as the tiers it stands on have finished: siblings (the two pod paths;
+  // DNS, NodePort and ingress) run side by side, and a tier whose foundation broke never runs.
   const results = new Map<TierId, TierResult>();
+  const finished = new Map<TierId, Promise<void>>();
+  const after = (deps: TierId[] = []) => Promise.all(deps.map((d) => finished.get(d)));
   for (const tier of selected) {
-    const blockedBy = lowestBroken(tier.id, results);
-    const result = blockedBy
-      ? { tier: tier.id, title: tier.title, verdict: "blocked" as const, blockedBy, durationMs: 0, hops: [], evidence: [] }
-      : await runTier(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
-    annotateSoftDependencies(result, results);
-    results.set(tier.id, result);
-    opts.onResult?.(result);
+    const deps = TIER_DEPENDENCIES[tier.id];
+    finished.set(
+      tier.id,
+      after(deps.hard).then(async () => {
+        const blockedBy = lowestBroken(tier.id, results);
+        const result = blockedBy
+          ? { tier: tier.id, title: tier.title, verdict: "blocked" as const, blockedBy, durationMs: 0, hops: [], evidence: [] }
+          : await runTier(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
+        await after(deps.soft);
+        annotateSoftDependencies(result, results);
+        results.set(tier.id, result);
+        opts.onResult?.(result);
+      }),
+    );
   }
-  const list = [...results.values()];
+  await after(selected.map((t) => t.id));
+  const list = selected.map((t) => results.get(t.id)!);
   return {
     lab: lab.name,
     startedAt: new Date(started).toISOString(),
@@ -78,11 +92,19 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
     if (lost) throw new Broken(lost);
     return exec;
   };
+  const recordSteps = async (p: Promise<Exec[]>, overSsh = false) => {
+    const steps = await p;
+    for (const step of steps) await record(Promise.resolve(step), overSsh);
+    return steps;
+  };
   const ctx: ProbeContext = {
     lab,
     onNode: (node, cmd, t) => record(access.onNode(node, cmd, t), true),
+    onNodeSteps: (node, cmds, t) => recordSteps(access.onNodeSteps(node, cmds, t), true),
     kubectl: (args, t) => record(access.kubectl(args, t)),
-    inPod: (ns, pod, cmd, t) => record(access.inPod(ns, pod, cmd, t)),
+    // Commands in a pod go through its node's ssh session (see live.ts).
+    inPod: (pod, cmd, t) => record(access.inPod(pod, cmd, t), true),
+    inPodSteps: (pod, cmds, t) => recordSteps(access.inPodSteps(pod, cmds, t), true),
     fromOutsideClient: (cmd, t) => record(access.fromOutsideClient(cmd, t)),
     hop: (name, detail, ok, fix) => {
       hops.push({ name, detail, ok, ...(fix && !ok ? { fix } : {}) });

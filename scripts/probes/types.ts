@@ -21,12 +21,25 @@ export interface Exec {
 export interface LabAccess {
   /** A shell command as root on a node (over SSH). */
   onNode(node: string, command: string, timeoutSec: number): Promise<Exec>;
+  /** Commands run one after another in one ssh session, each answered as its own Exec; the timeout covers them all. */
+  onNodeSteps(node: string, commands: readonly string[], timeoutSec: number): Promise<Exec[]>;
   /** kubectl with the lab's admin kubeconfig; args are not passed through a shell. */
   kubectl(args: string[], timeoutSec: number): Promise<Exec>;
-  /** A shell command in a pod's first container (kubectl exec ... -- sh -c). */
-  inPod(namespace: string, pod: string, command: string, timeoutSec: number): Promise<Exec>;
+  /** A shell command in a pod's first container: its mount, network, UTS and IPC namespaces. */
+  inPod(pod: PodRef, command: string, timeoutSec: number): Promise<Exec>;
+  /** Commands run one after another in one shell in the pod, each answered as its own Exec; the timeout covers them all. */
+  inPodSteps(pod: PodRef, commands: readonly string[], timeoutSec: number): Promise<Exec[]>;
   /** A shell command on the lab's outside client: the lab LAN's gateway address, in the lab's network namespace. */
   fromOutsideClient(command: string, timeoutSec: number): Promise<Exec>;
+}
+
+/** A pod the probes run commands in: where it runs, and its first container as the runtime names it. */
+export interface PodRef {
+  namespace: string;
+  name: string;
+  node: string;
+  /** "containerd://<64 hex>", from the pod's status. */
+  containerID: string;
 }
 
 /** One step of a path (or one fact a tier checks), with the live values that explain it. */

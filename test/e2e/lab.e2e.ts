@@ -1,6 +1,6 @@
 // End-to-end test of the reference lab (root, real VMs, the real bundle): `k8slab up`, the cluster's
 // promises checked from the outside, a second `up` that changes nothing, then `down` leaving nothing.
-// Run: npx tsx --test test/e2e/lab.e2e.ts   (K8SLAB_E2E_KEEP=1 keeps the lab up afterwards)
+// Run: npm run test:e2e:lab   (K8SLAB_E2E_KEEP=1 keeps the lab up afterwards; K8SLAB_E2E_REUSE=1 starts from the lab that is up)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -48,8 +48,9 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
   };
 
   before(async () => {
-    // A previous, interrupted run must not make this one fail.
-    await k8slab('down', LAB_FILE);
+    // A previous, interrupted run must not make this one fail. K8SLAB_E2E_REUSE=1 starts from the
+    // lab that is up (with K8SLAB_E2E_KEEP=1, a quick loop while working on the probes).
+    if (process.env.K8SLAB_E2E_REUSE !== '1') await k8slab('down', LAB_FILE);
   });
 
   after(async () => {
@@ -184,7 +185,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
       assert.equal(run.tier('pod-cross-node').blockedBy, 'flannel');
     } finally {
       // flanneld programs the FDB again from the leases when it starts.
-      await onNode('node2', 'systemctl start flanneld');
+      await onNode('node2', `systemctl start flanneld && ${waitShell(`bridge fdb show dev flannel.1 | grep -q "dst ${lab.nodes[0].address} "`, "flanneld re-added node1's FDB entry", 120)}`);
     }
   });
 

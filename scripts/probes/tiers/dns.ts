@@ -1,6 +1,6 @@
 // Tier 6, DNS: from a pod, the cluster DNS Service answers for a Service, a headless Service and a name that exists nowhere.
 import { endpointsOf, serviceOf, toolboxOn } from "../cluster.js";
-import { CLUSTER_DNS, DNS_MISS_NAME, headlessService, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
+import { CLUSTER_DNS, DNS_MISS_NAME, headlessService, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { digCommand, parseDig, parseResolvConf, type DigResult } from "../parse.js";
 import type { Tier } from "../types.js";
 
@@ -22,13 +22,12 @@ export const dns: Tier = {
       serviceOf(ctx, WORKLOAD_NAMESPACE, bm),
       endpointsOf(ctx, WORKLOAD_NAMESPACE, headless),
     ]);
-    const ask = (command: string) => ctx.inPod(TOOLBOX.namespace, src.name, command, TIMEOUT.query);
-    const [resolv, svcAnswer, headlessAnswer, miss] = await Promise.all([
-      ask("cat /etc/resolv.conf"),
-      ask(digCommand(dnsIP, fqdn(bm))),
-      ask(digCommand(dnsIP, fqdn(headless))),
-      ask(digCommand(dnsIP, `${DNS_MISS_NAME}.`)),
-    ]);
+    // One shell in the pod: each dig is bounded by its own +time, so the three together stay under the query timeout.
+    const [resolv, svcAnswer, headlessAnswer, miss] = await ctx.inPodSteps(
+      src,
+      ["cat /etc/resolv.conf", digCommand(dnsIP, fqdn(bm)), digCommand(dnsIP, fqdn(headless)), digCommand(dnsIP, `${DNS_MISS_NAME}.`)],
+      TIMEOUT.query,
+    );
 
     const conf = parseResolvConf(resolv.stdout);
     ctx.hop(

@@ -7,16 +7,14 @@ import { broken, type ProbeContext, type Tier } from "../types.js";
 
 export const leasesCommand = (ctx: ProbeContext) => `${etcdctlCommand(ctx.lab)} --command-timeout=5s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
 
-/** What a node's kernel holds for the overlay, read in parallel. */
+/** What a node's kernel holds for the overlay, read in one ssh session. */
 async function readNode(ctx: ProbeContext, node: LabNode) {
   const dev = ctx.lab.pods.flannel.device;
-  const [link, routes, neighbours, fdb, flanneld] = await Promise.all([
-    ctx.onNode(node.name, `ip -d -j link show ${dev}`, TIMEOUT.read),
-    ctx.onNode(node.name, "ip -j route show", TIMEOUT.read),
-    ctx.onNode(node.name, `ip -j neigh show dev ${dev}`, TIMEOUT.read),
-    ctx.onNode(node.name, `bridge -j fdb show dev ${dev}`, TIMEOUT.read),
-    ctx.onNode(node.name, "systemctl is-active flanneld", TIMEOUT.read),
-  ]);
+  const [link, routes, neighbours, fdb, flanneld] = await ctx.onNodeSteps(
+    node.name,
+    [`ip -d -j link show ${dev}`, "ip -j route show", `ip -j neigh show dev ${dev}`, `bridge -j fdb show dev ${dev}`, "systemctl is-active flanneld"],
+    TIMEOUT.read,
+  );
   return {
     device: link.exitCode === 0 ? parseVxlanLink(link.stdout) : undefined,
     routes: parseRoutes(routes.stdout).filter((r) => r.dev === dev),

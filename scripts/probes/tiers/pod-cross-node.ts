@@ -1,19 +1,20 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
 import { toolboxOn } from "../cluster.js";
-import { TIMEOUT, TOOLBOX, UNDERLAY_NIC } from "../contract.js";
+import { TIMEOUT, UNDERLAY_NIC } from "../contract.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseTcpdumpUdp, parseVxlanLink, pingCommand, shq } from "../parse.js";
 import type { Tier } from "../types.js";
-import { podSide } from "./pod-same-node.js";
+import { capture } from "../capture.js";
+import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.js";
 
 const PINGS = 6;
 
 /**
- * Captures the VXLAN packets node `from` sends here that carry ICMP, bounded by a count and a timeout.
+ * On node2: the VXLAN packets node `from` sends it that carry ICMP, bounded by a count and a timeout.
  * udp[39] is the inner IPv4 protocol byte (UDP 8 + VXLAN 8 + inner Ethernet 14 + 9), so other pod
  * traffic between the nodes cannot use up the count before the pings arrive.
  */
-export const vxlanCaptureCommand = (from: string, port: number) =>
-  `timeout ${TIMEOUT.capture} tcpdump -nn -l -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`;
+export const vxlanCapture = (from: string, port: number) =>
+  capture(`vxlan-from-${from}`, `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`, TIMEOUT.capture);
 
 export const podCrossNode: Tier = {
   id: "pod-cross-node",
@@ -26,21 +27,24 @@ export const podCrossNode: Tier = {
     const bridge = lab.pods.bridge;
     const [src, dst] = await Promise.all([toolboxOn(ctx, n1.name), toolboxOn(ctx, n2.name)]);
 
-    // Everything at once: the capture runs while the ping crosses; the reads do not depend on it.
-    const [side, bridgeAddr, route1, neigh1, fdb1, vtep2, route2, capture, ping] = await Promise.all([
-      podSide(ctx, src),
-      ctx.onNode(n1.name, `ip -j addr show ${bridge}`, TIMEOUT.read),
-      ctx.onNode(n1.name, `ip -j route get ${dst.ip}`, TIMEOUT.read),
-      ctx.onNode(n1.name, `ip -j neigh show dev ${dev}`, TIMEOUT.read),
-      ctx.onNode(n1.name, `bridge -j fdb show dev ${dev}`, TIMEOUT.read),
-      ctx.onNode(n2.name, `ip -d -j link show ${dev}`, TIMEOUT.read),
-      ctx.onNode(n2.name, `ip -j route get ${dst.ip}`, TIMEOUT.read),
-      ctx.onNode(n2.name, vxlanCaptureCommand(n1.address, port), TIMEOUT.capture + 2),
-      // The short pause lets the capture start first; the ping then lasts about 1.5 s.
-      ctx.inPod(TOOLBOX.namespace, src.name, `sleep 0.5; ${pingCommand(dst.ip, PINGS)}`, TIMEOUT.query),
+    // The reads do not depend on the ping and run beside it; the ping waits until node2's capture listens.
+    const listen = vxlanCapture(n1.address, port);
+    const [[eth0, ping, packets], [ports, bridgeAddr, route1, neigh1, fdb1], [vtep2, route2]] = await Promise.all([
+      (async () => {
+        await ctx.onNode(n2.name, listen.start, TIMEOUT.query);
+        const [eth0, ping] = await ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS)], TIMEOUT.query);
+        const captured = await ctx.onNode(n2.name, listen.collect, TIMEOUT.capture + 2);
+        return [eth0, ping, parseTcpdumpUdp(captured.stdout).packets] as const;
+      })(),
+      ctx.onNodeSteps(
+        n1.name,
+        [bridgePorts(bridge), `ip -j addr show ${bridge}`, `ip -j route get ${dst.ip}`, `ip -j neigh show dev ${dev}`, `bridge -j fdb show dev ${dev}`],
+        TIMEOUT.read,
+      ),
+      ctx.onNodeSteps(n2.name, [`ip -d -j link show ${dev}`, `ip -j route get ${dst.ip}`], TIMEOUT.read),
     ]);
 
-    const { link, veth } = side;
+    const { link, veth } = podSide(eth0, ports);
     ctx.hop(`pod eth0 (${n1.name})`, link ? `${src.name} ${link.addresses.join(", ")}, MAC ${link.mac}, MTU ${link.mtu}` : `${src.name}: no eth0`, !!link);
     ctx.hop(
       `veth (${n1.name})`,
@@ -71,7 +75,6 @@ export const podCrossNode: Tier = {
       fdb?.dst === n2.address,
       `${n1.name}'s FDB does not send ${n2.name}'s VTEP MAC to ${n2.address}: restart flanneld on ${n1.name}`,
     );
-    const packets = parseTcpdumpUdp(capture.stdout).packets;
     const ours = packets.filter((p) => p.inner?.includes(`IP ${src.ip} > ${dst.ip}: ICMP echo request`));
     const p = parsePing(ping.stdout);
     ctx.hop(

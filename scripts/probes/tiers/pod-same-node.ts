@@ -1,32 +1,31 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
 import type { LabNode } from "../../../infra/lab/index.js";
 import { isServing, podsOf, toolboxOn, type Pod } from "../cluster.js";
-import { appSelector, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
+import { appSelector, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
-import { broken, type ProbeContext, type Tier } from "../types.js";
+import { broken, type Exec, type ProbeContext, type Tier } from "../types.js";
 
-/** The pod's eth0 and, on the node, the bridge ports: which veth is whose. */
-export async function podSide(ctx: ProbeContext, pod: Pod) {
-  const bridge = ctx.lab.pods.bridge;
-  const [eth0, ports] = await Promise.all([
-    ctx.inPod(TOOLBOX.namespace, pod.name, "ip -j addr show eth0", TIMEOUT.read),
-    ctx.onNode(pod.node, `ip -j link show master ${bridge}`, TIMEOUT.read),
-  ]);
+/** The command that shows a pod's eth0: its addresses and the ifindex of its veth peer on the node. */
+export const POD_ETH0 = "ip -j addr show eth0";
+/** The node's side: the ports of its bridge, one of them the pod's veth. */
+export const bridgePorts = (bridge: string) => `ip -j link show master ${bridge}`;
+
+/** The pod's eth0 and, among the bridge's ports, its veth peer: from POD_ETH0's and bridgePorts's outputs. */
+export function podSide(eth0: Exec, ports: Exec) {
   const link = parseLinks(eth0.stdout)[0];
   const veth = link?.peerIfindex !== undefined ? parseLinks(ports.stdout).find((p) => p.ifindex === link.peerIfindex) : undefined;
   return { link, veth };
 }
 
-/** Pings the peer, then reads who holds which MAC: the pod's ARP entry and the bridge's forwarding table. */
+/**
+ * In one shell in the pod: its eth0, a ping to the peer, then the pod's ARP entry for the peer
+ * (the ping's ARP exchange fills it); then on the node, after the ping, the bridge's ports and forwarding table.
+ */
 async function sameNodePath(ctx: ProbeContext, node: LabNode, from: Pod, to: Pod) {
   const bridge = ctx.lab.pods.bridge;
-  const [side, ping] = await Promise.all([podSide(ctx, from), ctx.inPod(TOOLBOX.namespace, from.name, pingCommand(to.ip), TIMEOUT.query)]);
-  // Read after the ping: its ARP exchange fills the pod's neighbour table and the bridge's FDB.
-  const [neigh, fdb] = await Promise.all([
-    ctx.inPod(TOOLBOX.namespace, from.name, `ip -j neigh show ${to.ip}`, TIMEOUT.read),
-    ctx.onNode(node.name, `bridge -j fdb show br ${bridge}`, TIMEOUT.read),
-  ]);
-  return { node, from, to, ...side, ping: parsePing(ping.stdout), neighbours: parseNeighbours(neigh.stdout), fdb: parseFdb(fdb.stdout) };
+  const [eth0, ping, neigh] = await ctx.inPodSteps(from, [POD_ETH0, pingCommand(to.ip), `ip -j neigh show ${to.ip}`], TIMEOUT.query);
+  const [ports, fdb] = await ctx.onNodeSteps(node.name, [bridgePorts(bridge), `bridge -j fdb show br ${bridge}`], TIMEOUT.read);
+  return { node, from, to, ...podSide(eth0, ports), ping: parsePing(ping.stdout), neighbours: parseNeighbours(neigh.stdout), fdb: parseFdb(fdb.stdout) };
 }
 
 function explain(ctx: ProbeContext, seen: Awaited<ReturnType<typeof sameNodePath>>) {

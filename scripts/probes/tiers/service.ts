@@ -1,15 +1,19 @@
 // Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
 import { endpointsOf, serviceOf, toolboxOn } from "../cluster.js";
-import { SERVICE_REQUESTS, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
+import { SERVICE_REQUESTS, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { curlCommand, parseCurl, parseIptablesNat, serviceRules, shq } from "../parse.js";
 import { broken, type Tier } from "../types.js";
 
 /** Counters included: each rule's packet count in the nat table is a count of new connections. */
 export const NAT_COUNTERS_COMMAND = "iptables-save -t nat -c";
 
-/** N requests, one connection each (a new curl per request), stopping at the first failure so a dead path costs one timeout. */
+/**
+ * N requests from one curl (a URL range), one connection each: `Connection: close` keeps curl from
+ * reusing one, so every request is a new connection the nat rules see. A new curl per request costs a
+ * process start each under emulated CPUs. --fail-early stops at the first failure: a dead path costs one timeout.
+ */
 export const burstCommand = (url: string, n: number) =>
-  `for i in $(seq ${n}); do curl -s -o /dev/null --connect-timeout 1 -m 2 -w '%{http_code}\\n' ${shq(url)} || break; done`;
+  `curl -s -o /dev/null --connect-timeout 1 -m 2 --fail-early -H 'Connection: close' -w '%{http_code}\\n' ${shq(`${url}?request=[1-${n}]`)}`;
 
 export const service: Tier = {
   id: "service",
@@ -32,10 +36,10 @@ export const service: Tier = {
     const rules = serviceRules(parseIptablesNat(before.stdout), svc.clusterIP, svc.port);
     if (!rules.entry) {
       // The evidence of what that means for a packet: one request, bounded.
-      const one = parseCurl(await ctx.inPod(TOOLBOX.namespace, src.name, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
+      const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
       broken(`KUBE-SERVICES (${node.name})`, `no rule for ${svc.clusterIP}:${svc.port} (${name}): nothing DNATs the ClusterIP, a request ${one.status ? `got HTTP ${one.status}` : `failed: ${one.error ?? `curl exit ${one.exitCode}`}`}`, restartProxy);
     }
-    const burst = await ctx.inPod(TOOLBOX.namespace, src.name, burstCommand(url, SERVICE_REQUESTS), TIMEOUT.burst);
+    const burst = await ctx.inPod(src, burstCommand(url, SERVICE_REQUESTS), TIMEOUT.burst);
     const after = serviceRules(parseIptablesNat((await ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read)).stdout), svc.clusterIP, svc.port);
     const codes = burst.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
     const okCount = codes.filter((c) => c === "200").length;

@@ -2,19 +2,23 @@
 import { TIMEOUT, UNDERLAY_NIC, UNDERLAY_PROBE_SOURCE_PORT } from "../contract.js";
 import { parsePing, parseTcpdumpUdp, pingCommand, shq } from "../parse.js";
 import type { Tier } from "../types.js";
+import { capture } from "../capture.js";
 
-/** Waits on the receiver for one datagram from the sender's probe port to the VXLAN port. */
-export const udpCaptureCommand = (from: string, port: number) =>
-  `timeout ${TIMEOUT.capture} tcpdump -nn -l -c 1 -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and src port ${UNDERLAY_PROBE_SOURCE_PORT}`)}`;
+/** On the receiver: one datagram from the sender's probe port to the VXLAN port. */
+export const udpCapture = (from: string, port: number) =>
+  capture(
+    `underlay-from-${from}`,
+    `tcpdump -nn -l --immediate-mode -c 1 -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and src port ${UNDERLAY_PROBE_SOURCE_PORT}`)}`,
+    TIMEOUT.capture,
+  );
 
 /**
- * Sends a datagram every quarter second for as long as the capture may wait: under TCG the
- * receiver's tcpdump can start seconds after the sender, and one datagram must arrive after it.
- * One socat sends a datagram per line (a socat per datagram would be a slow fork each time).
- * The kernel's VXLAN socket drops them (they are not VXLAN); the capture sees them first.
+ * A few datagrams, sent once the capture listens. One socat sends a datagram per line (a socat per
+ * datagram would be a slow fork each time). The kernel's VXLAN socket drops them (they are not VXLAN);
+ * the capture sees them first.
  */
 export const udpSendCommand = (to: string, port: number) =>
-  `for i in $(seq ${TIMEOUT.capture * 4}); do echo k8slab-underlay-probe; sleep 0.25; done | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}`;
+  `for i in 1 2 3 4 5; do echo k8slab-underlay-probe; sleep 0.1; done | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}`;
 
 export const underlay: Tier = {
   id: "underlay",
@@ -26,12 +30,16 @@ export const underlay: Tier = {
     const pairs = lab.nodes.flatMap((a) => lab.nodes.filter((b) => b !== a).map((b) => ({ a, b })));
     const seen = await Promise.all(
       pairs.map(async ({ a, b }) => {
-        const [ping, capture] = await Promise.all([
+        const listen = udpCapture(a.address, port);
+        const [ping, packet] = await Promise.all([
           ctx.onNode(a.name, pingCommand(b.address), TIMEOUT.query),
-          ctx.onNode(b.name, udpCaptureCommand(a.address, port), TIMEOUT.capture + 2),
-          ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.capture + 2),
+          (async () => {
+            await ctx.onNode(b.name, listen.start, TIMEOUT.query);
+            await ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.query);
+            return parseTcpdumpUdp((await ctx.onNode(b.name, listen.collect, TIMEOUT.capture + 2)).stdout).packets[0];
+          })(),
         ]);
-        return { a, b, ping: parsePing(ping.stdout), packet: parseTcpdumpUdp(capture.stdout).packets[0] };
+        return { a, b, ping: parsePing(ping.stdout), packet };
       }),
     );
     for (const { a, b, ping, packet } of seen) {

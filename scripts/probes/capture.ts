@@ -1,0 +1,33 @@
+// A packet capture on a node in two steps, so traffic is sent only once tcpdump listens: under TCG
+// tcpdump takes seconds to start, and a capture merely started "at the same time" misses the packets.
+import { shq } from "./parse.js";
+
+/** Where a capture's output waits for `collect` on the node (a tmpfs; removed when collected). */
+const CAPTURE_DIR = "/run/k8slab-probe";
+
+export interface Capture {
+  /** Starts tcpdump in the background and returns once it listens (exit 1 with its error when it could not start). */
+  start: string;
+  /** Waits for tcpdump to end (its packet count or its timeout), prints what it saw and tcpdump's exit code. */
+  collect: string;
+}
+
+/**
+ * @param name tells concurrent captures apart, e.g. "underlay-from-192.168.0.21".
+ * @param tcpdump the tcpdump command line, bounded by a packet count (-c), with --immediate-mode so
+ *   each packet is handed over (and counted) as it arrives, not when the kernel's buffer block is retired.
+ * @param dir holds its output until collected (tests use a temporary one).
+ */
+export function capture(name: string, tcpdump: string, timeoutSec: number, dir = CAPTURE_DIR): Capture {
+  const base = `${dir}/${name}`;
+  return {
+    start: [
+      `mkdir -p ${dir} && rm -f ${base}.*`,
+      `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump} >${base}.out 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
+      // bash builtins for the test: a grep per look would cost a process start each time under TCG.
+      `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; sleep 0.1; done`,
+      `echo "capture ${name} listening"`,
+    ].join("\n"),
+    collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+  };
+}

@@ -1,0 +1,78 @@
+// The live access's shell plumbing, run in a local shell: several steps in one session, split back
+// into one Exec each; entering a pod's container by its id; the two-step packet capture.
+import { after, test } from "node:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { capture } from "../scripts/probes/capture.js";
+import { enterContainer } from "../scripts/probes/live.js";
+import { splitSteps, stepsScript } from "../scripts/probes/steps.js";
+import type { Exec } from "../scripts/probes/types.js";
+
+/** As the live access runs a command on a node: with bash. */
+const sh = (script: string): Exec => {
+  const r = spawnSync("bash", ["-c", script], { encoding: "utf8" });
+  return { where: "here", command: script, exitCode: r.status ?? 124, stdout: r.stdout, stderr: r.stderr, ms: 1 };
+};
+
+test("steps: each command's stdout, stderr and exit code come back apart, in order, even without a final newline", () => {
+  const commands = ["echo out; echo err >&2", "exit 3", "printf 'no newline'", "sleep 0.1; echo after"];
+  const steps = splitSteps(sh(stepsScript(commands)), commands);
+  assert.deepEqual(
+    steps.map((s) => [s.command, s.exitCode, s.stdout, s.stderr]),
+    [
+      ["echo out; echo err >&2", 0, "out\n", "err\n"],
+      ["exit 3", 3, "", ""],
+      ["printf 'no newline'", 0, "no newline", ""],
+      ["sleep 0.1; echo after", 0, "after\n", ""],
+    ],
+  );
+  assert.ok(steps[3].ms >= 90, `the step's own time (${steps[3].ms} ms)`);
+});
+
+test("steps: a batch that never printed (cut off, or the session failed) leaves every step failed with the batch's error", () => {
+  const steps = splitSteps({ where: "node1", command: "…", exitCode: 255, stdout: "", stderr: "ssh: connect to host 127.0.0.1 port 2221: Connection refused\n", ms: 5 }, ["ip -j route show", "ip -j neigh show"]);
+  assert.deepEqual(steps.map((s) => [s.exitCode, s.stderr.trim()]), [
+    [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
+    [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
+  ]);
+});
+
+test("entering a pod: only a containerd id of 64 hex digits becomes part of the node's command", () => {
+  const id = "3f1c9a7e52b04d8f9e6a1c0b7d2e4f5a6b8c9d0e1f2a3b4c5d6e7f8091a2b3c4";
+  const enter = enterContainer(`containerd://${id}`, "ip -j addr show eth0");
+  assert.ok(enter);
+  assert.match(enter, new RegExp(`/sys/fs/cgroup/kubepods.slice/\\*/cri-containerd-${id}.scope/cgroup.procs`));
+  assert.match(enter, /exec nsenter -t "\$pid" -m -n -u -i -- bash -c 'ip -j addr show eth0'$/);
+  for (const bad of ["", `docker://${id}`, `containerd://${id}; reboot`, "containerd://abc"]) assert.equal(enterContainer(bad, "true"), undefined, bad);
+  // No such container on this machine: a clear error, not a command run outside the pod.
+  const r = sh(enterContainer(`containerd://${"0".repeat(64)}`, "echo escaped")!);
+  assert.equal(r.exitCode, 125);
+  assert.match(r.stderr, /no process of container 000000000000 on this node/);
+  assert.equal(r.stdout, "");
+});
+
+test("capture: start returns once the capturer listens, collect waits for it to end and hands over its output and exit code", () => {
+  // A stand-in for tcpdump with its habits: "listening on" to stderr, then a packet line, then its exit.
+  const fake = `sh -c 'echo "listening on eth0" >&2; sleep 0.3; echo "IP 192.168.0.21.58472 > 192.168.0.22.8472: UDP"; exit 0'`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-capture-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const c = capture("underlay-test", fake, 5, dir);
+  const started = Date.now();
+  const start = sh(c.start);
+  assert.equal(start.exitCode, 0, start.stderr);
+  assert.ok(Date.now() - started < 2000);
+  const collected = sh(c.collect);
+  assert.equal(collected.exitCode, 0);
+  assert.equal(collected.stdout, "IP 192.168.0.21.58472 > 192.168.0.22.8472: UDP\n");
+  assert.match(collected.stderr, /listening on eth0/);
+  // A capturer that cannot start: start fails with its error instead of waiting.
+  const broken = capture("broken-test", `sh -c 'echo "tcpdump: eth9: No such device exists" >&2; exit 1'`, 5, dir);
+  const failed = sh(broken.start);
+  assert.equal(failed.exitCode, 1);
+  assert.match(failed.stderr, /No such device/);
+  sh(broken.collect);
+  assert.deepEqual(fs.readdirSync(dir), [], "collect removes what the capture left");
+});
