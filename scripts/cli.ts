@@ -1,4 +1,5 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
+import "./quiet-bash.js";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadLab } from "../infra/lab/index.js";
 import { EXIT } from "./exit.js";

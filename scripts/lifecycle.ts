@@ -13,6 +13,7 @@ import { EXIT } from "./exit.js";
 import { ensureHostPackages } from "./host-packages.ts";
 import { probeLab } from "./probes/command.js";
 import { renderTerminal } from "./probes/render.js";
+import type { ProbeReport } from "./probes/types.js";
 import { openStack, stackExists } from "./stack.js";
 import { ensureToolchain } from "./toolchain/index.js";
 
@@ -67,11 +68,19 @@ export async function up(file: string): Promise<number> {
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
     const result = await step("pulumi up: create or update the lab", () => stack.up({ onOutput: (out) => process.stderr.write(out) }));
     say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
-    const report = await step("probes: every network tier, bottom-up", () =>
-      probeLab(lab, { onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`) }),
-    );
-    process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
-    return report.ok ? EXIT.ok : EXIT.failed;
+    let report: ProbeReport | undefined;
+    try {
+      await step("probes: every network tier, bottom-up", async () => {
+        report = await probeLab(lab, { onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`) });
+        if (!report.ok) {
+          const notPassed = report.results.filter((r) => r.verdict === "fail" || r.verdict === "blocked");
+          throw new Error(`${notPassed.map((r) => `${r.tier} ${r.verdict}`).join(", ")} (the report follows)`);
+        }
+      });
+    } finally {
+      if (report) process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
+    }
+    return EXIT.ok;
   } catch {
     return EXIT.failed;
   }

@@ -11,6 +11,8 @@ import {
   renderKubeletUnit,
   renderKubeProxyConfig,
   renderKubeProxyUnit,
+  renderNetstampUnit,
+  NETSTAMP_UNIT,
 } from "./node.js";
 import { configPath, NODE_PATHS } from "./paths.js";
 
@@ -47,6 +49,7 @@ export function nodeAgentFiles(lab: Lab, node: LabNode, pauseImage: string): Nod
     { path: `${NODE_PATHS.cniConf}/10-k8slab.conflist`, content: renderCniConfig(lab) },
     { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node) },
     { path: unit("kubelet"), content: renderKubeletUnit(node) },
+    { path: unit(NETSTAMP_UNIT), content: renderNetstampUnit(node) },
   ];
 }
 
@@ -72,6 +75,7 @@ export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeF
   return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
 }
 
+export { NETSTAMP_UNIT } from "./node.js";
 export { apiServerSANs, apiServerURL, API_SERVER_PORT } from "./controlplane.js";
 export { etcdctlCommand, etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";

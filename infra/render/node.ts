@@ -102,6 +102,24 @@ export function renderKubeletUnit(node: LabNode): string {
   });
 }
 
+/** The unit that keeps the kernel's packet timestamping on (NodeAgents starts it before containerd). */
+export const NETSTAMP_UNIT = "k8slab-netstamp";
+
+/**
+ * Holds one socket with SO_TIMESTAMP open for the node's lifetime. Every ping and tcpdump turns
+ * the kernel's timestamp switch (a static key) on and off when it is the only user, and each flip
+ * patches kernel code live with int3 breakpoints. Under QEMU's multi-threaded TCG that patching
+ * races with the other vCPU: node1 once died with "Oops: int3" in netif_receive_skb_list_internal
+ * during a probe run. With this socket open the switch stays on and nothing is patched.
+ */
+export function renderNetstampUnit(node: LabNode): string {
+  return renderUnit({
+    description: `packet timestamping held on for ${node.name} (so ping and tcpdump do not patch kernel code under TCG)`,
+    documentation: "man:socket(7) SO_TIMESTAMP",
+    exec: ["/usr/bin/socat", "-u", "UDP4-RECV:9,bind=127.0.0.1,so-timestamp", "OPEN:/dev/null"],
+  });
+}
+
 /** flanneld's subnet file as flanneld writes it; seeded so flanneld reacquires the lab's subnet for this node. */
 export function renderFlannelSubnetFile(lab: Lab, node: LabNode): string {
   const gateway = node.podSubnet.replace(/\.0\/(\d+)$/, ".1/$1");

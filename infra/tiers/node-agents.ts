@@ -5,7 +5,7 @@ import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shellQuote } from "../provider/provider.js";
-import { nodeAgentFiles } from "../render/index.js";
+import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
@@ -27,7 +27,8 @@ export class NodeAgents extends Tier {
       const connection = machines.connections[node.name];
       const files = nodeAgentFiles(lab, node, this.imageRef(args, "pause"));
       const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
-      const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], this.childOpts({}, [written]), {
+      // The timestamp holder first: it must be up before anything runs ping or tcpdump on the node.
+      const containerd = nodeUnits(`containerd-${node.name}`, connection, [NETSTAMP_UNIT, "containerd"], this.childOpts({}, [written]), {
         ready: "ctr version >/dev/null 2>&1",
         what: "containerd",
         configDigest: filesDigest(files),

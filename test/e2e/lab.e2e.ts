@@ -1,6 +1,7 @@
 // End-to-end test of the reference lab (root, real VMs, the real bundle): `k8slab up`, the cluster's
 // promises checked from the outside, a second `up` that changes nothing, then `down` leaving nothing.
 // Run: npm run test:e2e:lab   (K8SLAB_E2E_KEEP=1 keeps the lab up afterwards; K8SLAB_E2E_REUSE=1 starts from the lab that is up)
+import '../../scripts/quiet-bash.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,6 @@
 // End-to-end test of the machine layer (root, real VMs): image, lab LAN, two VMs that reach each other over it,
 // then `down` and proof that nothing is left. Run: npx tsx --test test/e2e/machines.e2e.ts
+import '../../scripts/quiet-bash.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
