@@ -23,7 +23,7 @@ interface Command {
 const commands: Record<string, Command> = {
   up: {
     usage: "up [LAB]",
-    summary: "build what is missing of the bundle, create or update the lab, then run the probes",
+    summary: "build what is missing of the bundle, create, update or repair the lab, then run the probes",
     options: {},
     run: async ({ positionals }) => (await import("./lifecycle.js")).up(labArg(positionals)),
   },

@@ -66,7 +66,9 @@ export async function up(file: string): Promise<number> {
       }
     }
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
-    const result = await step("pulumi up: create or update the lab", () => stack.up({ onOutput: (out) => process.stderr.write(out) }));
+    // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
+    // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
+    const result = await step("pulumi up: create, update or repair the lab", () => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out) }));
     say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
     let report: ProbeReport | undefined;
     try {

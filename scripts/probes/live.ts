@@ -72,7 +72,8 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   const kubeconfig = opts.kubeconfig ?? adminKubeconfig(lab.name);
   const kubectlBin = path.join(bundleBinDir(), "kubectl");
   // One ssh connection per node, shared by the run's many short commands (ControlMaster).
-  const control = ["-o", "ControlMaster=auto", "-o", `ControlPath=${path.join(os.tmpdir(), "k8slab-probe-%C")}`, "-o", "ControlPersist=30"];
+  // Per process: a second probe run at the same time must not close this run's connections.
+  const control = ["-o", "ControlMaster=auto", "-o", `ControlPath=${path.join(os.tmpdir(), `k8slab-probe-${process.pid}-%C`)}`, "-o", "ControlPersist=30"];
   const endpoints = new Map<string, SshEndpoint | undefined>();
   const opened = new Map<string, Promise<unknown>>();
 

@@ -1,5 +1,6 @@
 // End-to-end test of the reference lab (root, real VMs, the real bundle): `k8slab up`, the cluster's
-// promises checked from the outside, a second `up` that changes nothing, then `down` leaving nothing.
+// promises checked from the outside, a second `up` that changes nothing, `k8slab probe` on the
+// healthy lab and with each of four faults (caught at the right tier), then `down` leaving nothing.
 // Run: npm run test:e2e:lab   (K8SLAB_E2E_KEEP=1 keeps the lab up afterwards; K8SLAB_E2E_REUSE=1 starts from the lab that is up)
 import '../../scripts/quiet-bash.ts';
 import assert from 'node:assert/strict';
@@ -72,7 +73,8 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     figures.upSeconds = secs(from);
     const summary = up.stderr.split('\n').filter((l) => /^[•✓✗]/.test(l)).join('\n');
     process.stderr.write(`${summary}\n`);
-    assert.equal(up.exitCode, 0, up.stderr.split('\n').slice(-60).join('\n'));
+    // On failure: the end of the steps (stderr) and the probe report (stdout).
+    assert.equal(up.exitCode, 0, `${up.stderr.split('\n').slice(-30).join('\n')}\n${up.stdout}`);
   });
 
   it('status --json gives the namespace, each node with its ssh endpoint, and the kubeconfig', async () => {
@@ -138,16 +140,14 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     const from = Date.now();
     const again = await k8slab('up', LAB_FILE);
     figures.secondUpSeconds = secs(from);
-    assert.equal(again.exitCode, 0, again.stderr.split('\n').slice(-40).join('\n'));
+    assert.equal(again.exitCode, 0, `${again.stderr.split('\n').slice(-30).join('\n')}\n${again.stdout}`);
     const changes = again.stderr.match(/^lab two-node: (\{.*\})$/m);
     assert.ok(changes, 'up reports its resource changes');
     const counts = JSON.parse(changes[1]);
     assert.deepEqual(Object.keys(counts), ['same'], `second up changed: ${changes[1]}`);
   });
 
-  // ---- Probes on the live lab: healthy, then one fault at a time, each undone before the next. ----
-  // The faults run with K8SLAB_E2E_FAULTS=1: their restore steps are not proven yet (see the issue).
-  const faults = { skip: process.env.K8SLAB_E2E_FAULTS === '1' ? false : 'set K8SLAB_E2E_FAULTS=1 to inject the four faults' };
+  // ---- Probes on the live lab: healthy, then one fault at a time, each undone (and waited for) before the next. ----
 
   const probe = async () => {
     const from = Date.now();
@@ -177,7 +177,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     assert.equal(run.exitCode, 0);
   });
 
-  it('flanneld stopped on node2 with its FDB entries removed: flannel fails at node2\'s FDB, pod-cross-node is blocked', { ...faults, timeout: 10 * 60_000 }, async () => {
+  it('flanneld stopped on node2 with its FDB entries removed: flannel fails at node2\'s FDB, pod-cross-node is blocked', { timeout: 10 * 60_000 }, async () => {
     await onNode('node2', 'systemctl stop flanneld && bridge fdb show dev flannel.1 | grep " dst " | while read -r mac _ dst _; do bridge fdb del "$mac" dev flannel.1 dst "$dst"; done');
     try {
       const run = await probe();
@@ -190,7 +190,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     }
   });
 
-  it("kube-proxy's nat rules flushed on node1: service fails at KUBE-SERVICES", { ...faults, timeout: 10 * 60_000 }, async () => {
+  it("kube-proxy's nat rules flushed on node1: service fails at KUBE-SERVICES", { timeout: 10 * 60_000 }, async () => {
     // Stopped first, or it would write its rules back.
     await onNode('node1', 'systemctl stop kube-proxy && iptables -t nat -F KUBE-SERVICES');
     try {
@@ -200,7 +200,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     }
   });
 
-  it('CoreDNS scaled to 0: dns fails', { ...faults, timeout: 10 * 60_000 }, async () => {
+  it('CoreDNS scaled to 0: dns fails', { timeout: 10 * 60_000 }, async () => {
     await kubectl('-n', 'kube-system', 'scale', 'deployment/coredns', '--replicas=0');
     try {
       await kubectl('-n', 'kube-system', 'wait', '--for=delete', 'pod', '-l', 'k8s-app=kube-dns', '--timeout=180s');
@@ -211,7 +211,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     }
   });
 
-  it('the ingress controller stopped: ingress fails with the connection refused on port 80', { ...faults, timeout: 10 * 60_000 }, async () => {
+  it('the ingress controller stopped: ingress fails with the connection refused on port 80', { timeout: 10 * 60_000 }, async () => {
     // A DaemonSet has no replica count: a node selector no node has takes its pods away.
     await kubectl('-n', 'nginx-ingress', 'patch', 'daemonset/nginx-ingress', '-p', '{"spec":{"template":{"spec":{"nodeSelector":{"k8slab/fault":"ingress-stopped"}}}}}');
     try {
@@ -223,7 +223,7 @@ describe('the reference lab end to end', { skip: isRoot ? false : 'needs root (n
     }
   });
 
-  it('with every fault undone, every tier passes again', { ...faults, timeout: 10 * 60_000 }, async () => {
+  it('with every fault undone, every tier passes again', { timeout: 10 * 60_000 }, async () => {
     const run = await probe();
     assert.deepEqual(run.report.results.map((t) => [t.tier, t.verdict]).filter(([, v]) => v !== 'pass'), []);
   });

@@ -40,9 +40,16 @@ interface Answer {
 export async function startBusinessManager(args: BusinessManagerArgs): Promise<RunningBusinessManager> {
   const { dataProductAddr: target, deadlineMs = 2000, healthDeadlineMs = 500 } = args;
   const { DataProduct, Health } = loadWorkloadProtos();
-  // Both clients share one HTTP/2 connection: grpc-js pools connections per target.
-  const dataProduct = new DataProduct(target, grpc.credentials.createInsecure());
-  const health = new Health(target, grpc.credentials.createInsecure());
+  // Both clients share one HTTP/2 connection: grpc-js pools connections per target and options.
+  // Short retry intervals: after the lab's DNS or Service path comes back (a probe fault undone,
+  // a workshop repair), the flow works again within seconds, not after grpc-js's 2-minute backoff.
+  const channel: grpc.ChannelOptions = {
+    "grpc.initial_reconnect_backoff_ms": 500,
+    "grpc.max_reconnect_backoff_ms": 5000,
+    "grpc.dns_min_time_between_resolutions_ms": 5000,
+  };
+  const dataProduct = new DataProduct(target, grpc.credentials.createInsecure(), channel);
+  const health = new Health(target, grpc.credentials.createInsecure(), channel);
   let draining = false;
 
   async function getProduct(id: string): Promise<Answer> {

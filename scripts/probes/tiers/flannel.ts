@@ -108,8 +108,10 @@ export const flannel: Tier = {
         ...seen.neighbours.filter((n) => !remotes.some((l) => network(l.subnet) === n.dst && l.vtepMAC === n.mac)).map((n) => `neighbour ${n.dst} ${n.mac}`),
         ...seen.fdb.filter((e) => !remotes.some((l) => l.vtepMAC === e.mac)).map((e) => `FDB ${e.mac} dst ${e.dst}`),
       ];
+      // Reported, not failed: no lease points at them, so no packet uses them (flanneld adds the
+      // entries for a node's new VTEP MAC after a reboot but never removes the old ones).
       if (stale.length) {
-        ctx.hop(`${node.name} stale entries`, stale.join("; "), false, `remove them (\`ip route del\`, \`ip neigh del\`, \`bridge fdb del\` on ${node.name}) or restart flanneld there`);
+        ctx.hop(`${node.name} stale entries`, `${stale.join("; ")}: no lease points here, so no packet uses them; \`bridge fdb del\` / \`ip neigh del\` / \`ip route del\` on ${node.name} removes them`, true);
       }
       ctx.hop(`${node.name} flanneld`, seen.flanneld, seen.flanneld === "active", `\`systemctl start flanneld\` on ${node.name}; \`journalctl -u flanneld\` says why it stopped`);
     });
