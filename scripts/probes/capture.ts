@@ -1,6 +1,8 @@
 // A packet capture on a node in two steps, so traffic is sent only once tcpdump listens: under TCG
 // tcpdump takes seconds to start, and a capture merely started "at the same time" misses the packets.
-import { shq } from "./parse.js";
+import { TIMEOUT } from "./contract.js";
+import { parseTcpdumpUdp, shq, type UdpPacket } from "./parse.js";
+import type { ProbeContext } from "./types.js";
 
 /** Where a capture's output waits for `collect` on the node (a tmpfs; removed when collected). */
 const CAPTURE_DIR = "/run/k8slab-probe";
@@ -10,6 +12,8 @@ export interface Capture {
   start: string;
   /** Waits for tcpdump to end (its packet count or its timeout), prints what it saw and tcpdump's exit code. */
   collect: string;
+  /** How long tcpdump may run once it listens. */
+  timeoutSec: number;
 }
 
 /**
@@ -18,7 +22,7 @@ export interface Capture {
  *   each packet is handed over (and counted) as it arrives, not when the kernel's buffer block is retired.
  * @param dir holds its output until collected (tests use a temporary one).
  */
-export function capture(name: string, tcpdump: string, timeoutSec: number, dir = CAPTURE_DIR): Capture {
+export function capture(name: string, tcpdump: string, timeoutSec: number = TIMEOUT.capture, dir = CAPTURE_DIR): Capture {
   const base = `${dir}/${name}`;
   return {
     start: [
@@ -29,5 +33,14 @@ export function capture(name: string, tcpdump: string, timeoutSec: number, dir =
       `echo "capture ${name} listening"`,
     ].join("\n"),
     collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+    timeoutSec,
   };
+}
+
+/** On `node`: starts the capture, runs `send` once it listens, then collects. What send returned, and the UDP packets seen. */
+export async function captureAround<T>(ctx: ProbeContext, node: string, c: Capture, send: () => Promise<T>): Promise<{ sent: T; packets: UdpPacket[] }> {
+  await ctx.onNode(node, c.start, TIMEOUT.query);
+  const sent = await send();
+  const collected = await ctx.onNode(node, c.collect, c.timeoutSec + 2);
+  return { sent, packets: parseTcpdumpUdp(collected.stdout).packets };
 }

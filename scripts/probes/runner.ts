@@ -85,16 +85,19 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
   const started = now();
   const hops: Hop[] = [];
   const evidence: Exec[] = [];
-  const record = async (p: Promise<Exec>, overSsh = false) => {
-    const exec = await p;
+  const note = (exec: Exec, overSsh: boolean) => {
     evidence.push(exec);
     const lost = managementFailure(exec, overSsh);
     if (lost) throw new Broken(lost);
+  };
+  const record = async (p: Promise<Exec>, overSsh = false) => {
+    const exec = await p;
+    note(exec, overSsh);
     return exec;
   };
   const recordSteps = async (p: Promise<Exec[]>, overSsh = false) => {
     const steps = await p;
-    for (const step of steps) await record(Promise.resolve(step), overSsh);
+    for (const step of steps) note(step, overSsh);
     return steps;
   };
   const ctx: ProbeContext = {

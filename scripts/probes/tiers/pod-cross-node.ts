@@ -1,9 +1,9 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
 import { toolboxOn } from "../cluster.js";
 import { TIMEOUT, UNDERLAY_NIC } from "../contract.js";
-import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseTcpdumpUdp, parseVxlanLink, pingCommand, shq } from "../parse.js";
+import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand, shq } from "../parse.js";
 import type { Tier } from "../types.js";
-import { capture } from "../capture.js";
+import { capture, captureAround } from "../capture.js";
 import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.js";
 
 const PINGS = 6;
@@ -14,7 +14,7 @@ const PINGS = 6;
  * traffic between the nodes cannot use up the count before the pings arrive.
  */
 export const vxlanCapture = (from: string, port: number) =>
-  capture(`vxlan-from-${from}`, `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`, TIMEOUT.capture);
+  capture(`vxlan-from-${from}`, `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`);
 
 export const podCrossNode: Tier = {
   id: "pod-cross-node",
@@ -29,13 +29,8 @@ export const podCrossNode: Tier = {
 
     // The reads do not depend on the ping and run beside it; the ping waits until node2's capture listens.
     const listen = vxlanCapture(n1.address, port);
-    const [[eth0, ping, packets], [ports, bridgeAddr, route1, neigh1, fdb1], [vtep2, route2]] = await Promise.all([
-      (async () => {
-        await ctx.onNode(n2.name, listen.start, TIMEOUT.query);
-        const [eth0, ping] = await ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS)], TIMEOUT.query);
-        const captured = await ctx.onNode(n2.name, listen.collect, TIMEOUT.capture + 2);
-        return [eth0, ping, parseTcpdumpUdp(captured.stdout).packets] as const;
-      })(),
+    const [{ sent: [eth0, ping], packets }, [ports, bridgeAddr, route1, neigh1, fdb1], [vtep2, route2]] = await Promise.all([
+      captureAround(ctx, n2.name, listen, () => ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS)], TIMEOUT.query)),
       ctx.onNodeSteps(
         n1.name,
         [bridgePorts(bridge), `ip -j addr show ${bridge}`, `ip -j route get ${dst.ip}`, `ip -j neigh show dev ${dev}`, `bridge -j fdb show dev ${dev}`],

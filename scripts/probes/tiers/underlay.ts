@@ -1,15 +1,14 @@
 // Tier 1, underlay: every node reaches every other on the lab LAN, and UDP to the VXLAN port gets through.
 import { TIMEOUT, UNDERLAY_NIC, UNDERLAY_PROBE_SOURCE_PORT } from "../contract.js";
-import { parsePing, parseTcpdumpUdp, pingCommand, shq } from "../parse.js";
+import { parsePing, pingCommand, shq } from "../parse.js";
 import type { Tier } from "../types.js";
-import { capture } from "../capture.js";
+import { capture, captureAround } from "../capture.js";
 
 /** On the receiver: one datagram from the sender's probe port to the VXLAN port. */
 export const udpCapture = (from: string, port: number) =>
   capture(
     `underlay-from-${from}`,
     `tcpdump -nn -l --immediate-mode -c 1 -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and src port ${UNDERLAY_PROBE_SOURCE_PORT}`)}`,
-    TIMEOUT.capture,
   );
 
 /**
@@ -33,13 +32,9 @@ export const underlay: Tier = {
         const listen = udpCapture(a.address, port);
         const [ping, packet] = await Promise.all([
           ctx.onNode(a.name, pingCommand(b.address), TIMEOUT.query),
-          (async () => {
-            await ctx.onNode(b.name, listen.start, TIMEOUT.query);
-            await ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.query);
-            return parseTcpdumpUdp((await ctx.onNode(b.name, listen.collect, TIMEOUT.capture + 2)).stdout).packets[0];
-          })(),
+          captureAround(ctx, b.name, listen, () => ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.query)),
         ]);
-        return { a, b, ping: parsePing(ping.stdout), packet };
+        return { a, b, ping: parsePing(ping.stdout), packet: packet.packets[0] };
       }),
     );
     for (const { a, b, ping, packet } of seen) {
