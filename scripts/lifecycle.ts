@@ -65,7 +65,7 @@ export async function up(file: string): Promise<number> {
         return EXIT.invalid;
       }
     }
-    const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
+    const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
     const result = await step("pulumi up: create, update or repair the lab", () => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out) }));
@@ -94,7 +94,7 @@ export async function down(file: string): Promise<number> {
   let failed = false;
   try {
     if (await stackExists(lab)) {
-      const stack = await step(`stack: select ${lab.name}`, () => openStack(lab));
+      const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
       if (lab.driver.kind === "qemu") {
         // Everything of a VM lab lives on its VMs: removing them (below) removes it all at once,
         // where a destroy would first undo each object and unit, one ssh call at a time.

@@ -1,21 +1,60 @@
 // Drives a lab's Pulumi stack (one stack per lab, named after it) through the Automation API, offline.
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
+import yaml from "js-yaml";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import type { Lab } from "../infra/lab/index.js";
 import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.js";
 
 /** Selects (or creates) the lab's stack with the bundled pulumi and points its config at the lab file. */
-export async function openStack(lab: Lab): Promise<Stack> {
+export async function openStack(lab: Lab, say: (line: string) => void = () => {}): Promise<Stack> {
+  const backend = fileBackend();
+  if (backend) for (const lock of await clearStaleLocks(backend, lab.name)) say(`  removed the stack lock of ${lock} (that pulumi no longer runs)`);
   const stack = await LocalWorkspace.createOrSelectStack({ stackName: lab.name, workDir: repoRoot }, await workspaceOptions());
   await stack.setConfig("k8slab:lab", { value: path.relative(repoRoot, lab.file) });
   return stack;
 }
 
+/** The folder of a file backend (the default), or undefined for any other backend. */
+function fileBackend(): string | undefined {
+  const url = pulumiEnv().PULUMI_BACKEND_URL ?? process.env.PULUMI_BACKEND_URL ?? "";
+  return url.startsWith("file://") ? url.slice("file://".length) : undefined;
+}
+
+/**
+ * Removes the file backend's locks on this stack left by a pulumi that was killed (an interrupted
+ * `up`): each names its pulumi's pid and host, and one whose process is gone from this host would
+ * make every later `up` and `down` fail with "the stack is currently locked". Returns what it removed.
+ */
+export async function clearStaleLocks(backendDir: string, stackName: string, isRunning = pidRunning): Promise<string[]> {
+  const project = (yaml.load(await readFile(path.join(repoRoot, "Pulumi.yaml"), "utf8")) as { name: string }).name;
+  const dir = path.join(backendDir, ".pulumi", "locks", "organization", project, stackName);
+  const files = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const file of files.filter((f) => f.endsWith(".json"))) {
+    const lock = JSON.parse(await readFile(path.join(dir, file), "utf8").catch(() => "{}")) as { pid?: number; hostname?: string };
+    if (typeof lock.pid !== "number" || lock.hostname !== os.hostname() || isRunning(lock.pid)) continue;
+    await rm(path.join(dir, file), { force: true });
+    await rm(path.join(dir, `${file}.attrs`), { force: true });
+    removed.push(`pid ${lock.pid}`);
+  }
+  return removed;
+}
+
+function pidRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // there, but not ours
+  }
+}
+
 async function workspaceOptions() {
   // The file backend refuses a folder that does not exist yet (first `up` on a machine).
-  const backend = pulumiEnv().PULUMI_BACKEND_URL ?? process.env.PULUMI_BACKEND_URL ?? "";
-  if (backend.startsWith("file://")) await mkdir(backend.slice("file://".length), { recursive: true });
+  const backend = fileBackend();
+  if (backend) await mkdir(backend, { recursive: true });
   const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()), skipVersionCheck: true });
   return { envVars: pulumiEnv(), pulumiCommand };
 }
