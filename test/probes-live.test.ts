@@ -1,11 +1,12 @@
-// The live access's shell plumbing, run in a local shell: several steps in one session, split back
-// into one Exec each; entering a pod's container by its id; the two-step packet capture.
+// The live access's shell plumbing, run locally: the node agent (with the host's perl); several steps
+// in one session, split back into one Exec each; entering a pod's container by its id; the two-step packet capture.
 import { after, test } from "node:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { AGENT_SCRIPT, startAgent } from "../scripts/probes/agent.js";
 import { capture } from "../scripts/probes/capture.js";
 import { enterContainer } from "../scripts/probes/live.js";
 import { splitSteps, stepsScript } from "../scripts/probes/steps.js";
@@ -75,4 +76,47 @@ test("capture: start returns once the capturer listens, collect waits for it to 
   assert.match(failed.stderr, /No such device/);
   sh(broken.collect);
   assert.deepEqual(fs.readdirSync(dir), [], "collect removes what the capture left");
+});
+
+test("agent: concurrent commands each get their own stdout, stderr and exit code, large outputs do not interleave, a hung one is cut off", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-agent-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const agent = startAgent("here", ["perl", "-e", AGENT_SCRIPT, path.join(dir, "lock")]);
+  const big = (ch: string) => `head -c 200000 /dev/zero | tr '\\0' ${ch}`;
+  const [slow, fast, out, err, hung] = await Promise.all([
+    agent.run("sleep 0.5; echo slow", 5),
+    agent.run("echo fast; echo complaint >&2; exit 3", 5),
+    agent.run(big("o"), 5),
+    agent.run(`${big("e")} >&2; printf 'no newline'`, 5),
+    agent.run("sleep 30", 1),
+  ]);
+  assert.deepEqual([slow.exitCode, slow.stdout, slow.stderr], [0, "slow\n", ""]);
+  assert.deepEqual([fast.exitCode, fast.stdout, fast.stderr], [3, "fast\n", "complaint\n"]);
+  assert.ok(fast.ms < slow.ms, "answers come back as they finish, not in order");
+  assert.equal(out.stdout, "o".repeat(200000));
+  assert.deepEqual([err.stdout, err.stderr.length, new Set(err.stderr).size], ["no newline", 200000, 1]);
+  assert.equal(hung.exitCode, 124, "timeout's exit code for a cut-off command");
+  assert.equal(hung.where, "here");
+  await agent.close();
+  assert.deepEqual(fs.readdirSync(dir), ["lock"], "the outputs' files were unlinked");
+  const afterClose = await agent.run("true", 1);
+  assert.equal(afterClose.exitCode, 255, "a closed agent runs nothing");
+});
+
+test("agent: one that cannot start (ssh refused) answers every command with exit 255 and what it said", async () => {
+  const agent = startAgent("node9", ["sh", "-c", "echo 'ssh: connect to host 127.0.0.1 port 2229: Connection refused' >&2; exit 255"]);
+  const [a, b] = await Promise.all([agent.run("true", 2), agent.run("ip -j route show", 2)]);
+  for (const r of [a, b]) {
+    assert.equal(r.exitCode, 255);
+    assert.match(r.stderr, /Connection refused/);
+  }
+  await agent.close();
+});
+
+test("agent: one that never says ready (a hung handshake) is killed after its start time, and its commands fail", async () => {
+  const agent = startAgent("node9", ["sleep", "30"], 1);
+  const r = await agent.run("true", 60);
+  assert.equal(r.exitCode, 255);
+  assert.match(r.stderr, /did not start within 1 s/);
+  await agent.close();
 });

@@ -1,7 +1,7 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
 import { TIMEOUT, TOOLBOX } from "./contract.js";
 import { parseRows } from "./parse.js";
-import { broken, type Exec, type PodRef, type ProbeContext } from "./types.js";
+import { broken, type ClusterReader, type Exec, type PodRef } from "./types.js";
 
 export interface Pod extends PodRef {
   ip: string;
@@ -43,7 +43,7 @@ function read(what: string, exec: Exec): string {
 }
 
 /** Pods matching a selector (all phases). */
-export async function podsOf(ctx: ProbeContext, namespace: string, selector?: string): Promise<Pod[]> {
+export async function podsOf(ctx: ClusterReader, namespace: string, selector?: string): Promise<Pod[]> {
   const out = read(`pods in ${namespace}${selector ? ` (${selector})` : ""}`, await ctx.kubectl(podsArgs(namespace, selector), TIMEOUT.read));
   return parseRows(out).map(([name, node, ip, phase, ready, containerID]) => ({ namespace, name, node, ip, phase, ready: ready === "True", containerID: containerID ?? "" }));
 }
@@ -51,7 +51,7 @@ export async function podsOf(ctx: ProbeContext, namespace: string, selector?: st
 export const isServing = (p: Pod) => p.phase === "Running" && p.ready && !!p.ip;
 
 /** The toolbox pod on a node, ready to exec into; a broken hop when there is none. */
-export async function toolboxOn(ctx: ProbeContext, node: string): Promise<Pod> {
+export async function toolboxOn(ctx: ClusterReader, node: string): Promise<Pod> {
   const pods = await podsOf(ctx, TOOLBOX.namespace, TOOLBOX.selector);
   const pod = pods.find((p) => p.node === node && isServing(p));
   if (!pod) {
@@ -65,14 +65,14 @@ export async function toolboxOn(ctx: ProbeContext, node: string): Promise<Pod> {
   return pod;
 }
 
-export async function serviceOf(ctx: ProbeContext, namespace: string, name: string): Promise<ServiceInfo> {
+export async function serviceOf(ctx: ClusterReader, namespace: string, name: string): Promise<ServiceInfo> {
   const [row] = parseRows(read(`Service ${namespace}/${name}`, await ctx.kubectl(serviceArgs(namespace, name), TIMEOUT.read)));
   if (!row?.[0] || row[0] === "None") broken(`Service ${namespace}/${name}`, "has no ClusterIP", `\`kubectl -n ${namespace} get service ${name} -o yaml\``);
   return { clusterIP: row[0], port: Number(row[1]), ...(row[2] ? { nodePort: Number(row[2]) } : {}) };
 }
 
 /** The Service's endpoints from its EndpointSlices (what kube-proxy and CoreDNS read). */
-export async function endpointsOf(ctx: ProbeContext, namespace: string, service: string): Promise<Endpoint[]> {
+export async function endpointsOf(ctx: ClusterReader, namespace: string, service: string): Promise<Endpoint[]> {
   const out = read(`EndpointSlices of ${namespace}/${service}`, await ctx.kubectl(endpointsArgs(namespace, service), TIMEOUT.read));
   return parseRows(out)
     .filter(([ip]) => ip)

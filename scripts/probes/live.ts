@@ -1,6 +1,5 @@
-// The live LabAccess: ssh to the nodes, the bundle's kubectl, kubectl exec into pods, and the outside client in the lab's namespace; every call bounded in time.
+// The live LabAccess: an agent on each node over one ssh session, the bundle's kubectl, commands in pods entered from their node, and the outside client in the lab's namespace; every call bounded in time.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { $ } from "zx";
 import type { Lab, LabNode } from "../../infra/lab/index.js";
@@ -8,13 +7,18 @@ import { vmStatus } from "../machines/qemu.ts";
 import { labPaths, type SshEndpoint } from "../machines/spec.ts";
 import { sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.js";
+import { AGENT_SCRIPT, startAgent, type Agent } from "./agent.js";
 import { adminKubeconfig } from "./contract.js";
 import { shq } from "./parse.js";
 import { splitSteps, stepsScript } from "./steps.js";
 import type { Exec, LabAccess } from "./types.js";
 
-/** Seconds on top of a step's own timeout for ssh or kubectl to connect before the local process is killed. */
+/** Seconds on top of a step's own timeout for kubectl to connect before the local process is killed. */
 const CONNECT_SLACK = 5;
+/** Seconds the agent's ssh session may take to connect. */
+const AGENT_CONNECT_SEC = 20;
+/** The agents' lock for writing answers, on the node's tmpfs. */
+const AGENT_LOCK = "/run/k8slab-agent.lock";
 
 export interface LiveOptions {
   /** Default: the admin kubeconfig the ControlPlane tier writes. */
@@ -22,7 +26,7 @@ export interface LiveOptions {
 }
 
 export interface LiveAccess extends LabAccess {
-  /** Ends the ssh connections kept open for the run. */
+  /** Ends the nodes' agents (their ssh sessions). */
   close(): Promise<void>;
 }
 
@@ -53,7 +57,7 @@ export function sshEndpointOf(lab: Lab, node: LabNode): SshEndpoint | undefined 
 /**
  * A command run on the pod's node inside its first container's namespaces (mount, network, UTS,
  * IPC): the same namespaces `kubectl exec` enters through the API server, kubelet and runc, which
- * costs 1.5-15 s per call under TCG; this costs one ssh session on the node. The container's first
+ * costs 1.5-15 s per call under TCG; this costs one command on the node's agent. The container's first
  * process is found in its cgroup (kubelet's systemd cgroup driver: kubepods.slice/[<qos>/]<pod>/cri-containerd-<id>.scope).
  */
 export function enterContainer(containerID: string, command: string): string | undefined {
@@ -71,25 +75,18 @@ export function enterContainer(containerID: string, command: string): string | u
 export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   const kubeconfig = opts.kubeconfig ?? adminKubeconfig(lab.name);
   const kubectlBin = path.join(bundleBinDir(), "kubectl");
-  // One ssh connection per node, shared by the run's many short commands (ControlMaster).
-  // Per process: a second probe run at the same time must not close this run's connections.
-  const control = ["-o", "ControlMaster=auto", "-o", `ControlPath=${path.join(os.tmpdir(), `k8slab-probe-${process.pid}-%C`)}`, "-o", "ControlPersist=30"];
-  const endpoints = new Map<string, SshEndpoint | undefined>();
-  const opened = new Map<string, Promise<unknown>>();
-
-  const endpoint = (name: string) => {
-    if (!endpoints.has(name)) {
+  // One agent per node (one ssh session), started by the first command for that node.
+  const agents = new Map<string, Agent>();
+  const agentOn = (name: string): Agent | undefined => {
+    if (!agents.has(name)) {
       const node = lab.nodes.find((n) => n.name === name);
-      endpoints.set(name, node && sshEndpointOf(lab, node));
+      const ep = node && sshEndpointOf(lab, node);
+      if (!ep) return undefined;
+      // The handshake is paid once, on a guest that may be busy: a longer connect timeout than a step's slack.
+      const remote = `exec perl -e ${shq(AGENT_SCRIPT)} ${AGENT_LOCK}`;
+      agents.set(name, startAgent(name, ["ssh", "-T", ...sshOptions(ep, { connectTimeoutSec: AGENT_CONNECT_SEC }), `${ep.user}@${ep.host}`, remote]));
     }
-    return endpoints.get(name);
-  };
-  const sshArgv = (ep: SshEndpoint, remote: string) => ["ssh", "-n", ...sshOptions(ep, { connectTimeoutSec: CONNECT_SLACK }), ...control, `${ep.user}@${ep.host}`, remote];
-  // The shared connection is opened once per node by a `true` of its own, and every command waits
-  // for it: commands that race to open their own would each pay for a handshake (slow on emulated CPUs).
-  const open = (name: string, ep: SshEndpoint) => {
-    if (!opened.has(name)) opened.set(name, runLocal(name, "true", sshArgv(ep, "true"), CONNECT_SLACK * 2));
-    return opened.get(name)!;
+    return agents.get(name);
   };
 
   const kubectlMissing = () =>
@@ -97,11 +94,9 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
 
   return {
     async onNode(name, command, timeoutSec) {
-      const ep = endpoint(name);
-      if (!ep) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`);
-      await open(name, ep);
-      // The remote timeout ends the command even when the ssh client is killed first.
-      return runLocal(name, command, sshArgv(ep, `timeout ${timeoutSec} bash -c ${shq(command)}`), timeoutSec + CONNECT_SLACK);
+      const agent = agentOn(name);
+      if (!agent) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`);
+      return agent.run(command, timeoutSec);
     },
     async onNodeSteps(name, commands, timeoutSec) {
       return splitSteps(await this.onNode(name, stepsScript(commands), timeoutSec), commands);
@@ -127,12 +122,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2);
     },
     async close() {
-      await Promise.all(
-        [...opened.keys()].map(async (name) => {
-          const ep = endpoint(name)!;
-          await $`ssh ${[...control, "-p", String(ep.port), "-O", "exit", `${ep.user}@${ep.host}`]}`.nothrow().quiet().timeout("5s");
-        }),
-      );
+      await Promise.all([...agents.values()].map((a) => a.close()));
     },
   };
 }

@@ -1,8 +1,8 @@
-// Runs the selected tiers bottom-up, side by side where they do not stand on each other: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
+// Runs the selected tiers bottom-up, side by side where they do not stand on each other, their reads from the start: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
 import type { Lab } from "../../infra/lab/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
 import { TIERS } from "./tiers/index.js";
-import { Broken, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
+import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
 
 export interface RunOptions {
   /** Only these tiers (default: all). Tiers not selected are neither run nor reported. */
@@ -22,9 +22,17 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const selected = modules.filter((t) => !opts.tiers || opts.tiers.includes(t.id));
   // The cluster's objects do not change during a run: each kubectl read is made once and shared.
   const kubectlReads = new Map<string, Promise<Exec>>();
+  // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
+  const early = new Map<string, Promise<unknown>>();
+  const keep = <T>(key: string, p: Promise<T>) => (early.set(key, p), p);
+  const handOver = <T>(key: string, make: () => Promise<T>): Promise<T> => {
+    const p = early.get(key) as Promise<T> | undefined;
+    early.delete(key);
+    return p ?? make();
+  };
   const shared: LabAccess = {
-    onNode: access.onNode.bind(access),
-    onNodeSteps: access.onNodeSteps.bind(access),
+    onNode: (node, command, t) => handOver(JSON.stringify([node, command]), () => access.onNode(node, command, t)),
+    onNodeSteps: (node, commands, t) => handOver(JSON.stringify([node, commands]), () => access.onNodeSteps(node, commands, t)),
     inPod: access.inPod.bind(access),
     inPodSteps: access.inPodSteps.bind(access),
     fromOutsideClient: access.fromOutsideClient.bind(access),
@@ -34,6 +42,15 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
       return kubectlReads.get(key)!;
     },
   };
+  // Every tier's lookups (reads only: kubectl, a node's own state) start with the run, so they are
+  // answered by the time the tier runs; its run makes the same calls and gets those answers as evidence.
+  const reader: ClusterReader = {
+    lab,
+    kubectl: shared.kubectl,
+    onNode: (node, command, t) => keep(JSON.stringify([node, command]), access.onNode(node, command, t)),
+    onNodeSteps: (node, commands, t) => keep(JSON.stringify([node, commands]), access.onNodeSteps(node, commands, t)),
+  };
+  for (const tier of selected) void tier.lookups?.(reader).catch(() => {}); // a failed read is met again, and recorded, in the tier's run
   // Each tier starts as soon as the tiers it stands on have finished: siblings (the two pod paths;
   // DNS, NodePort and ingress) run side by side, and a tier whose foundation broke never runs.
   const results = new Map<TierId, TierResult>();

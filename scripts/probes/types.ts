@@ -85,9 +85,18 @@ export interface ProbeContext extends LabAccess {
   hop(name: string, detail: string, ok: boolean, fix?: string): boolean;
 }
 
+/** What a tier's lookups use: the lab, kubectl reads (made once per run and shared) and reads on the nodes. */
+export type ClusterReader = Pick<ProbeContext, "lab" | "kubectl" | "onNode" | "onNodeSteps">;
+
 export interface Tier {
   id: TierId;
   title: string;
+  /**
+   * Reads the tier needs that send no traffic through what it tests (kubectl, a node's own state).
+   * The runner starts every tier's lookups when the run starts, so they are answered by the time
+   * the tier runs; the tier's run calls the same lookups and gets those answers as its evidence.
+   */
+  lookups?(ctx: ClusterReader): Promise<unknown>;
   /** Runs the probe; hops go to ctx.hop. Returns a reason only when the tier does not apply to this lab. */
   run(ctx: ProbeContext): Promise<{ skipped: string } | void>;
 }

@@ -2,22 +2,24 @@
 import { appSelector, INGRESS_CONTROLLER, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { describePod, isServing, podsOf, type Pod } from "../cluster.js";
 import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
-import { broken, type Tier } from "../types.js";
+import { broken, type ClusterReader, type Tier } from "../types.js";
 import { upstreamFix } from "./ingress.js";
 
 const REQUESTS = 3;
 
+const lookups = (ctx: ClusterReader) => {
+  const { dataProduct: dp, businessManager: bm } = ctx.lab.workloads;
+  return Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(bm.name)), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dp.name))]);
+};
+
 export const businessFlow: Tier = {
   id: "business-flow",
   title: "outside client -> ingress -> business-manager -> data-product over gRPC",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const { dataProduct: dp, businessManager: bm } = lab.workloads;
-    const [controllers, bmPods, dpPods] = await Promise.all([
-      podsOf(ctx, INGRESS_CONTROLLER.namespace),
-      podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(bm.name)),
-      podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dp.name)),
-    ]);
+    const [controllers, bmPods, dpPods] = await lookups(ctx);
     const node = lab.nodes.find((n) => controllers.some((p) => p.node === n.name && isServing(p)));
     if (!node) broken("ingress controller", `no ready pod in ${INGRESS_CONTROLLER.namespace}`, "see the ingress tier");
     const url = `http://${node.address}:${INGRESS_CONTROLLER.port}/`;

@@ -2,26 +2,32 @@
 import { endpointsOf, serviceOf, toolboxOn } from "../cluster.js";
 import { CLUSTER_DNS, DNS_MISS_NAME, headlessService, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { digCommand, parseDig, parseResolvConf, type DigResult } from "../parse.js";
-import type { Tier } from "../types.js";
+import type { ClusterReader, Tier } from "../types.js";
+
+const lookups = (ctx: ClusterReader) => {
+  const { lab } = ctx;
+  return Promise.all([
+    toolboxOn(ctx, lab.nodes[0].name),
+    serviceOf(ctx, CLUSTER_DNS.namespace, CLUSTER_DNS.service),
+    endpointsOf(ctx, CLUSTER_DNS.namespace, CLUSTER_DNS.service),
+    serviceOf(ctx, WORKLOAD_NAMESPACE, lab.workloads.businessManager.name),
+    endpointsOf(ctx, WORKLOAD_NAMESPACE, headlessService(lab.workloads.dataProduct.name)),
+  ]);
+};
 
 const answered = (d: DigResult) => (d.status ? `${d.status}${d.queryMs !== undefined ? ` in ${d.queryMs} ms` : ""}` : (d.error ?? "no answer"));
 
 export const dns: Tier = {
   id: "dns",
   title: "names resolve through the cluster DNS Service, from a pod",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const { dnsIP, clusterDomain } = lab.services;
     const bm = lab.workloads.businessManager.name;
     const headless = headlessService(lab.workloads.dataProduct.name);
     const fqdn = (svc: string) => `${svc}.${WORKLOAD_NAMESPACE}.svc.${clusterDomain}`;
-    const [src, dnsSvc, dnsEndpoints, bmSvc, headlessEndpoints] = await Promise.all([
-      toolboxOn(ctx, lab.nodes[0].name),
-      serviceOf(ctx, CLUSTER_DNS.namespace, CLUSTER_DNS.service),
-      endpointsOf(ctx, CLUSTER_DNS.namespace, CLUSTER_DNS.service),
-      serviceOf(ctx, WORKLOAD_NAMESPACE, bm),
-      endpointsOf(ctx, WORKLOAD_NAMESPACE, headless),
-    ]);
+    const [src, dnsSvc, dnsEndpoints, bmSvc, headlessEndpoints] = await lookups(ctx);
     // One shell in the pod: each dig is bounded by its own +time, so the three together stay under the query timeout.
     const [resolv, svcAnswer, headlessAnswer, miss] = await ctx.inPodSteps(
       src,

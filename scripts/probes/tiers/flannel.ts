@@ -3,12 +3,12 @@ import type { LabNode } from "../../../infra/lab/index.js";
 import { etcdctlCommand, FLANNEL_ETCD_PREFIX } from "../../../infra/render/etcd.js";
 import { TIMEOUT } from "../contract.js";
 import { parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink, type FlannelLease } from "../parse.js";
-import { broken, type ProbeContext, type Tier } from "../types.js";
+import { broken, type ClusterReader, type Tier } from "../types.js";
 
-export const leasesCommand = (ctx: ProbeContext) => `${etcdctlCommand(ctx.lab)} --command-timeout=5s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
+export const leasesCommand = (ctx: ClusterReader) => `${etcdctlCommand(ctx.lab)} --command-timeout=5s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
 
-/** What a node's kernel holds for the overlay, read in one ssh session. */
-async function readNode(ctx: ProbeContext, node: LabNode) {
+/** What a node's kernel holds for the overlay, read in one shell. */
+async function readNode(ctx: ClusterReader, node: LabNode) {
   const dev = ctx.lab.pods.flannel.device;
   const [link, routes, neighbours, fdb, flanneld] = await ctx.onNodeSteps(
     node.name,
@@ -26,16 +26,18 @@ async function readNode(ctx: ProbeContext, node: LabNode) {
 
 const network = (subnet: string) => subnet.split("/")[0];
 
+/** etcd's leases and every node's overlay state: reads only, made while the underlay is probed. */
+const lookups = (ctx: ClusterReader) =>
+  Promise.all([ctx.onNode(ctx.lab.controlPlane.name, leasesCommand(ctx), TIMEOUT.read), Promise.all(ctx.lab.nodes.map((n) => readNode(ctx, n)))]);
+
 export const flannel: Tier = {
   id: "flannel",
   title: "etcd's subnet leases, flannel.1, and each node's routes, neighbours and FDB entries agree",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const { device: dev, vni, port } = lab.pods.flannel;
-    const [etcd, nodes] = await Promise.all([
-      ctx.onNode(lab.controlPlane.name, leasesCommand(ctx), TIMEOUT.read),
-      Promise.all(lab.nodes.map((n) => readNode(ctx, n))),
-    ]);
+    const [etcd, nodes] = await lookups(ctx);
     if (etcd.exitCode !== 0) {
       broken("etcd leases", (etcd.stderr.trim() || `etcdctl exit ${etcd.exitCode}`).split("\n").pop()!, `etcdctl on ${lab.controlPlane.name} could not read ${FLANNEL_ETCD_PREFIX}/subnets: \`systemctl status etcd\` there`);
     }

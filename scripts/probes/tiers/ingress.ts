@@ -3,7 +3,7 @@ import { appSelector, BUSINESS_READY_PATH, INGRESS_CONTROLLER, TIMEOUT, WORKLOAD
 import { isServing, podsOf } from "../cluster.js";
 import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl, type CurlResult } from "../parse.js";
 import type { Lab } from "../../../infra/lab/index.js";
-import type { Tier } from "../types.js";
+import type { ClusterReader, Tier } from "../types.js";
 
 /** What to do when nginx answers, but not with business-manager. */
 export function upstreamFix(lab: Lab, r: CurlResult): string {
@@ -12,13 +12,16 @@ export function upstreamFix(lab: Lab, r: CurlResult): string {
   return `unexpected answer: see the evidence`;
 }
 
+const lookups = (ctx: ClusterReader) => Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(ctx.lab.ingress.service))]);
+
 export const ingress: Tier = {
   id: "ingress",
   title: "outside client -> nginx on a node's port 80, with the lab's Host -> business-manager",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const { host, service } = lab.ingress;
-    const [controllers, backends] = await Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(service))]);
+    const [controllers, backends] = await lookups(ctx);
     // hostNetwork: a controller listens on its node's own address. With none running, every node is asked, for the evidence.
     const running = controllers.filter(isServing);
     const targets = running.length ? lab.nodes.filter((n) => running.some((p) => p.node === n.name)) : lab.nodes;

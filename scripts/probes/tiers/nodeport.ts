@@ -2,15 +2,18 @@
 import { serviceOf } from "../cluster.js";
 import { TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.js";
-import type { Tier } from "../types.js";
+import type { ClusterReader, Tier } from "../types.js";
+
+const lookups = (ctx: ClusterReader) => serviceOf(ctx, WORKLOAD_NAMESPACE, ctx.lab.workloads.businessManager.name);
 
 export const nodeport: Tier = {
   id: "nodeport",
   title: "from the outside client to the NodePort on each node",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const bm = lab.workloads.businessManager;
-    const svc = await serviceOf(ctx, WORKLOAD_NAMESPACE, bm.name);
+    const svc = await lookups(ctx);
     const port = svc.nodePort ?? bm.nodePort;
     const client = lab.lan.gateway;
     const seen = await Promise.all(

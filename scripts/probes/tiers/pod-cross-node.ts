@@ -1,6 +1,6 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
-import { toolboxOn } from "../cluster.js";
-import { TIMEOUT, UNDERLAY_NIC } from "../contract.js";
+import { podsOf, toolboxOn } from "../cluster.js";
+import { TIMEOUT, TOOLBOX, UNDERLAY_NIC } from "../contract.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand, shq } from "../parse.js";
 import type { Tier } from "../types.js";
 import { capture, captureAround } from "../capture.js";
@@ -19,6 +19,8 @@ export const vxlanCapture = (from: string, port: number) =>
 export const podCrossNode: Tier = {
   id: "pod-cross-node",
   title: "pod -> pod across nodes, over VXLAN",
+  // The toolbox pods (toolboxOn below reads the same list).
+  lookups: (ctx) => podsOf(ctx, TOOLBOX.namespace, TOOLBOX.selector),
   async run(ctx) {
     const { lab } = ctx;
     if (lab.nodes.length < 2) return { skipped: "the lab has one node: no pod path crosses nodes" };

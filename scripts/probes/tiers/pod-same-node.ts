@@ -1,9 +1,9 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
 import type { LabNode } from "../../../infra/lab/index.js";
 import { isServing, podsOf, toolboxOn, type Pod } from "../cluster.js";
-import { appSelector, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { appSelector, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
-import { broken, type Exec, type ProbeContext, type Tier } from "../types.js";
+import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.js";
 
 /** The command that shows a pod's eth0: its addresses and the ifindex of its veth peer on the node. */
 export const POD_ETH0 = "ip -j addr show eth0";
@@ -56,13 +56,20 @@ function explain(ctx: ProbeContext, seen: Awaited<ReturnType<typeof sameNodePath
   );
 }
 
+/** The workload pods (the toolbox's neighbours) and the toolbox pods. */
+const lookups = (ctx: ClusterReader) => {
+  const { dataProduct, businessManager } = ctx.lab.workloads;
+  return Promise.all([podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dataProduct.name)), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(businessManager.name)), podsOf(ctx, TOOLBOX.namespace, TOOLBOX.selector)]);
+};
+
 export const podSameNode: Tier = {
   id: "pod-same-node",
   title: "pod -> pod on one node, over the bridge",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
-    const { dataProduct, businessManager } = lab.workloads;
-    const peers = (await Promise.all([dataProduct, businessManager].map((w) => podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(w.name))))).flat().filter(isServing);
+    const [dataProducts, businessManagers] = await lookups(ctx);
+    const peers = [...dataProducts, ...businessManagers].filter(isServing);
     const pairs: [LabNode, Pod, Pod][] = [];
     for (const node of lab.nodes) {
       const peer = peers.find((p) => p.node === node.name);

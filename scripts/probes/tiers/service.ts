@@ -2,7 +2,7 @@
 import { endpointsOf, serviceOf, toolboxOn } from "../cluster.js";
 import { SERVICE_REQUESTS, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { curlCommand, parseCurl, parseIptablesNat, serviceRules, shq } from "../parse.js";
-import { broken, type Tier } from "../types.js";
+import { broken, type ClusterReader, type Tier } from "../types.js";
 
 /** Counters included: each rule's packet count in the nat table is a count of new connections. */
 export const NAT_COUNTERS_COMMAND = "iptables-save -t nat -c";
@@ -15,19 +15,20 @@ export const NAT_COUNTERS_COMMAND = "iptables-save -t nat -c";
 export const burstCommand = (url: string, n: number) =>
   `curl -s -o /dev/null --connect-timeout 1 -m 2 --fail-early -H 'Connection: close' -w '%{http_code}\\n' ${shq(`${url}?request=[1-${n}]`)}`;
 
+const lookups = (ctx: ClusterReader) => {
+  const bm = ctx.lab.workloads.businessManager.name;
+  return Promise.all([serviceOf(ctx, WORKLOAD_NAMESPACE, bm), endpointsOf(ctx, WORKLOAD_NAMESPACE, bm), toolboxOn(ctx, ctx.lab.nodes[0].name)]);
+};
+
 export const service: Tier = {
   id: "service",
   title: "pod -> Service ClusterIP through kube-proxy's iptables rules, spread over the replicas",
+  lookups,
   async run(ctx) {
     const { lab } = ctx;
     const bm = lab.workloads.businessManager;
     const node = lab.nodes[0];
-    const [svc, endpoints, src, before] = await Promise.all([
-      serviceOf(ctx, WORKLOAD_NAMESPACE, bm.name),
-      endpointsOf(ctx, WORKLOAD_NAMESPACE, bm.name),
-      toolboxOn(ctx, node.name),
-      ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read),
-    ]);
+    const [[svc, endpoints, src], before] = await Promise.all([lookups(ctx), ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read)]);
     const url = `http://${svc.clusterIP}:${svc.port}/healthz`;
     const name = `${WORKLOAD_NAMESPACE}/${bm.name}`;
     const restartProxy = `kube-proxy on ${node.name} writes these rules: \`systemctl restart kube-proxy\` there; \`journalctl -u kube-proxy\` says why they are missing`;

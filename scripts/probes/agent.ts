@@ -1,0 +1,153 @@
+// A command runner that stays on a node for the whole probe run: one ssh session per node carries
+// every command, side by side. Under TCG a new ssh session costs 0.5-1.5 s on the control-plane node
+// (sshd forks and sets up a session, then the shell and `timeout` start); through the agent a command
+// costs its own process start only. The agent is Perl because perl-base is Essential in Debian: on
+// every node, nothing to install.
+import { spawn } from "node:child_process";
+import type { Exec } from "./types.js";
+
+/** Marks the header of each answer in the agent's output; ASCII RS never starts a line the agent did not write. */
+const MARK = "\x1ek8slab-agent";
+
+/**
+ * Says `MARK ready`, then reads `<id> <timeout> <command as hex>` lines from stdin; for each, forks a child that runs the
+ * command with `timeout` under bash, its stdout and stderr in unlinked files, and writes one answer:
+ * `MARK <id> <exit code> <stdout bytes> <stderr bytes>\n<stdout><stderr>`. Answers are written under
+ * an flock of ARGV[0] (each child opens it itself: a lock shared through fork would not exclude), so
+ * concurrent answers never interleave. At the end of stdin the agent exits; running commands end on their own timeouts.
+ * No modules (flock 2 is LOCK_EX): loading strict, warnings, Fcntl and POSIX took a second on a busy emulated CPU.
+ */
+export const AGENT_SCRIPT = String.raw`
+my $lockfile = $ARGV[0];
+$SIG{CHLD} = "IGNORE";
+$| = 1;
+print "${MARK} ready\n";
+$| = 0;
+while (my $line = <STDIN>) {
+  chomp $line;
+  my ($id, $timeout, $hex) = split / /, $line;
+  my $pid = fork();
+  if (!defined $pid) { print STDERR "k8slab agent: fork: $!\n"; next; }
+  next if $pid;
+  $SIG{CHLD} = "DEFAULT";
+  open(my $reply, ">&", \*STDOUT) or exit 1;
+  my @files;
+  for my $n (0, 1) {
+    open(my $fh, "+>", "$lockfile.$$.$n") or exit 1;
+    unlink "$lockfile.$$.$n";
+    push @files, $fh;
+  }
+  open(STDIN, "<", "/dev/null");
+  open(STDOUT, ">&", $files[0]);
+  open(STDERR, ">&", $files[1]);
+  system("timeout", "-k", "2", $timeout, "bash", "-c", pack("H*", $hex));
+  my $rc = $? == -1 ? 127 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+  my @data;
+  for my $fh (@files) { seek($fh, 0, 0); local $/; my $d = <$fh>; push @data, defined $d ? $d : ""; }
+  open(my $lock, ">>", $lockfile) or exit 1;
+  flock($lock, 2);
+  binmode $reply;
+  print $reply "${MARK} $id $rc " . length($data[0]) . " " . length($data[1]) . "\n" . $data[0] . $data[1];
+  close $reply;
+  exit 0;
+}
+`;
+
+export interface Agent {
+  /** Runs a bash command on the agent's side, cut off after timeoutSec; never rejects. */
+  run(command: string, timeoutSec: number): Promise<Exec>;
+  /** Ends the agent (and its session); commands still running end on their own timeouts. */
+  close(): Promise<void>;
+}
+
+/** Seconds on top of a command's own timeout before the answer is given up for lost. */
+const SLACK = 5;
+
+/**
+ * Starts the agent with argv, which must end by running `perl -e AGENT_SCRIPT <lockfile>` (locally
+ * in tests; through ssh on a node). When the agent cannot start, dies or was closed, every open and
+ * later command gets exit code 255 and what the agent's process said on stderr; one that has not
+ * said "ready" within startSec is killed.
+ */
+export function startAgent(where: string, argv: readonly string[], startSec = 30): Agent {
+  const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+  const pending = new Map<number, { command: string; timeoutSec: number; started: number; resolve: (e: Exec) => void; timer?: NodeJS.Timeout }>();
+  let ready = false;
+  // A command's clock starts once the agent runs: the ssh handshake on a busy guest is not the command's time.
+  const arm = (id: number) => {
+    const p = pending.get(id)!;
+    p.started = Date.now();
+    p.timer = setTimeout(() => answer(id, { exitCode: 124, stdout: "", stderr: `k8slab: no answer from ${where} within ${p.timeoutSec + SLACK} s\n` }), (p.timeoutSec + SLACK) * 1000);
+  };
+  const startTimer = setTimeout(() => {
+    stderr += `k8slab: the agent on ${where} did not start within ${startSec} s\n`;
+    child.kill("SIGKILL");
+  }, startSec * 1000);
+  let nextId = 1;
+  let buffered = Buffer.alloc(0);
+  let stderr = "";
+  let ended: { exitCode: number } | undefined;
+
+  const answer = (id: number, exec: Omit<Exec, "where" | "command" | "ms">) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve({ where, command: p.command, ms: Date.now() - p.started, ...exec });
+  };
+  // 255, as ssh itself exits when it cannot connect: the session is gone, whatever ended it.
+  const lost = (exitCode: number) => ({ exitCode: 255, stdout: "", stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n` });
+
+  child.stdout.on("data", (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    for (;;) {
+      const nl = buffered.indexOf(10);
+      if (nl < 0) return;
+      const line = buffered.subarray(0, nl).toString();
+      if (line === `${MARK} ready`) {
+        ready = true;
+        clearTimeout(startTimer);
+        for (const id of pending.keys()) arm(id);
+      }
+      const header = /^\x1ek8slab-agent (\d+) (\d+) (\d+) (\d+)$/.exec(line);
+      if (!header) {
+        buffered = buffered.subarray(nl + 1); // "ready", or not ours (a login banner)
+        continue;
+      }
+      const [outLen, errLen] = [Number(header[3]), Number(header[4])];
+      if (buffered.length < nl + 1 + outLen + errLen) return;
+      const body = buffered.subarray(nl + 1);
+      buffered = body.subarray(outLen + errLen);
+      answer(Number(header[1]), { exitCode: Number(header[2]), stdout: body.subarray(0, outLen).toString(), stderr: body.subarray(outLen, outLen + errLen).toString() });
+    }
+  });
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.on("error", () => {}); // a dead agent: reported through "close" below
+  const closed = new Promise<void>((resolve) =>
+    child.on("close", (code, signal) => {
+      ended = { exitCode: code ?? (signal ? 128 : 255) };
+      clearTimeout(startTimer);
+      for (const id of [...pending.keys()]) answer(id, lost(ended.exitCode));
+      resolve();
+    }),
+  );
+  child.on("error", (err) => (stderr += `k8slab: ${argv[0]}: ${err.message}\n`));
+
+  return {
+    run(command, timeoutSec) {
+      return new Promise<Exec>((resolve) => {
+        const id = nextId++;
+        if (ended) return resolve({ where, command, ms: 0, ...lost(ended.exitCode) });
+        pending.set(id, { command, timeoutSec, started: Date.now(), resolve });
+        if (ready) arm(id);
+        child.stdin.write(`${id} ${timeoutSec} ${Buffer.from(command).toString("hex")}\n`);
+      });
+    },
+    async close() {
+      child.stdin.end();
+      const kill = setTimeout(() => child.kill("SIGKILL"), SLACK * 1000);
+      await closed;
+      clearTimeout(kill);
+    },
+  };
+}
