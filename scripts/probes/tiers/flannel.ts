@@ -5,7 +5,9 @@ import { TIMEOUT } from "../contract.js";
 import { parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink, type FlannelLease } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
 
-export const leasesCommand = (ctx: ClusterReader) => `${etcdctlCommand(ctx.lab)} --command-timeout=5s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
+// Within TIMEOUT.read: etcdctl's defaults (2 s to dial, 5 s per request) cut the read off when it
+// started beside the run's other reads on a busy control-plane node under TCG ("context deadline exceeded").
+export const leasesCommand = (ctx: ClusterReader) => `${etcdctlCommand(ctx.lab)} --dial-timeout=8s --command-timeout=10s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
 
 /** What a node's kernel holds for the overlay, read in one shell. */
 async function readNode(ctx: ClusterReader, node: LabNode) {
