@@ -86,7 +86,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
   let nextId = 1;
   let buffered = Buffer.alloc(0);
   let stderr = "";
-  let ended: { exitCode: number } | undefined;
+  let endedWith: number | undefined; // the agent process's exit code, once it has ended
 
   const answer = (id: number, exec: Omit<Exec, "where" | "command" | "ms">) => {
     const p = pending.get(id);
@@ -125,9 +125,9 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
   child.stdin.on("error", () => {}); // a dead agent: reported through "close" below
   const closed = new Promise<void>((resolve) =>
     child.on("close", (code, signal) => {
-      ended = { exitCode: code ?? (signal ? 128 : 255) };
+      endedWith = code ?? (signal ? 128 : 255);
       clearTimeout(startTimer);
-      for (const id of [...pending.keys()]) answer(id, lost(ended.exitCode));
+      for (const id of [...pending.keys()]) answer(id, lost(endedWith));
       resolve();
     }),
   );
@@ -137,7 +137,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
     run(command, timeoutSec) {
       return new Promise<Exec>((resolve) => {
         const id = nextId++;
-        if (ended) return resolve({ where, command, ms: 0, ...lost(ended.exitCode) });
+        if (endedWith !== undefined) return resolve({ where, command, ms: 0, ...lost(endedWith) });
         pending.set(id, { command, timeoutSec, started: Date.now(), resolve });
         if (ready) arm(id);
         child.stdin.write(`${id} ${timeoutSec} ${Buffer.from(command).toString("hex")}\n`);

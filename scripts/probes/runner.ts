@@ -24,15 +24,16 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const kubectlReads = new Map<string, Promise<Exec>>();
   // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
   const early = new Map<string, Promise<unknown>>();
-  const keep = <T>(key: string, p: Promise<T>) => (early.set(key, p), p);
-  const handOver = <T>(key: string, make: () => Promise<T>): Promise<T> => {
+  const keep = <T>(call: unknown[], p: Promise<T>) => (early.set(JSON.stringify(call), p), p);
+  const handOver = <T>(call: unknown[], make: () => Promise<T>): Promise<T> => {
+    const key = JSON.stringify(call);
     const p = early.get(key) as Promise<T> | undefined;
     early.delete(key);
     return p ?? make();
   };
   const shared: LabAccess = {
-    onNode: (node, command, t) => handOver(JSON.stringify([node, command]), () => access.onNode(node, command, t)),
-    onNodeSteps: (node, commands, t) => handOver(JSON.stringify([node, commands]), () => access.onNodeSteps(node, commands, t)),
+    onNode: (node, command, t) => handOver([node, command], () => access.onNode(node, command, t)),
+    onNodeSteps: (node, commands, t) => handOver([node, commands], () => access.onNodeSteps(node, commands, t)),
     inPod: access.inPod.bind(access),
     inPodSteps: access.inPodSteps.bind(access),
     fromOutsideClient: access.fromOutsideClient.bind(access),
@@ -47,8 +48,8 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const reader: ClusterReader = {
     lab,
     kubectl: shared.kubectl,
-    onNode: (node, command, t) => keep(JSON.stringify([node, command]), access.onNode(node, command, t)),
-    onNodeSteps: (node, commands, t) => keep(JSON.stringify([node, commands]), access.onNodeSteps(node, commands, t)),
+    onNode: (node, command, t) => keep([node, command], access.onNode(node, command, t)),
+    onNodeSteps: (node, commands, t) => keep([node, commands], access.onNodeSteps(node, commands, t)),
   };
   for (const tier of selected) void tier.lookups?.(reader).catch(() => {}); // a failed read is met again, and recorded, in the tier's run
   // Each tier starts as soon as the tiers it stands on have finished: siblings (the two pod paths;
