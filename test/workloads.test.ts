@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { podIdentity, portFromEnv } from "../workloads/shared/env.js";
 import { DATA_PRODUCT_SERVICE, loadWorkloadProtos, type HealthCheckResponse } from "../workloads/shared/protos.js";
 import { startDataProduct, type RunningDataProduct } from "../workloads/data-product/server.js";
-import { startBusinessManager, type BusinessManagerArgs, type RunningBusinessManager } from "../workloads/business-manager/server.js";
+import { keepConnected, startBusinessManager, type BusinessManagerArgs, type RunningBusinessManager } from "../workloads/business-manager/server.js";
 
 // What the downward API would set in each Deployment.
 const dataProductPod = podIdentity({ POD_NAME: "data-product-7d9f-abcde", POD_IP: "172.30.2.7", NODE_NAME: "node2" });
@@ -123,6 +123,43 @@ test("a data-product that never answers costs at most the deadline: 502 DEADLINE
   } finally {
     for (const socket of accepted) socket.destroy();
     silent.close();
+  }
+});
+
+test("keepConnected reconnects when the server ends a connection for its age; without it the channel stays idle", async () => {
+  // data-product ends connections after 30 s; here after 200 ms. Each new connection is counted.
+  const server = new grpc.Server({ "grpc.max_connection_age_ms": 200, "grpc.max_connection_age_grace_ms": 100 });
+  let connections = 0;
+  server.addService(loadWorkloadProtos().Health.service, {});
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  const counter = net.createServer((socket) => {
+    connections++;
+    const upstream = net.connect(port, "127.0.0.1");
+    socket.pipe(upstream).pipe(socket);
+    socket.on("error", () => upstream.destroy());
+    upstream.on("error", () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => counter.listen(0, "127.0.0.1", resolve));
+  const target = `127.0.0.1:${(counter.address() as net.AddressInfo).port}`;
+  const { Health } = loadWorkloadProtos();
+  // Distinct options keep the two channels off each other's pooled connection.
+  const warm = new Health(target, grpc.credentials.createInsecure(), { "k8slab.test": "warm" });
+  const plain = new Health(target, grpc.credentials.createInsecure(), { "k8slab.test": "plain" });
+  try {
+    keepConnected(warm);
+    plain.getChannel().getConnectivityState(true);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.equal(warm.getChannel().getConnectivityState(false), grpc.connectivityState.READY, "the kept channel is connected");
+    assert.equal(plain.getChannel().getConnectivityState(false), grpc.connectivityState.IDLE, "the plain channel went idle at the first GOAWAY");
+    // The plain channel connected once; the kept one again after each GOAWAY (about every 300 ms).
+    assert.ok(connections >= 4, `connections: ${connections}`);
+  } finally {
+    warm.close();
+    plain.close();
+    counter.close();
+    server.forceShutdown();
   }
 });
 
