@@ -37,8 +37,11 @@ export const DNS_MISS_NAME = "k8slab-probe.invalid";
  * probes' parallel steps share the guest's CPUs.
  */
 export const TIMEOUT = {
-  /** kubectl get, ip, bridge, cat, etcdctl get: one read. */
-  read: 20,
+  /**
+   * kubectl get, ip, bridge, cat, etcdctl get: one read. The run starts every tier's reads at once,
+   * beside both agents' ssh handshakes: kubectl reads then took 5.5-18.2 s (idle: 0.4-0.6 s).
+   */
+  read: 30,
   /** ping, dig, a single curl. */
   query: 15,
   /**
