@@ -251,6 +251,28 @@ test("a tier starts when the tiers it stands on have finished: siblings run side
   assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS], "reported bottom-up whatever the order they ended in");
 });
 
+test("--tier runs only the selected tiers, bottom-up, and blocks among them only", async () => {
+  const calls: string[] = [];
+  const modules = TIER_IDS.map((id) => stub(id, async (ctx) => void (calls.push(id), ctx.hop("ok", "fine", id !== "service"))));
+  const report = await runProbes(lab, replay([]), { modules, tiers: ["dns", "service"] });
+  assert.deepEqual(calls, ["service"]);
+  assert.deepEqual(verdicts(report), { service: "fail", dns: "blocked by service" });
+});
+
+test("a probe that throws, or a step that never answers, still ends as a failed tier", async () => {
+  const thrown = stub("underlay", async () => {
+    throw new Error("unexpected output");
+  });
+  const report = await runProbes(lab, replay([]), { modules: [thrown], tiers: ["underlay"] });
+  assert.match(result(report, "underlay").firstBrokenHop!, /^probe: error: unexpected output/);
+
+  const hangs = stub("underlay", async (ctx) => void (await ctx.onNode("node1", "sleep infinity", 1)));
+  const started = Date.now();
+  const hung = await runProbes(lab, replay([{ where: "node1", command: /./, hang: true }]), { modules: [hangs], tiers: ["underlay"], tierTimeoutSec: 0.2 });
+  assert.match(result(hung, "underlay").firstBrokenHop!, /did not finish within 0\.2 s/);
+  assert.ok(Date.now() - started < 2000);
+});
+
 test("every tier's lookups start with the run, before any tier has ended; the tiers still run in order", async () => {
   const events: string[] = [];
   const modules = TIER_IDS.map((id): Tier => ({
