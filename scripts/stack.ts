@@ -5,6 +5,7 @@ import path from "node:path";
 import yaml from "js-yaml";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import type { Lab } from "../infra/lab/index.js";
+import { processAlive } from "./toolchain/bundle.js";
 import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.js";
 
 /** Selects (or creates) the lab's stack with the bundled pulumi and points its config at the lab file. */
@@ -27,7 +28,7 @@ function fileBackend(): string | undefined {
  * `up`): each names its pulumi's pid and host, and one whose process is gone from this host would
  * make every later `up` and `down` fail with "the stack is currently locked". Returns what it removed.
  */
-export async function clearStaleLocks(backendDir: string, stackName: string, isRunning = pidRunning): Promise<string[]> {
+export async function clearStaleLocks(backendDir: string, stackName: string, isRunning = processAlive): Promise<string[]> {
   const project = (yaml.load(await readFile(path.join(repoRoot, "Pulumi.yaml"), "utf8")) as { name: string }).name;
   const dir = path.join(backendDir, ".pulumi", "locks", "organization", project, stackName);
   const files = await readdir(dir).catch(() => [] as string[]);
@@ -40,15 +41,6 @@ export async function clearStaleLocks(backendDir: string, stackName: string, isR
     removed.push(`pid ${lock.pid}`);
   }
   return removed;
-}
-
-function pidRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // there, but not ours
-  }
 }
 
 async function workspaceOptions() {
