@@ -96,7 +96,9 @@ test("agent: concurrent commands each get their own stdout, stderr and exit code
   assert.equal(out.stdout, "o".repeat(200000));
   assert.deepEqual([err.stdout, err.stderr.length, new Set(err.stderr).size], ["no newline", 200000, 1]);
   assert.equal(hung.exitCode, 124, "timeout's exit code for a cut-off command");
+  assert.equal(hung.overran, true, "cut off at its deadline: no finding");
   assert.equal(hung.where, "here");
+  assert.ok([slow, fast, out, err].every((r) => !r.overran));
   await agent.close();
   assert.deepEqual(fs.readdirSync(dir), ["lock"], "the outputs' files were unlinked");
   const afterClose = await agent.run("true", 1);
@@ -119,4 +121,21 @@ test("agent: one that never says ready (a hung handshake) is killed after its st
   assert.equal(r.exitCode, 255);
   assert.match(r.stderr, /did not start within 1 s/);
   await agent.close();
+});
+
+test("agent: a command that exits 124 by itself, before its deadline, did not overrun (a capture's own window, say)", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-agent-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const agent = startAgent("here", ["perl", "-e", AGENT_SCRIPT, path.join(dir, "lock")]);
+  const [own, cut] = await Promise.all([agent.run("timeout 0.2 sleep 5", 5), agent.run("sleep 5", 1)]);
+  assert.deepEqual([own.exitCode, own.overran], [124, undefined]);
+  assert.deepEqual([cut.exitCode, cut.overran], [124, true]);
+  await agent.close();
+});
+
+test("steps: the steps a batch that overran never reached overran too; those it finished are answers", () => {
+  const commands = ["echo first", "sleep 30", "echo never"];
+  const partial = sh(`${stepsScript(commands.slice(0, 1))}`);
+  const steps = splitSteps({ ...partial, exitCode: 124, overran: true }, commands);
+  assert.deepEqual(steps.map((s) => [s.exitCode, s.overran]), [[0, undefined], [124, true], [124, true]]);
 });

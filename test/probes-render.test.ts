@@ -6,7 +6,7 @@ import { loadLab } from "../infra/lab/index.js";
 import { renderJson, renderJunit, renderTerminal } from "../scripts/probes/render.js";
 import { runProbes } from "../scripts/probes/runner.js";
 import type { ProbeReport } from "../scripts/probes/types.js";
-import { replay } from "./fixtures/probes/replay.js";
+import { replay, type Recording } from "./fixtures/probes/replay.js";
 import { faults, healthy, withFault } from "./fixtures/probes/scenarios.js";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -38,7 +38,7 @@ test("terminal: a failure names the first broken hop, the likely fix and shows t
   assert.match(out, /  first broken hop: node2 FDB entry for node1's VTEP/);
   assert.match(out, /  likely fix: flanneld on node2 /);
   assert.match(out, /    \$ \[node2\] bridge -j fdb show dev flannel\.1   \(exit 0, 1 ms\)\n        \[\]/);
-  assert.match(out, /not run, because a tier below them failed: pod-same-node \(blocked by flannel\)/);
+  assert.match(out, /not run, because a tier below them failed or is inconclusive: pod-same-node \(blocked by flannel\)/);
   assert.match(renderTerminal(await brokenReport(), { color: true }), /\x1b\[31mFAIL\x1b\[0m/);
 });
 
@@ -64,4 +64,24 @@ test("JUnit: one testcase per tier; failure for a failed tier, skipped for a blo
   assert.match(xml, /echo &quot;&lt;&amp;&gt;&quot;/);
   assert.match(xml, /a &lt; b &amp; c &gt; d\uFFFD\[0m/, "control characters are not allowed in XML 1.0");
   assert.doesNotMatch(xml.replace(/<\/?[a-z?][^<>]*>/g, ""), /[<>]/, "no raw angle brackets outside tags");
+});
+
+/** The DNS tier's digs never answer in time (twice), on nodes that say how busy they are. */
+const overloaded: Recording[] = [
+  { where: /^node[12]$/, command: /^read -r some <\/proc\/pressure\/cpu/, stdout: "some avg10=97.00 avg60=95.10 avg300=90.00 total=1\nloadavg 18.00 17.00 16.00 9/300 1\n" },
+  { where: "toolbox-7xk2p", command: /^dig /, overran: true },
+  ...healthy,
+];
+
+test("terminal and JUnit: an inconclusive tier is no finding: it says what overran and how busy the nodes were, and is an error, not a failure", async () => {
+  const report = await runProbes(lab, replay(overloaded));
+  const out = renderTerminal(report);
+  assert.match(out, /^k8slab probe: lab two-node: 7 passed, 1 inconclusive, 1 blocked \(/);
+  assert.match(out, /│ dns +│ INCONCL +│/);
+  assert.match(out, /dns \[INCONCL\]: .*\n  no finding: `dig .*` on pod k8slab-probe\/toolbox-7xk2p overran its deadline \(15\.0 s\), twice .*node1: CPU pressure 97% \(10 s\) 95\.1% \(60 s\), load 18 17 16/);
+  assert.match(out, /business-flow \(blocked by dns\)/);
+  assert.doesNotMatch(out, /first broken hop:/);
+  const xml = renderJunit(report);
+  assert.match(xml, /tests="9" failures="0" errors="1" skipped="1" /);
+  assert.match(xml, /name="dns: [^"]*" time="[\d.]+">\n      <error message="inconclusive: `dig [^"]*overran its deadline[^"]*" type="inconclusive"\/>/);
 });

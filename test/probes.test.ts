@@ -66,7 +66,7 @@ test("pod-cross-node explains the path with live values, and the capture proves 
 });
 
 test("pod-cross-node fails when the capture holds no encapsulated ping, even if ping answers", async () => {
-  const noCapture: Recording = { where: "node2", command: /\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21\.rc/, stdout: "", exitCode: 124 };
+  const noCapture: Recording = { where: "node2", command: /\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21-[\d.]+\.rc/, stdout: "", exitCode: 124 };
   const r = result(await probe([noCapture, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
   assert.equal(r.verdict, "fail");
   assert.match(r.firstBrokenHop!, /^eth0 as UDP 8472: no VXLAN packet carrying 172\.30\.1\.4 > 172\.30\.2\.5 reached node2's eth0/);
@@ -119,7 +119,7 @@ test("flannel: a lease whose VTEP MAC no longer matches the device is a broken h
 });
 
 test("underlay: UDP 8472 dropped between the nodes", async () => {
-  const dropped: Recording = { where: "node2", command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21\.rc/, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
+  const dropped: Recording = { where: "node2", command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21-[\d.]+\.rc/, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
   const r = result(await probe([dropped, ...healthy], { tiers: ["underlay"] }), "underlay");
   assert.equal(hop(r, "node1 -> node2 ICMP").ok, true);
   assert.match(r.firstBrokenHop!, /^node1 -> node2 UDP 8472: datagrams sent from 192\.168\.0\.21:58472, none seen on node2's eth0/);
@@ -259,7 +259,10 @@ test("--tier runs only the selected tiers, bottom-up, and blocks among them only
   assert.deepEqual(verdicts(report), { service: "fail", dns: "blocked by service" });
 });
 
-test("a probe that throws, or a step that never answers, still ends as a failed tier", async () => {
+/** How busy the nodes say they are when a tier comes out inconclusive. */
+const busyNodes: Recording = { where: /^node[12]$/, command: /^read -r some <\/proc\/pressure\/cpu/, stdout: "some avg10=96.50 avg60=94.20 avg300=90.00 total=123\nloadavg 17.20 16.90 15.00 5/300 1234\n" };
+
+test("a probe that throws fails its tier; a step that never answers, twice, leaves it inconclusive, not failed", async () => {
   const thrown = stub("underlay", async () => {
     throw new Error("unexpected output");
   });
@@ -268,9 +271,44 @@ test("a probe that throws, or a step that never answers, still ends as a failed 
 
   const hangs = stub("underlay", async (ctx) => void (await ctx.onNode("node1", "sleep infinity", 1)));
   const started = Date.now();
-  const hung = await runProbes(lab, replay([{ where: "node1", command: /./, hang: true }]), { modules: [hangs], tiers: ["underlay"], tierTimeoutSec: 0.2 });
-  assert.match(result(hung, "underlay").firstBrokenHop!, /did not finish within 0\.2 s/);
+  const hung = await runProbes(lab, replay([busyNodes, { where: "node1", command: /./, hang: true }]), { modules: [hangs], tiers: ["underlay"], tierTimeoutSec: 0.2 });
+  assert.equal(result(hung, "underlay").verdict, "inconclusive");
+  assert.match(result(hung, "underlay").reason!, /did not finish within 0\.2 s/);
+  assert.ok(!hung.ok);
   assert.ok(Date.now() - started < 2000);
+});
+
+const digService = healthy.find((r) => r.command.test("dig +time=2 +tries=1 @10.254.0.2 business-manager.default.svc.cluster.local A"))!;
+
+test("a step that overran its deadline once is asked again: the tier passes on the retry, and says it was run again", async () => {
+  const report = await probe([{ ...digService, overran: 1 }, ...healthy], { tiers: ["dns"] });
+  const dns = result(report, "dns");
+  assert.equal(dns.verdict, "pass");
+  assert.match(dns.retried!, /^`dig \+time=2 \+tries=1 @10\.254\.0\.2 business-manager\.default\.svc\.cluster\.local A` on pod k8slab-probe\/toolbox-7xk2p overran its deadline/);
+  assert.equal(dns.evidence.filter((e) => /business-manager\.default/.test(e.command)).length, 2, "both runs' evidence is kept");
+  assert.ok(report.ok);
+});
+
+test("a step that overran twice: the tier is inconclusive with the nodes' CPU pressure and load, the tiers on it are blocked, the run is not ok", async () => {
+  const report = await probe([busyNodes, { ...digService, overran: true }, ...healthy]);
+  const dns = result(report, "dns");
+  assert.equal(dns.verdict, "inconclusive");
+  assert.equal(dns.firstBrokenHop, undefined, "no hop is called broken");
+  assert.match(dns.reason!, /overran its deadline \(15\.0 s\), twice .*node1: CPU pressure 96\.5% \(10 s\) 94\.2% \(60 s\), load 17\.2 16\.9 15; node2: CPU pressure/);
+  assert.ok(dns.evidence.some((e) => e.where === "node2" && /pressure/.test(e.command)), "the load reads are evidence");
+  assert.deepEqual(verdicts(report), {
+    underlay: "pass", flannel: "pass", "pod-same-node": "pass", "pod-cross-node": "pass", service: "pass",
+    dns: "inconclusive", nodeport: "pass", ingress: "pass", "business-flow": "blocked by dns",
+  });
+  assert.ok(!report.ok);
+});
+
+test("a kubectl read that overran is made afresh by the retry, not served from the run's shared reads", async () => {
+  const podsRead = healthy.find((r) => r.command.test("kubectl get pods -n k8slab-probe -l app=toolbox -o x"))!;
+  const access = replay([{ ...podsRead, overran: 1 }, ...healthy]);
+  const report = await runProbes(lab, access, { tiers: ["pod-same-node"] });
+  assert.equal(result(report, "pod-same-node").verdict, "pass");
+  assert.equal(access.calls.filter((c) => /app=toolbox/.test(c.command)).length, 2);
 });
 
 test("every tier's lookups start with the run, before any tier has ended; the tiers still run in order", async () => {

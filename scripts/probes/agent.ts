@@ -12,7 +12,9 @@ const MARK = "\x1ek8slab-agent";
 /**
  * Says `MARK ready`, then reads `<id> <timeout> <command as hex>` lines from stdin; for each, forks a child that runs the
  * command with `timeout` under bash, its stdout and stderr in unlinked files, and writes one answer:
- * `MARK <id> <exit code> <stdout bytes> <stderr bytes>\n<stdout><stderr>`. Answers are written under
+ * `MARK <id> <exit code> <stdout bytes> <stderr bytes> <overran>\n<stdout><stderr>`, overran being 1
+ * when `timeout` ended the command at its deadline (124, or 137 after -k; a command that exits 124
+ * by itself before then did not overrun). Answers are written under
  * an flock of ARGV[0] (each child opens it itself: a lock shared through fork would not exclude), so
  * concurrent answers never interleave. At the end of stdin the agent exits; running commands end on their own timeouts.
  * No modules (flock 2 is LOCK_EX): loading strict, warnings, Fcntl and POSIX took a second on a busy emulated CPU.
@@ -40,14 +42,16 @@ while (my $line = <STDIN>) {
   open(STDIN, "<", "/dev/null");
   open(STDOUT, ">&", $files[0]);
   open(STDERR, ">&", $files[1]);
+  my $t0 = time;
   system("timeout", "-k", "2", $timeout, "bash", "-c", pack("H*", $hex));
   my $rc = $? == -1 ? 127 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+  my $over = ($rc == 124 || $rc == 137) && time - $t0 >= $timeout - 1 ? 1 : 0;
   my @data;
   for my $fh (@files) { seek($fh, 0, 0); local $/; my $d = <$fh>; push @data, defined $d ? $d : ""; }
   open(my $lock, ">>", $lockfile) or exit 1;
   flock($lock, 2);
   binmode $reply;
-  print $reply "${MARK} $id $rc " . length($data[0]) . " " . length($data[1]) . "\n" . $data[0] . $data[1];
+  print $reply "${MARK} $id $rc " . length($data[0]) . " " . length($data[1]) . " $over\n" . $data[0] . $data[1];
   close $reply;
   exit 0;
 }
@@ -77,7 +81,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
   const arm = (id: number) => {
     const p = pending.get(id)!;
     p.started = Date.now();
-    p.timer = setTimeout(() => answer(id, { exitCode: 124, stdout: "", stderr: `k8slab: no answer from ${where} within ${p.timeoutSec + SLACK} s\n` }), (p.timeoutSec + SLACK) * 1000);
+    p.timer = setTimeout(() => answer(id, { exitCode: 124, stdout: "", stderr: `k8slab: no answer from ${where} within ${p.timeoutSec + SLACK} s\n`, overran: true }), (p.timeoutSec + SLACK) * 1000);
   };
   const startTimer = setTimeout(() => {
     stderr += `k8slab: the agent on ${where} did not start within ${startSec} s\n`;
@@ -109,7 +113,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
         clearTimeout(startTimer);
         for (const id of pending.keys()) arm(id);
       }
-      const header = /^\x1ek8slab-agent (\d+) (\d+) (\d+) (\d+)$/.exec(line);
+      const header = /^\x1ek8slab-agent (\d+) (\d+) (\d+) (\d+) ([01])$/.exec(line);
       if (!header) {
         buffered = buffered.subarray(nl + 1); // "ready", or not ours (a login banner)
         continue;
@@ -118,7 +122,8 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
       if (buffered.length < nl + 1 + outLen + errLen) return;
       const body = buffered.subarray(nl + 1);
       buffered = body.subarray(outLen + errLen);
-      answer(Number(header[1]), { exitCode: Number(header[2]), stdout: body.subarray(0, outLen).toString(), stderr: body.subarray(outLen, outLen + errLen).toString() });
+      const overran = header[5] === "1" ? { overran: true as const } : {};
+      answer(Number(header[1]), { exitCode: Number(header[2]), stdout: body.subarray(0, outLen).toString(), stderr: body.subarray(outLen, outLen + errLen).toString(), ...overran });
     }
   });
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));

@@ -16,14 +16,17 @@ export interface Capture {
   timeoutSec: number;
 }
 
+/** Makes every capture's files its own: a capture left behind by a run that overran must not end a later one's collect with its exit code. */
+let captures = 0;
+
 /**
- * @param name tells concurrent captures apart, e.g. "underlay-from-192.168.0.21".
+ * @param name tells concurrent captures apart, e.g. "underlay-from-192.168.0.21"; the files also carry this process's id and a count.
  * @param tcpdump the tcpdump command line, bounded by a packet count (-c), with --immediate-mode so
  *   each packet is handed over (and counted) as it arrives, not when the kernel's buffer block is retired.
  * @param dir holds its output until collected (tests use a temporary one).
  */
 export function capture(name: string, tcpdump: string, timeoutSec: number = TIMEOUT.capture, dir = CAPTURE_DIR): Capture {
-  const base = `${dir}/${name}`;
+  const base = `${dir}/${name}-${process.pid}.${++captures}`;
   return {
     start: [
       `mkdir -p ${dir} && rm -f ${base}.*`,

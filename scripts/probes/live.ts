@@ -30,18 +30,30 @@ export interface LiveAccess extends LabAccess {
   close(): Promise<void>;
 }
 
-/** Runs argv on this host, killed after timeoutSec; never rejects. */
-async function runLocal(where: string, command: string, argv: string[], timeoutSec: number): Promise<Exec> {
+/**
+ * kubectl's own words when the API server did not answer in time (it was too busy, not unreachable):
+ * its --request-timeout, a TLS handshake that did not finish, the server's own handler timeout.
+ */
+const API_TOO_SLOW = /context deadline exceeded|Client\.Timeout exceeded|TLS handshake timeout|unable to return a response in the time allotted|i\/o timeout/;
+
+/**
+ * Runs argv on this host, killed after timeoutSec; never rejects. `overran` when it was cut off, or
+ * when its own `timeout` ended it at the deadline (exit 124), or its stderr says the other side was too slow (opts.tooSlow).
+ */
+async function runLocal(where: string, command: string, argv: string[], timeoutSec: number, opts: { deadlineSec?: number; tooSlow?: RegExp } = {}): Promise<Exec> {
   const started = Date.now();
   const p = await $`${argv}`.nothrow().quiet().timeout(`${timeoutSec}s`, "SIGKILL");
+  const ms = Date.now() - started;
   const cut = p.exitCode === null;
+  const overran = cut || (p.exitCode === 124 && ms >= (opts.deadlineSec ?? timeoutSec) * 1000) || (p.exitCode !== 0 && !!opts.tooSlow?.test(p.stderr));
   return {
     where,
     command,
     exitCode: p.exitCode ?? 124,
     stdout: p.stdout,
     stderr: `${p.stderr}${cut ? `k8slab: cut off after ${timeoutSec} s\n` : ""}`,
-    ms: Date.now() - started,
+    ms,
+    ...(overran ? { overran: true as const } : {}),
   };
 }
 
@@ -105,7 +117,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       const command = `kubectl ${args.map(shq).join(" ")}`;
       const missing = kubectlMissing();
       if (missing) return refused("kubectl", command, 1, `k8slab: ${missing}`);
-      return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK);
+      return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK, { tooSlow: API_TOO_SLOW });
     },
     async inPod(pod, command, timeoutSec) {
       const where = `pod ${pod.namespace}/${pod.name}`;
@@ -119,7 +131,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     async fromOutsideClient(command, timeoutSec) {
       // qemu labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
       const inNetns = lab.driver.kind === "qemu" ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
-      return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2);
+      return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, { deadlineSec: timeoutSec });
     },
     async close() {
       await Promise.all([...agents.values()].map((a) => a.close()));

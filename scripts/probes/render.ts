@@ -9,12 +9,15 @@ function summary(r: TierResult): string {
   if (r.verdict === "blocked") return `blocked by ${r.blockedBy}`;
   if (r.verdict === "skipped") return r.reason ?? "skipped";
   if (r.verdict === "fail") return r.firstBrokenHop ?? "failed";
-  return `${r.hops.length} hops ok`;
+  if (r.verdict === "inconclusive") return `no finding: ${r.reason}`;
+  return `${r.hops.length} hops ok${r.retried ? ` (run again: ${r.retried})` : ""}`;
 }
 
 function counts(report: ProbeReport): string {
   const n = (v: string) => report.results.filter((r) => r.verdict === v).length;
-  return [`${n("pass")} passed`, n("fail") && `${n("fail")} failed`, n("blocked") && `${n("blocked")} blocked`, n("skipped") && `${n("skipped")} skipped`].filter(Boolean).join(", ");
+  return [`${n("pass")} passed`, n("fail") && `${n("fail")} failed`, n("inconclusive") && `${n("inconclusive")} inconclusive`, n("blocked") && `${n("blocked")} blocked`, n("skipped") && `${n("skipped")} skipped`]
+    .filter(Boolean)
+    .join(", ");
 }
 
 /** The last lines of an output, indented; evidence is for reading, not for scrolling. */
@@ -36,7 +39,7 @@ function evidenceLines(e: Exec): string[] {
 export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = {}): string {
   const paint = (code: number, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const verdict = (r: TierResult) =>
-    r.verdict === "pass" ? paint(32, "pass") : r.verdict === "fail" ? paint(31, "FAIL") : r.verdict === "blocked" ? paint(33, "blocked") : paint(90, "skipped");
+    ({ pass: paint(32, "pass"), fail: paint(31, "FAIL"), inconclusive: paint(35, "INCONCL"), blocked: paint(33, "blocked"), skipped: paint(90, "skipped") })[r.verdict];
   const table = new Table({ head: ["tier", "verdict", "time", "first broken hop / summary"], style: { head: [], border: [], compact: true }, colWidths: [16, 9, 8, 72], wordWrap: true });
   for (const r of report.results) table.push([r.tier, verdict(r), r.verdict === "blocked" ? "" : seconds(r.durationMs), clip(summary(r), 140)]);
 
@@ -51,8 +54,12 @@ export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = 
       out.push("  evidence:", ...r.evidence.flatMap(evidenceLines));
     }
   }
+  // Not a network finding: the nodes did not run the probe's steps in time, twice.
+  for (const r of report.results.filter((r) => r.verdict === "inconclusive")) {
+    out.push("", `${r.tier} [${verdict(r)}]: ${r.title}`, `  no finding: ${r.reason}`, "  evidence:", ...r.evidence.flatMap(evidenceLines));
+  }
   const blocked = report.results.filter((r) => r.verdict === "blocked");
-  if (blocked.length) out.push("", `not run, because a tier below them failed: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
+  if (blocked.length) out.push("", `not run, because a tier below them failed or is inconclusive: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
   return `${out.join("\n")}\n`;
 }
 
@@ -70,7 +77,7 @@ const xml = (s: string) =>
     .replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;");
 
-/** For CI: one testcase per tier; a failed tier is a <failure>, a blocked or skipped one is <skipped>. */
+/** For CI: one testcase per tier; a failed tier is a <failure>, an inconclusive one an <error> (no finding), a blocked or skipped one <skipped>. */
 export function renderJunit(report: ProbeReport): string {
   const n = (v: string) => report.results.filter((r) => r.verdict === v).length;
   const time = (ms: number) => (ms / 1000).toFixed(3);
@@ -80,15 +87,17 @@ export function renderJunit(report: ProbeReport): string {
     const body =
       r.verdict === "fail"
         ? `      <failure message="${xml(r.firstBrokenHop ?? "failed")}" type="broken-hop">${xml(`${hops}\n\nlikely fix: ${r.likelyFix ?? "-"}`)}</failure>\n`
-        : r.verdict === "blocked"
-          ? `      <skipped message="${xml(`blocked by ${r.blockedBy}`)}"/>\n`
-          : r.verdict === "skipped"
-            ? `      <skipped message="${xml(r.reason ?? "skipped")}"/>\n`
-            : "";
+        : r.verdict === "inconclusive"
+          ? `      <error message="${xml(`inconclusive: ${r.reason}`)}" type="inconclusive"/>\n`
+          : r.verdict === "blocked"
+            ? `      <skipped message="${xml(`blocked by ${r.blockedBy}`)}"/>\n`
+            : r.verdict === "skipped"
+              ? `      <skipped message="${xml(r.reason ?? "skipped")}"/>\n`
+              : "";
     const out = r.hops.length || r.evidence.length ? `      <system-out>${xml(`${hops}\n\n${evidence}`)}</system-out>\n` : "";
     return `    <testcase classname="k8slab.probe.${xml(report.lab)}" name="${xml(`${r.tier}: ${r.title}`)}" time="${time(r.durationMs)}">\n${body}${out}    </testcase>\n`;
   });
-  const counts = `tests="${report.results.length}" failures="${n("fail")}" errors="0" skipped="${n("blocked") + n("skipped")}" time="${time(report.durationMs)}"`;
+  const counts = `tests="${report.results.length}" failures="${n("fail")}" errors="${n("inconclusive")}" skipped="${n("blocked") + n("skipped")}" time="${time(report.durationMs)}"`;
   return [
     `<?xml version="1.0" encoding="UTF-8"?>\n`,
     `<testsuites name="k8slab probe" ${counts}>\n`,

@@ -1,6 +1,7 @@
 // Runs the selected tiers bottom-up, side by side where they do not stand on each other, their reads from the start: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
 import type { Lab } from "../../infra/lab/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
+import { describeLoad, NODE_LOAD_COMMAND, parseNodeLoad } from "./load.js";
 import { TIERS } from "./tiers/index.js";
 import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
 
@@ -25,11 +26,13 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
   const early = new Map<string, Promise<unknown>>();
   const keep = <T>(call: unknown[], p: Promise<T>) => (early.set(JSON.stringify(call), p), p);
-  const handOver = <T>(call: unknown[], make: () => Promise<T>): Promise<T> => {
+  // An answer that overran is no answer: the tier's retry asks again.
+  const handOver = async <T extends Exec | Exec[]>(call: unknown[], make: () => Promise<T>): Promise<T> => {
     const key = JSON.stringify(call);
     const p = early.get(key) as Promise<T> | undefined;
     early.delete(key);
-    return p ?? make();
+    const answer = p && (await p);
+    return answer && !overran(answer) ? answer : make();
   };
   const shared: LabAccess = {
     onNode: (node, command, t) => handOver([node, command], () => access.onNode(node, command, t)),
@@ -39,7 +42,11 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
     fromOutsideClient: access.fromOutsideClient.bind(access),
     kubectl: (args, timeoutSec) => {
       const key = JSON.stringify(args);
-      if (!kubectlReads.has(key)) kubectlReads.set(key, access.kubectl(args, timeoutSec));
+      if (!kubectlReads.has(key)) {
+        const read = access.kubectl(args, timeoutSec);
+        kubectlReads.set(key, read);
+        void read.then((e) => e.overran && kubectlReads.get(key) === read && kubectlReads.delete(key));
+      }
       return kubectlReads.get(key)!;
     },
   };
@@ -65,7 +72,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
         const blockedBy = lowestBroken(tier.id, results);
         const result = blockedBy
           ? { tier: tier.id, title: tier.title, verdict: "blocked" as const, blockedBy, durationMs: 0, hops: [], evidence: [] }
-          : await runTier(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
+          : await runTierWithRetry(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
         await after(deps.soft);
         annotateSoftDependencies(result, results);
         results.set(tier.id, result);
@@ -84,11 +91,11 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   };
 }
 
-/** The lowest tier, among those this one stands on (directly or not), that failed. */
+/** The lowest tier, among those this one stands on (directly or not), that failed or is inconclusive. */
 function lowestBroken(id: TierId, results: Map<TierId, TierResult>): TierId | undefined {
   const broken = TIER_DEPENDENCIES[id].hard.flatMap((dep) => {
     const r = results.get(dep);
-    return r?.verdict === "fail" ? [dep] : r?.verdict === "blocked" && r.blockedBy ? [r.blockedBy] : [];
+    return r?.verdict === "fail" || r?.verdict === "inconclusive" ? [dep] : r?.verdict === "blocked" && r.blockedBy ? [r.blockedBy] : [];
   });
   return broken.sort((a, b) => TIER_IDS.indexOf(a) - TIER_IDS.indexOf(b))[0];
 }
@@ -99,12 +106,52 @@ function annotateSoftDependencies(result: TierResult, results: Map<TierId, TierR
   if (soft.length) result.likelyFix = [result.likelyFix, `(also broken: ${soft.join(", ")})`].filter(Boolean).join(" ");
 }
 
-async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<TierResult> {
+const overran = (answer: Exec | Exec[]) => [answer].flat().some((e) => e.overran);
+
+/** A step, or the whole tier, overran its deadline: what the tier saw so far is no finding. */
+class Overran extends Error {}
+
+const firstLine = (command: string) => {
+  const lines = command.split("\n");
+  return lines.length > 1 ? `${lines[0]} ...` : lines[0];
+};
+
+/**
+ * A tier, retried once when a step overran its deadline (a node or the API server that did not run it
+ * in time); when the retry overruns too, the tier is inconclusive, with how busy every node was.
+ */
+async function runTierWithRetry(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<TierResult> {
+  const started = now();
+  const first = await runTier(tier, lab, access, now, limitSec);
+  if (!first.overran) return first.result;
+  const second = await runTier(tier, lab, access, now, limitSec);
+  const evidence = [...first.result.evidence, ...second.result.evidence];
+  const durationMs = now() - started;
+  if (!second.overran) return { ...second.result, retried: first.overran, durationMs, evidence };
+  const loads = await Promise.all(lab.nodes.map((n) => access.onNode(n.name, NODE_LOAD_COMMAND, TIMEOUT.query)));
+  const busy = loads.map((e, i) => {
+    const load = parseNodeLoad(e.stdout);
+    return `${lab.nodes[i].name}: ${load ? describeLoad(load) : `no reading (${(e.stderr.trim() || `exit ${e.exitCode}`).split("\n").pop()})`}`;
+  });
+  return {
+    tier: tier.id,
+    title: tier.title,
+    verdict: "inconclusive",
+    reason: `${second.overran}, twice (first: ${first.overran}); ${busy.join("; ")}`,
+    durationMs: now() - started,
+    hops: second.result.hops,
+    evidence: [...evidence, ...loads],
+  };
+}
+
+/** One run of a tier; `overran` names the step that overran its deadline, when one did (the result is then no finding). */
+async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<{ result: TierResult; overran?: string }> {
   const started = now();
   const hops: Hop[] = [];
   const evidence: Exec[] = [];
   const note = (exec: Exec, overSsh: boolean) => {
     evidence.push(exec);
+    if (exec.overran) throw new Overran(`\`${firstLine(exec.command)}\` on ${exec.where} overran its deadline (${(exec.ms / 1000).toFixed(1)} s)`);
     const lost = managementFailure(exec, overSsh);
     if (lost) throw new Broken(lost);
   };
@@ -133,19 +180,21 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
     },
   };
   let skipped: string | undefined;
+  let overrun: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the probe did not finish within ${limitSec} s`)), limitSec * 1000);
+      timer = setTimeout(() => reject(new Overran(`the tier did not finish within ${limitSec} s`)), limitSec * 1000);
     });
     skipped = (await Promise.race([tier.run(ctx), deadline]))?.skipped;
   } catch (err) {
-    hops.push(err instanceof Broken ? err.hop : { name: "probe", detail: `error: ${(err as Error).message}`, ok: false, fix: "a bug in the probe or an output it does not understand: see the evidence" });
+    if (err instanceof Overran) overrun = err.message;
+    else hops.push(err instanceof Broken ? err.hop : { name: "probe", detail: `error: ${(err as Error).message}`, ok: false, fix: "a bug in the probe or an output it does not understand: see the evidence" });
   } finally {
     clearTimeout(timer);
   }
   const firstBroken = hops.find((h) => !h.ok);
-  return {
+  const result: TierResult = {
     tier: tier.id,
     title: tier.title,
     verdict: firstBroken ? "fail" : skipped ? "skipped" : "pass",
@@ -157,6 +206,8 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
     // What arrived before the verdict; a step still running after a broken hop ends on its own timeout.
     evidence: [...evidence],
   };
+  // A hop found broken before the overrun is a finding all the same.
+  return overrun && !firstBroken ? { result, overran: overrun } : { result };
 }
 
 /** The lab itself could not be reached (ssh or the API server), so nothing this tier saw is a network finding. */

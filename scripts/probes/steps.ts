@@ -26,7 +26,8 @@ export function stepsScript(commands: readonly string[]): string {
 
 /**
  * The batch's output split back into one Exec per command. A step with no end mark (the batch was cut
- * off, or could not start) gets the batch's exit code and its stderr, so it reads as failed.
+ * off, or could not start) gets the batch's exit code and its stderr, so it reads as failed, and
+ * overran when the batch did: the steps that finished before the deadline are answers all the same.
  */
 export function splitSteps(batch: Exec, commands: readonly string[]): Exec[] {
   const stderrOf = new Map<number, string>();
@@ -49,6 +50,7 @@ export function splitSteps(batch: Exec, commands: readonly string[]): Exec[] {
         stdout: "",
         stderr: `${before}${stderrOf.get(i) ?? ""}` || `k8slab: no output for this step (the batch exited ${batch.exitCode})\n`,
         ms: batch.ms,
+        ...(batch.overran ? { overran: true as const } : {}),
       },
   );
 }

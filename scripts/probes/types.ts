@@ -12,6 +12,11 @@ export interface Exec {
   stdout: string;
   stderr: string;
   ms: number;
+  /**
+   * The step's own deadline ended it, not the command: the node (or the API server) did not run it
+   * in time. Such a step says nothing about the network; the runner retries the tier.
+   */
+  overran?: true;
 }
 
 /**
@@ -51,17 +56,20 @@ export interface Hop {
   fix?: string;
 }
 
-export type Verdict = "pass" | "fail" | "blocked" | "skipped";
+/** inconclusive: a step overran its deadline twice (a node too busy to answer), so the tier could neither pass nor fail. */
+export type Verdict = "pass" | "fail" | "inconclusive" | "blocked" | "skipped";
 
 export interface TierResult {
   tier: TierId;
   title: string;
   verdict: Verdict;
-  /** The lowest failed tier this one stands on (only when blocked). */
+  /** The lowest failed or inconclusive tier this one stands on (only when blocked). */
   blockedBy?: TierId;
-  /** Why the tier was skipped (e.g. a one-node lab has no cross-node path). */
+  /** Why the tier was skipped (a one-node lab has no cross-node path) or is inconclusive (which step overran, how busy the nodes were). */
   reason?: string;
   durationMs: number;
+  /** The step that overran its deadline in the first run, when the tier was run again (both runs' evidence is kept). */
+  retried?: string;
   /** In the order a packet crosses them. */
   hops: Hop[];
   firstBrokenHop?: string;
@@ -73,7 +81,7 @@ export interface ProbeReport {
   lab: string;
   startedAt: string;
   durationMs: number;
-  /** True when no selected tier failed or is blocked. */
+  /** True when every selected tier passed or was skipped. */
   ok: boolean;
   results: TierResult[];
 }
