@@ -103,6 +103,7 @@ test("agent: concurrent commands each get their own stdout, stderr and exit code
   assert.deepEqual(fs.readdirSync(dir), ["lock"], "the outputs' files were unlinked");
   const afterClose = await agent.run("true", 1);
   assert.equal(afterClose.exitCode, 255, "a closed agent runs nothing");
+  assert.equal(afterClose.unreachable, true);
 });
 
 test("agent: one that cannot start (ssh refused) answers every command with exit 255 and what it said", async () => {
@@ -110,6 +111,7 @@ test("agent: one that cannot start (ssh refused) answers every command with exit
   const [a, b] = await Promise.all([agent.run("true", 2), agent.run("ip -j route show", 2)]);
   for (const r of [a, b]) {
     assert.equal(r.exitCode, 255);
+    assert.equal(r.unreachable, true, "nothing ran");
     assert.match(r.stderr, /Connection refused/);
   }
   await agent.close();

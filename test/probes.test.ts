@@ -189,6 +189,14 @@ test("a lab that is not up: underlay fails on ssh, every other tier is blocked b
   assert.ok(report.results.slice(1).every((r) => r.verdict === "blocked" && r.blockedBy === "underlay"));
 });
 
+test("a command's own exit 255 is its answer, not a lost node: flannel.1 missing on node1 (flanneld not started yet) names the device", async () => {
+  const missing: Recording = { where: "node1", command: /^ip -d -j link show flannel\.1$/, stderr: 'Cannot find device "flannel.1"\n', exitCode: 255 };
+  const r = result(await probe([missing, ...healthy], { tiers: ["flannel"] }), "flannel");
+  assert.equal(r.verdict, "fail");
+  assert.equal(r.firstBrokenHop, "node1 flannel.1: missing");
+  assert.match(r.likelyFix!, /flanneld on node1/);
+});
+
 test("a one-node lab: the underlay and cross-node tiers are skipped, not failed", async () => {
   const one = { ...lab, nodes: lab.nodes.slice(0, 1) } as Lab;
   const report = await runProbes(one, replay(healthy), { tiers: ["underlay", "pod-cross-node"] });

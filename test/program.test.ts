@@ -17,7 +17,7 @@ const run = promisify(execFile);
 const keyDir = "/var/lib/k8slab-test/two-node";
 const keyFile = path.join(keyDir, "id_ed25519");
 
-type CommandInputs = { create: string; delete?: string; stdin?: string; environment?: Record<string, string>; connection?: { port: number } };
+type CommandInputs = { create: string; delete?: string; stdin?: string; environment?: Record<string, string>; triggers?: unknown[]; connection?: { port: number } };
 /** Every Command the program declared, by resource name (names repeat across tiers, so a list each). */
 const commands = new Map<string, CommandInputs[]>();
 const first = (name: string) => commands.get(name)?.[0];
@@ -126,6 +126,10 @@ test("machines: one VM per node on the lab LAN, reachable through loopback forwa
   assert.deepEqual(specs[0].extraForwards, [{ host: 16443, guest: 6443 }], "the API server is forwarded from the control plane only");
   assert.deepEqual(specs[1].extraForwards, []);
   assert.match(first("vm-node2")!.delete!, /"name":"node2".*vm-down$/);
+  // The QEMU invocation is an input (not a trigger): a new CPU model restarts the VMs on their disks, it does not replace them.
+  const guest = JSON.parse(first("vm-node1")!.environment!.K8SLAB_GUEST);
+  assert.deepEqual(guest.accel.tcg, ["-accel", "tcg,thread=multi"]);
+  assert.ok(!JSON.stringify(first("vm-node1")!.triggers).includes("tcg"));
   const node2 = machines.connections.node2;
   const conn = await valueOf(node2);
   assert.deepEqual([conn.host, conn.port, conn.user], ["127.0.0.1", 2222, "root"]);

@@ -67,6 +67,7 @@ export function renderApiServerUnit(lab: Lab): string {
       "--allow-privileged=true",
     ],
     service: ["LimitNOFILE=20000"],
+    go: true,
   });
 }
 
@@ -90,6 +91,7 @@ export function renderControllerManagerUnit(lab: Lab): string {
       // One control plane: nothing to elect, and no lease renewals to miss under TCG.
       "--leader-elect=false",
     ],
+    go: true,
   });
 }
 
@@ -116,5 +118,6 @@ export function renderSchedulerUnit(): string {
       `--authentication-kubeconfig=${kubeconfigPath("scheduler")}`,
       `--authorization-kubeconfig=${kubeconfigPath("scheduler")}`,
     ],
+    go: true,
   });
 }

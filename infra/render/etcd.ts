@@ -41,6 +41,7 @@ export function renderEtcdUnit(lab: Lab): string {
       "--election-timeout=5000",
     ],
     service: ["Type=notify", "LimitNOFILE=20000"],
+    go: true,
   });
 }
 

@@ -11,7 +11,16 @@ export interface UnitSpec {
   restartSec?: number;
   /** Extra [Service] lines (e.g. Delegate=yes, KillMode=process). */
   service?: string[];
+  /** A Go daemon: it runs with one scheduler thread (see GO_ONE_PROC). */
+  go?: boolean;
 }
+
+/**
+ * An idle Go daemon's scheduler keeps polling for work on every CPU it may use (futex, epoll); under
+ * emulation (TCG) that cost a fifth of the API server's, etcd's and kubelet's idle CPU. One thread is
+ * plenty for a lab.
+ */
+const GO_ONE_PROC = ["# one Go scheduler thread: less idle polling on emulated CPUs", "Environment=GOMAXPROCS=1"];
 
 export function renderUnit(u: UnitSpec): string {
   const [program, ...flags] = u.exec;
@@ -22,7 +31,7 @@ export function renderUnit(u: UnitSpec): string {
   lines.push("", "[Service]");
   for (const pre of u.execStartPre ?? []) lines.push(`ExecStartPre=${pre}`);
   lines.push(flags.length ? `ExecStart=${program} \\\n${flags.map((f) => `  ${f}`).join(" \\\n")}` : `ExecStart=${program}`);
-  lines.push("Restart=always", `RestartSec=${u.restartSec ?? 5}`, ...(u.service ?? []));
+  lines.push("Restart=always", `RestartSec=${u.restartSec ?? 5}`, ...(u.go ? GO_ONE_PROC : []), ...(u.service ?? []));
   lines.push("", "[Install]", "WantedBy=multi-user.target", "");
   return lines.join("\n");
 }

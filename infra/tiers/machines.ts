@@ -1,6 +1,7 @@
 // Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
 import * as pulumi from "@pulumi/pulumi";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
+import { guestRunInputs } from "../../scripts/machines/render.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shellQuote } from "../provider/provider.js";
@@ -90,7 +91,8 @@ export class Machines extends Tier {
           {
             create: withSpec("vm-up"),
             delete: `printf '%s' '${JSON.stringify({ lab: lab.name, name: spec.name, netns: net.netns })}' | ${MACHINES} vm-down`,
-            environment: { K8SLAB_SPEC: JSON.stringify(spec) },
+            // K8SLAB_GUEST: a changed QEMU invocation (CPU model, kernel command line) restarts the VM on its disk.
+            environment: { K8SLAB_SPEC: JSON.stringify(spec), K8SLAB_GUEST: JSON.stringify(guestRunInputs()) },
             // A changed spec (CPUs, memory, address) replaces the VM; the old one goes first, it holds the ports.
             triggers: [JSON.stringify(spec)],
           },

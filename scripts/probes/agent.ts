@@ -70,7 +70,7 @@ const SLACK = 5;
 /**
  * Starts the agent with argv, which must end by running `perl -e AGENT_SCRIPT <lockfile>` (locally
  * in tests; through ssh on a node). When the agent cannot start, dies or was closed, every open and
- * later command gets exit code 255 and what the agent's process said on stderr; one that has not
+ * later command gets exit code 255, `unreachable`, and what the agent's process said on stderr; one that has not
  * said "ready" within startSec is killed.
  */
 export function startAgent(where: string, argv: readonly string[], startSec = 30): Agent {
@@ -100,7 +100,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
     p.resolve({ where, command: p.command, ms: Date.now() - p.started, ...exec });
   };
   // 255, as ssh itself exits when it cannot connect: the session is gone, whatever ended it.
-  const lost = (exitCode: number) => ({ exitCode: 255, stdout: "", stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n` });
+  const lost = (exitCode: number) => ({ exitCode: 255, stdout: "", stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n`, unreachable: true as const });
 
   child.stdout.on("data", (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);

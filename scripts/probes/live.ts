@@ -57,7 +57,9 @@ async function runLocal(where: string, command: string, argv: string[], timeoutS
   };
 }
 
-const refused = (where: string, command: string, exitCode: number, why: string): Exec => ({ where, command, exitCode, stdout: "", stderr: `${why}\n`, ms: 0 });
+const refused = (where: string, command: string, exitCode: number, why: string, unreachable = false): Exec => ({
+  where, command, exitCode, stdout: "", stderr: `${why}\n`, ms: 0, ...(unreachable ? { unreachable: true as const } : {}),
+});
 
 /** How this host reaches a node's sshd: the VM's forwarded port (qemu), or the host from the lab file (ssh). */
 export function sshEndpointOf(lab: Lab, node: LabNode): SshEndpoint | undefined {
@@ -107,7 +109,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   return {
     async onNode(name, command, timeoutSec) {
       const agent = agentOn(name);
-      if (!agent) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`);
+      if (!agent) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`, true);
       return agent.run(command, timeoutSec);
     },
     async onNodeSteps(name, commands, timeoutSec) {

@@ -212,8 +212,8 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
 
 /** The lab itself could not be reached (ssh or the API server), so nothing this tier saw is a network finding. */
 function managementFailure(exec: Exec, overSsh: boolean): Hop | undefined {
-  // ssh itself exits 255 when it cannot connect or authenticate.
-  const sshFailed = overSsh && exec.exitCode === 255;
+  // The agent says so: a command's own exit 255 (`ip` on a missing device) is the command's answer.
+  const sshFailed = overSsh && !!exec.unreachable;
   const apiFailed = /Unable to connect to the server|The connection to the server .* was refused|no kubeconfig/.test(exec.stderr);
   if (!sshFailed && !apiFailed) return undefined;
   return {

@@ -51,6 +51,7 @@ export function splitSteps(batch: Exec, commands: readonly string[]): Exec[] {
         stderr: `${before}${stderrOf.get(i) ?? ""}` || `k8slab: no output for this step (the batch exited ${batch.exitCode})\n`,
         ms: batch.ms,
         ...(batch.overran ? { overran: true as const } : {}),
+        ...(batch.unreachable ? { unreachable: true as const } : {}),
       },
   );
 }

@@ -17,6 +17,8 @@ export interface Exec {
    * in time. Such a step says nothing about the network; the runner retries the tier.
    */
   overran?: true;
+  /** Nothing ran: the node's agent (its ssh session) could not be reached or ended. Not the command's own exit 255. */
+  unreachable?: true;
 }
 
 /**
