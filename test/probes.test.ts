@@ -197,6 +197,18 @@ test("a command's own exit 255 is its answer, not a lost node: flannel.1 missing
   assert.match(r.likelyFix!, /flanneld on node1/);
 });
 
+test("dns: a pod that became ready after the run's first EndpointSlice read is no fault: a second read after the answer decides", async () => {
+  const headless = (files: string[]): Recording => ({ where: "kubectl", command: /service-name=data-product-headless /, file: files });
+  const starting = "faults/kubectl-endpoints-data-product-headless-one-starting.txt";
+  const became = result(await probe([headless([starting, "healthy/kubectl-endpoints-data-product-headless.txt"]), ...healthy], { tiers: ["dns"] }), "dns");
+  assert.equal(became.verdict, "pass", became.firstBrokenHop);
+  assert.equal(became.evidence.filter((e) => /service-name=data-product-headless/.test(e.command)).length, 2, "both reads are evidence");
+  // Still not ready on the second look: CoreDNS answers with a pod that is not ready.
+  const stale = result(await probe([headless([starting]), ...healthy], { tiers: ["dns"] }), "dns");
+  assert.equal(stale.verdict, "fail");
+  assert.match(stale.firstBrokenHop!, /^A data-product-headless\.default\.svc\.cluster\.local: 172\.30\.1\.6, 172\.30\.1\.7, 172\.30\.2\.4 .*ready pods: 172\.30\.1\.6, 172\.30\.2\.4$/);
+});
+
 test("a one-node lab: the underlay and cross-node tiers are skipped, not failed", async () => {
   const one = { ...lab, nodes: lab.nodes.slice(0, 1) } as Lab;
   const report = await runProbes(one, replay(healthy), { tiers: ["underlay", "pod-cross-node"] });

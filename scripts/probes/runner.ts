@@ -34,7 +34,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
     const answer = p && (await p);
     return answer && !overran(answer) ? answer : make();
   };
-  const shared: LabAccess = {
+  const shared: SharedAccess = {
     onNode: (node, command, t) => handOver([node, command], () => access.onNode(node, command, t)),
     onNodeSteps: (node, commands, t) => handOver([node, commands], () => access.onNodeSteps(node, commands, t)),
     inPod: access.inPod.bind(access),
@@ -48,6 +48,11 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
         void read.then((e) => e.overran && kubectlReads.get(key) === read && kubectlReads.delete(key));
       }
       return kubectlReads.get(key)!;
+    },
+    kubectlAgain: (args, timeoutSec) => {
+      const read = access.kubectl(args, timeoutSec);
+      kubectlReads.set(JSON.stringify(args), read); // later reads in this run see the newer answer
+      return read;
     },
   };
   // Every tier's lookups (reads only: kubectl, a node's own state) start with the run, so they are
@@ -106,6 +111,9 @@ function annotateSoftDependencies(result: TierResult, results: Map<TierId, TierR
   if (soft.length) result.likelyFix = [result.likelyFix, `(also broken: ${soft.join(", ")})`].filter(Boolean).join(" ");
 }
 
+/** The tiers' access during a run: kubectl reads shared by every tier, and a way to read again. */
+type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain">;
+
 const overran = (answer: Exec | Exec[]) => [answer].flat().some((e) => e.overran);
 
 /** A step, or the whole tier, overran its deadline: what the tier saw so far is no finding. */
@@ -120,7 +128,7 @@ const firstLine = (command: string) => {
  * A tier, retried once when a step overran its deadline (a node or the API server that did not run it
  * in time); when the retry overruns too, the tier is inconclusive, with how busy every node was.
  */
-async function runTierWithRetry(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<TierResult> {
+async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number): Promise<TierResult> {
   const started = now();
   const first = await runTier(tier, lab, access, now, limitSec);
   if (!first.overran) return first.result;
@@ -145,7 +153,7 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: LabAccess, now: ()
 }
 
 /** One run of a tier; `overran` names the step that overran its deadline, when one did (the result is then no finding). */
-async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => number, limitSec: number): Promise<{ result: TierResult; overran?: string }> {
+async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number): Promise<{ result: TierResult; overran?: string }> {
   const started = now();
   const hops: Hop[] = [];
   const evidence: Exec[] = [];
@@ -170,6 +178,7 @@ async function runTier(tier: Tier, lab: Lab, access: LabAccess, now: () => numbe
     onNode: (node, cmd, t) => record(access.onNode(node, cmd, t), true),
     onNodeSteps: (node, cmds, t) => recordSteps(access.onNodeSteps(node, cmds, t), true),
     kubectl: (args, t) => record(access.kubectl(args, t)),
+    kubectlAgain: (args, t) => record(access.kubectlAgain(args, t)),
     // Commands in a pod go through its node's ssh session (see live.ts).
     inPod: (pod, cmd, t) => record(access.inPod(pod, cmd, t), true),
     inPodSteps: (pod, cmds, t) => recordSteps(access.inPodSteps(pod, cmds, t), true),

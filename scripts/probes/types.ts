@@ -91,6 +91,8 @@ export interface ProbeReport {
 /** What a tier's probe gets: the lab, access to it (recorded as this tier's evidence), and a place for its hops. */
 export interface ProbeContext extends LabAccess {
   lab: Lab;
+  /** kubectl made now, not the run's shared read: a second look at an object that may have changed since the run began. */
+  kubectlAgain(args: string[], timeoutSec: number): Promise<Exec>;
   /** Records a hop; returns ok so checks read as `if (!ctx.hop(...)) ...`. */
   hop(name: string, detail: string, ok: boolean, fix?: string): boolean;
 }

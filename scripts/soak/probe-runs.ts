@@ -1,0 +1,52 @@
+// N probe runs back to back on a lab that is up: each run's verdicts and seconds, then p50/p95/max;
+// exit 0 only when every run passed. `npm run measure:probes -- [LAB] [--runs 20] [--out FILE]`.
+import "../quiet-bash.ts";
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { loadLab } from "../../infra/lab/index.js";
+import { DEFAULT_LAB } from "../cli.js";
+import { EXIT } from "../exit.js";
+import { probeLab } from "../probes/command.js";
+import { percentile } from "./soak.js";
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { runs: { type: "string", default: "20" }, out: { type: "string" } }, allowPositionals: true });
+  } catch (err) {
+    console.error((err as Error).message);
+    return EXIT.invalid;
+  }
+  const { values, positionals } = parsed;
+  const runs = Number(values.runs);
+  if (!(Number.isInteger(runs) && runs > 0)) {
+    console.error(`--runs: a positive whole number, not "${values.runs}"`);
+    return EXIT.invalid;
+  }
+  const loaded = loadLab(positionals[0] ?? DEFAULT_LAB);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) console.error(`${p.path}: ${p.reason}`);
+    return EXIT.invalid;
+  }
+  const record: { at: string; seconds: number; ok: boolean; notPassed: string[] }[] = [];
+  for (let i = 1; i <= runs; i++) {
+    const started = Date.now();
+    const report = await probeLab(loaded.lab);
+    const run = {
+      at: report.startedAt,
+      seconds: Math.round((Date.now() - started) / 100) / 10,
+      ok: report.ok,
+      notPassed: report.results.filter((r) => r.verdict !== "pass").map((r) => `${r.tier} ${r.verdict}${r.firstBrokenHop ? `: ${r.firstBrokenHop}` : r.reason ? `: ${r.reason}` : ""}`),
+    };
+    record.push(run);
+    console.log(`run ${i}: ${run.ok ? "pass" : run.notPassed.join("; ")} in ${run.seconds} s`);
+  }
+  const seconds = record.map((r) => r.seconds);
+  const summary = { runs, passed: record.filter((r) => r.ok).length, p50: percentile(seconds, 50), p95: percentile(seconds, 95), max: Math.max(...seconds) };
+  console.log(`${summary.passed}/${runs} passed; seconds p50 ${summary.p50} p95 ${summary.p95} max ${summary.max}`);
+  if (values.out) fs.writeFileSync(values.out, `${JSON.stringify({ lab: loaded.lab.name, summary, runs: record }, null, 2)}\n`);
+  return summary.passed === runs ? EXIT.ok : EXIT.failed;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) process.exitCode = await main(process.argv.slice(2));
