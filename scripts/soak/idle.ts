@@ -2,12 +2,11 @@
 // CPU pressure and load sampled through it. `npm run measure:idle -- [LAB] [--minutes N] [--out FILE]`.
 import "../quiet-bash.ts";
 import fs from "node:fs";
-import { parseArgs } from "node:util";
 import path from "node:path";
-import { loadLab, type Lab } from "../../infra/lab/index.js";
-import { DEFAULT_LAB } from "../cli.js";
+import type { Lab } from "../../infra/lab/index.js";
 import { EXIT } from "../exit.js";
 import { liveAccess, type LiveAccess } from "../probes/live.js";
+import { soakArgs } from "./args.js";
 import { cpuPerMinute, NODE_LOAD_COMMAND, parseNodeLoad, parseProcessCpu, PROCESS_CPU_COMMAND, type NodeLoad } from "../probes/load.js";
 
 export interface IdleNode {
@@ -73,29 +72,13 @@ export function renderIdle(r: IdleReport, top = 12): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
+  const args = soakArgs(argv, { minutes: "10" });
+  if (!args) return EXIT.invalid;
+  const access = liveAccess(args.lab);
   try {
-    parsed = parseArgs({ args: argv, options: { minutes: { type: "string", default: "10" }, out: { type: "string" } }, allowPositionals: true });
-  } catch (err) {
-    console.error((err as Error).message);
-    return EXIT.invalid;
-  }
-  const { values, positionals } = parsed;
-  const minutes = Number(values.minutes);
-  if (!(minutes > 0)) {
-    console.error(`--minutes: a positive number, not "${values.minutes}"`);
-    return EXIT.invalid;
-  }
-  const loaded = loadLab(positionals[0] ?? DEFAULT_LAB);
-  if (!loaded.ok) {
-    for (const p of loaded.problems) console.error(`${p.path}: ${p.reason}`);
-    return EXIT.invalid;
-  }
-  const access = liveAccess(loaded.lab);
-  try {
-    const report = await measureIdle(loaded.lab, access, minutes * 60);
+    const report = await measureIdle(args.lab, access, args.numbers.minutes * 60);
     process.stdout.write(renderIdle(report));
-    if (values.out) fs.writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
+    if (args.out) fs.writeFileSync(args.out, `${JSON.stringify(report, null, 2)}\n`);
     return EXIT.ok;
   } finally {
     await access.close();

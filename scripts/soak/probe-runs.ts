@@ -3,36 +3,19 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { loadLab } from "../../infra/lab/index.js";
-import { DEFAULT_LAB } from "../cli.js";
 import { EXIT } from "../exit.js";
 import { probeLab } from "../probes/command.js";
+import { soakArgs } from "./args.js";
 import { percentile } from "./soak.js";
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { runs: { type: "string", default: "20" }, out: { type: "string" } }, allowPositionals: true });
-  } catch (err) {
-    console.error((err as Error).message);
-    return EXIT.invalid;
-  }
-  const { values, positionals } = parsed;
-  const runs = Number(values.runs);
-  if (!(Number.isInteger(runs) && runs > 0)) {
-    console.error(`--runs: a positive whole number, not "${values.runs}"`);
-    return EXIT.invalid;
-  }
-  const loaded = loadLab(positionals[0] ?? DEFAULT_LAB);
-  if (!loaded.ok) {
-    for (const p of loaded.problems) console.error(`${p.path}: ${p.reason}`);
-    return EXIT.invalid;
-  }
+  const args = soakArgs(argv, { runs: "20" }, ["runs"]);
+  if (!args) return EXIT.invalid;
+  const { runs } = args.numbers;
   const record: { at: string; seconds: number; ok: boolean; notPassed: string[] }[] = [];
   for (let i = 1; i <= runs; i++) {
     const started = Date.now();
-    const report = await probeLab(loaded.lab);
+    const report = await probeLab(args.lab);
     const run = {
       at: report.startedAt,
       seconds: Math.round((Date.now() - started) / 100) / 10,
@@ -45,7 +28,7 @@ async function main(argv: string[]): Promise<number> {
   const seconds = record.map((r) => r.seconds);
   const summary = { runs, passed: record.filter((r) => r.ok).length, p50: percentile(seconds, 50), p95: percentile(seconds, 95), max: Math.max(...seconds) };
   console.log(`${summary.passed}/${runs} passed; seconds p50 ${summary.p50} p95 ${summary.p95} max ${summary.max}`);
-  if (values.out) fs.writeFileSync(values.out, `${JSON.stringify({ lab: loaded.lab.name, summary, runs: record }, null, 2)}\n`);
+  if (args.out) fs.writeFileSync(args.out, `${JSON.stringify({ lab: args.lab.name, summary, runs: record }, null, 2)}\n`);
   return summary.passed === runs ? EXIT.ok : EXIT.failed;
 }
 

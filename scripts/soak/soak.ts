@@ -6,16 +6,15 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { $ } from "zx";
-import { loadLab, type Lab } from "../../infra/lab/index.js";
-import { DEFAULT_LAB } from "../cli.js";
+import type { Lab } from "../../infra/lab/index.js";
 import { EXIT } from "../exit.js";
 import { probeLab } from "../probes/command.js";
 import { adminKubeconfig } from "../probes/contract.js";
 import { liveAccess } from "../probes/live.js";
 import { NODE_LOAD_COMMAND, parseNodeLoad, type NodeLoad } from "../probes/load.js";
 import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.js";
+import { soakArgs } from "./args.js";
 
 /** How often the nodes' readiness, kubectl's answer time and the nodes' load are sampled. */
 const SAMPLE_SEC = 30;
@@ -118,29 +117,15 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
 }
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    const options = { hours: { type: "string", default: "2" }, every: { type: "string", default: "5" }, out: { type: "string" } } as const;
-    parsed = parseArgs({ args: argv, options, allowPositionals: true });
-  } catch (err) {
-    console.error((err as Error).message);
-    return EXIT.invalid;
-  }
-  const { values, positionals } = parsed;
-  const hours = Number(values.hours);
-  const everyMinutes = Number(values.every);
-  const bad = [!(hours > 0) && `--hours: a positive number, not "${values.hours}"`, !(everyMinutes > 0) && `--every: a positive number of minutes, not "${values.every}"`].filter(Boolean);
-  const loaded = loadLab(positionals[0] ?? DEFAULT_LAB);
-  if (!loaded.ok) bad.push(...loaded.problems.map((p) => `${p.path}: ${p.reason}`));
-  if (bad.length || !loaded.ok) {
-    for (const b of bad) console.error(b);
-    return EXIT.invalid;
-  }
-  const out = values.out ?? path.join(logDir(), `soak-${loaded.lab.name}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  const args = soakArgs(argv, { hours: "2", every: "5" });
+  if (!args) return EXIT.invalid;
+  const { lab } = args;
+  const { hours, every: everyMinutes } = args.numbers;
+  const out = args.out ?? path.join(logDir(), `soak-${lab.name}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const say = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-  say(`soak of lab ${loaded.lab.name}: ${hours} h, a probe run every ${everyMinutes} min; record in ${out}`);
-  const rec = await soak(loaded.lab, { hours, everyMinutes, say, out });
+  say(`soak of lab ${lab.name}: ${hours} h, a probe run every ${everyMinutes} min; record in ${out}`);
+  const rec = await soak(lab, { hours, everyMinutes, say, out });
   const load = Object.entries(rec.nodes).map(([n, s]) => `${n} CPU pressure avg60 max ${Math.max(0, ...s.map((x) => x.cpuSome60))}%`).join(", ");
   say(`${rec.probes.filter((p) => p.ok).length}/${rec.probes.length} probe runs passed; kubectl p50 ${rec.kubectl.p50} s p95 ${rec.kubectl.p95} s; ${load}; second up: ${rec.secondUp?.changes}`);
   say(rec.failures.length ? `FAILED: ${rec.failures.join("; ")}` : "passed");
