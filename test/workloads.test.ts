@@ -106,6 +106,19 @@ test("data-product down: 502 naming the target, the gRPC code and message", asyn
   assert.equal(ready.body.dataProduct.status, "UNAVAILABLE");
 });
 
+test("a data-product name that does not resolve: tried again within the deadline, then 502 naming the failed lookup", async () => {
+  const target = "k8slab-no-such-name.invalid:50051";
+  const bm = await startBusinessManagerFor(target, { deadlineMs: 1500 });
+  const started = performance.now();
+  const { status, body } = await get(bm, "/");
+  assert.equal(status, 502);
+  assert.equal(body.grpc.status, "UNAVAILABLE");
+  assert.match(body.grpc.message, /Name resolution failed for target dns:k8slab-no-such-name\.invalid:50051/);
+  assert.ok(performance.now() - started >= 1000, "it waited for another lookup before giving up");
+  assert.ok(performance.now() - started < 4000, "within about the deadline");
+  await bm.stop(0);
+});
+
 test("a data-product that never answers costs at most the deadline: 502 DEADLINE_EXCEEDED", async () => {
   // Accepts TCP connections and says nothing, like a backend stuck behind a black hole.
   const accepted: net.Socket[] = [];

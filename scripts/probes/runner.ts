@@ -134,8 +134,7 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now:
   if (!first.overran) return first.result;
   const second = await runTier(tier, lab, access, now, limitSec);
   const evidence = [...first.result.evidence, ...second.result.evidence];
-  const durationMs = now() - started;
-  if (!second.overran) return { ...second.result, retried: first.overran, durationMs, evidence };
+  if (!second.overran) return { ...second.result, retried: first.overran, durationMs: now() - started, evidence };
   const loads = await Promise.all(lab.nodes.map((n) => access.onNode(n.name, NODE_LOAD_COMMAND, TIMEOUT.query)));
   const busy = loads.map((e, i) => {
     const load = parseNodeLoad(e.stdout);

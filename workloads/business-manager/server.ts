@@ -49,19 +49,36 @@ export async function startBusinessManager(args: BusinessManagerArgs): Promise<R
   const channel: grpc.ChannelOptions = {
     "grpc.initial_reconnect_backoff_ms": 500,
     "grpc.max_reconnect_backoff_ms": 5000,
-    "grpc.dns_min_time_between_resolutions_ms": 5000,
+    // A failed lookup is tried again after a second (see getProduct), not after five.
+    "grpc.dns_min_time_between_resolutions_ms": 1000,
   };
   const dataProduct = new DataProduct(target, grpc.credentials.createInsecure(), channel);
   const health = new Health(target, grpc.credentials.createInsecure(), channel);
   keepConnected(dataProduct);
   let draining = false;
 
+  /**
+   * One GetProduct within the deadline. A call that met a failed name lookup (the channel resolves
+   * data-product again as it reconnects every 30 s) waits once for the next lookup: one lost DNS
+   * answer is not an outage. When DNS is really broken the second try fails too, and the first
+   * failure, which names the lookup, is what the caller sees.
+   */
+  async function callGetProduct(id: string): Promise<Product> {
+    const deadline = Date.now() + deadlineMs;
+    const call = (waitForReady: boolean) => unaryCall<Product>((done) => dataProduct.GetProduct({ id }, new grpc.Metadata({ waitForReady }), { deadline }, done));
+    try {
+      return await call(false);
+    } catch (err) {
+      const { code, details } = err as Partial<grpc.ServiceError>;
+      if (code !== grpc.status.UNAVAILABLE || !details?.includes("Name resolution failed")) throw err;
+      return call(true).catch(() => Promise.reject(err));
+    }
+  }
+
   async function getProduct(id: string): Promise<Answer> {
     const started = performance.now();
     try {
-      const { servedBy, ...product } = await unaryCall<Product>((done) =>
-        dataProduct.GetProduct({ id }, { deadline: Date.now() + deadlineMs }, done),
-      );
+      const { servedBy, ...product } = await callGetProduct(id);
       return { status: 200, body: { businessManager: args.pod, dataProduct: servedBy, product, latencyMs: msSince(started) } };
     } catch (err) {
       const failure = grpcFailure(err);

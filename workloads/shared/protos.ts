@@ -52,7 +52,10 @@ export interface ClientConstructor<C extends grpc.Client> {
   service: grpc.ServiceDefinition;
 }
 
-type UnaryMethod<Req, Res> = (request: Req, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+type UnaryMethod<Req, Res> = {
+  (request: Req, options: grpc.CallOptions, callback: grpc.requestCallback<Res>): grpc.ClientUnaryCall;
+  (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>): grpc.ClientUnaryCall;
+};
 export interface DataProductClient extends grpc.Client {
   GetProduct: UnaryMethod<GetProductRequest, Product>;
 }
