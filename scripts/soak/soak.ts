@@ -18,6 +18,8 @@ import { soakArgs } from "./args.js";
 
 /** How often the nodes' readiness, kubectl's answer time and the nodes' load are sampled. */
 const SAMPLE_SEC = 30;
+/** One "name<TAB>Ready status" row per node (kubectl's jsonpath reads the \t and \n escapes itself). */
+const NODE_READY_ROWS = 'jsonpath={range .items[*]}{.metadata.name}{"\\t"}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}';
 /** kubectl from the host must answer within this, at the 95th percentile. */
 const KUBECTL_P95_SEC = 2;
 
@@ -63,7 +65,7 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   const sample = async () => {
     const at = new Date().toISOString();
     const started = Date.now();
-    const r = await $({ nothrow: true, quiet: true })`${bundleBinDir()}/kubectl --kubeconfig=${adminKubeconfig(lab.name)} --request-timeout=10s get nodes -o ${'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'}`;
+    const r = await $({ nothrow: true, quiet: true })`${bundleBinDir()}/kubectl --kubeconfig=${adminKubeconfig(lab.name)} --request-timeout=10s get nodes -o ${NODE_READY_ROWS}`;
     kubectlSeconds.push((Date.now() - started) / 1000);
     if (r.exitCode !== 0) rec.kubectl.failed++;
     const ready = new Map(r.stdout.trim().split("\n").map((l) => l.split("\t") as [string, string]));
