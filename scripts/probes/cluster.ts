@@ -1,7 +1,7 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
 import { TIMEOUT, TOOLBOX } from "./contract.js";
 import { parseRows } from "./parse.js";
-import { broken, type ClusterReader, type Exec, type PodRef } from "./types.js";
+import { broken, type ClusterReader, type Exec, type PodRef, type ProbeContext } from "./types.js";
 
 export interface Pod extends PodRef {
   ip: string;
@@ -71,8 +71,20 @@ export async function serviceOf(ctx: ClusterReader, namespace: string, name: str
   return { clusterIP: row[0], port: Number(row[1]), ...(row[2] ? { nodePort: Number(row[2]) } : {}) };
 }
 
+export const readyIPs = (endpoints: Endpoint[]) => endpoints.filter((e) => e.ready).map((e) => e.ip).sort();
+
+/**
+ * The Service's endpoints as they are now, for comparing with what CoreDNS answered or kube-proxy
+ * wrote (`seen`, ready IPs). The run read them when it began: when their ready IPs disagree with
+ * `seen`, a pod may have changed readiness since, so they are read again and that read decides.
+ */
+export async function endpointsNow(ctx: Pick<ProbeContext, "kubectlAgain">, namespace: string, service: string, first: Endpoint[], seen: string[]): Promise<Endpoint[]> {
+  if (readyIPs(first).join() === [...seen].sort().join()) return first;
+  return endpointsOf({ kubectl: ctx.kubectlAgain }, namespace, service);
+}
+
 /** The Service's endpoints from its EndpointSlices (what kube-proxy and CoreDNS read). */
-export async function endpointsOf(ctx: ClusterReader, namespace: string, service: string): Promise<Endpoint[]> {
+export async function endpointsOf(ctx: Pick<ClusterReader, "kubectl">, namespace: string, service: string): Promise<Endpoint[]> {
   const out = read(`EndpointSlices of ${namespace}/${service}`, await ctx.kubectl(endpointsArgs(namespace, service), TIMEOUT.read));
   return parseRows(out)
     .filter(([ip]) => ip)

@@ -1,6 +1,8 @@
 // How busy a node is, read from its kernel: CPU pressure (PSI), the load average, and CPU time per
 // process. The probes show it when a node did not run a step in time (an inconclusive tier); the
 // soak and the idle measurement record it over time.
+import type { Lab } from "../../infra/lab/index.js";
+import type { Exec, LabAccess } from "./types.js";
 
 /** PSI's "some" line for the CPU (the share of time at least one runnable task waited) and the load average, in one shell of builtins. */
 export const NODE_LOAD_COMMAND = `read -r some </proc/pressure/cpu; echo "$some"; read -r l </proc/loadavg; echo "loadavg $l"`;
@@ -21,6 +23,17 @@ export function parseNodeLoad(text: string): NodeLoad | undefined {
   const load = /^loadavg ([\d.]+) ([\d.]+) ([\d.]+)/m.exec(text);
   if (!psi || !load) return undefined;
   return { cpuSome10: +psi[1], cpuSome60: +psi[2], cpuSome300: +psi[3], load1: +load[1], load5: +load[2], load15: +load[3] };
+}
+
+/** Every node's load, read side by side: the raw read (evidence) and what it says, when it says it. */
+export function readNodeLoads(lab: Lab, access: Pick<LabAccess, "onNode">, timeoutSec: number): Promise<{ node: string; read: Exec; load?: NodeLoad }[]> {
+  return Promise.all(
+    lab.nodes.map(async (n) => {
+      const read = await access.onNode(n.name, NODE_LOAD_COMMAND, timeoutSec);
+      const load = parseNodeLoad(read.stdout);
+      return { node: n.name, read, ...(load ? { load } : {}) };
+    }),
+  );
 }
 
 export const describeLoad = (l: NodeLoad) => `CPU pressure ${l.cpuSome10}% (10 s) ${l.cpuSome60}% (60 s), load ${l.load1} ${l.load5} ${l.load15}`;

@@ -1,7 +1,7 @@
 // Runs the selected tiers bottom-up, side by side where they do not stand on each other, their reads from the start: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
 import type { Lab } from "../../infra/lab/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
-import { describeLoad, NODE_LOAD_COMMAND, parseNodeLoad } from "./load.js";
+import { describeLoad, readNodeLoads } from "./load.js";
 import { TIERS } from "./tiers/index.js";
 import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
 
@@ -135,11 +135,8 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now:
   const second = await runTier(tier, lab, access, now, limitSec);
   const evidence = [...first.result.evidence, ...second.result.evidence];
   if (!second.overran) return { ...second.result, retried: first.overran, durationMs: now() - started, evidence };
-  const loads = await Promise.all(lab.nodes.map((n) => access.onNode(n.name, NODE_LOAD_COMMAND, TIMEOUT.query)));
-  const busy = loads.map((e, i) => {
-    const load = parseNodeLoad(e.stdout);
-    return `${lab.nodes[i].name}: ${load ? describeLoad(load) : `no reading (${(e.stderr.trim() || `exit ${e.exitCode}`).split("\n").pop()})`}`;
-  });
+  const loads = await readNodeLoads(lab, access, TIMEOUT.query);
+  const busy = loads.map(({ node, read, load }) => `${node}: ${load ? describeLoad(load) : `no reading (${(read.stderr.trim() || `exit ${read.exitCode}`).split("\n").pop()})`}`);
   return {
     tier: tier.id,
     title: tier.title,
@@ -147,7 +144,7 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now:
     reason: `${second.overran}, twice (first: ${first.overran}); ${busy.join("; ")}`,
     durationMs: now() - started,
     hops: second.result.hops,
-    evidence: [...evidence, ...loads],
+    evidence: [...evidence, ...loads.map((l) => l.read)],
   };
 }
 

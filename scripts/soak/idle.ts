@@ -7,7 +7,7 @@ import type { Lab } from "../../infra/lab/index.js";
 import { EXIT } from "../exit.js";
 import { liveAccess, type LiveAccess } from "../probes/live.js";
 import { soakArgs } from "./args.js";
-import { cpuPerMinute, NODE_LOAD_COMMAND, parseNodeLoad, parseProcessCpu, PROCESS_CPU_COMMAND, type NodeLoad } from "../probes/load.js";
+import { cpuPerMinute, parseProcessCpu, PROCESS_CPU_COMMAND, readNodeLoads, type NodeLoad } from "../probes/load.js";
 
 export interface IdleNode {
   node: string;
@@ -35,13 +35,9 @@ export async function measureIdle(lab: Lab, access: LiveAccess, seconds: number,
   const startedAt = new Date().toISOString();
   const cpuNow = () => Promise.all(lab.nodes.map(async (n) => parseProcessCpu((await access.onNode(n.name, PROCESS_CPU_COMMAND, 60)).stdout)));
   const samples = new Map(lab.nodes.map((n) => [n.name, [] as IdleNode["samples"]]));
-  const sample = () =>
-    Promise.all(
-      lab.nodes.map(async (n) => {
-        const load = parseNodeLoad((await access.onNode(n.name, NODE_LOAD_COMMAND, 30)).stdout);
-        if (load) samples.get(n.name)!.push({ at: new Date().toISOString(), ...load });
-      }),
-    );
+  const sample = async () => {
+    for (const { node, load } of await readNodeLoads(lab, access, 30)) if (load) samples.get(node)!.push({ at: new Date().toISOString(), ...load });
+  };
   const before = await cpuNow();
   const t0 = Date.now();
   while (Date.now() - t0 < seconds * 1000) {

@@ -12,7 +12,7 @@ import { EXIT } from "../exit.js";
 import { probeLab } from "../probes/command.js";
 import { adminKubeconfig } from "../probes/contract.js";
 import { liveAccess } from "../probes/live.js";
-import { NODE_LOAD_COMMAND, parseNodeLoad, type NodeLoad } from "../probes/load.js";
+import { readNodeLoads, type NodeLoad } from "../probes/load.js";
 import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.js";
 import { soakArgs } from "./args.js";
 
@@ -71,12 +71,9 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
     const ready = new Map(r.stdout.trim().split("\n").map((l) => l.split("\t") as [string, string]));
     const notReady = lab.nodes.filter((n) => ready.get(n.name) !== "True").map((n) => `${n.name} ${ready.get(n.name) ?? (r.exitCode ? `unknown: ${r.stderr.trim().split("\n").pop()}` : "missing")}`);
     if (notReady.length) rec.notReady.push({ at, nodes: notReady.join(", ") });
-    await Promise.all(
-      lab.nodes.map(async (n) => {
-        const load = parseNodeLoad((await access.onNode(n.name, NODE_LOAD_COMMAND, SAMPLE_SEC)).stdout);
-        if (load) rec.nodes[n.name].push({ at, cpuSome10: load.cpuSome10, cpuSome60: load.cpuSome60, load1: load.load1 });
-      }),
-    );
+    for (const { node, load } of await readNodeLoads(lab, access, SAMPLE_SEC)) {
+      if (load) rec.nodes[node].push({ at, cpuSome10: load.cpuSome10, cpuSome60: load.cpuSome60, load1: load.load1 });
+    }
   };
 
   try {

@@ -1,5 +1,5 @@
 // Tier 6, DNS: from a pod, the cluster DNS Service answers for a Service, a headless Service and a name that exists nowhere.
-import { endpointsOf, serviceOf, toolboxOn, type Endpoint } from "../cluster.js";
+import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
 import { CLUSTER_DNS, DNS_MISS_NAME, headlessService, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { digCommand, parseDig, parseResolvConf, type DigResult } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
@@ -61,13 +61,7 @@ export const dns: Tier = {
     );
     const headlessDig = parseDig(headlessAnswer.stdout);
     const podIPs = headlessDig.answers.filter((a) => a.type === "A").map((a) => a.data).sort();
-    const readyIPs = (endpoints: Endpoint[]) => endpoints.filter((e) => e.ready).map((e) => e.ip).sort();
-    let expected = readyIPs(headlessEndpoints);
-    // The EndpointSlices were read when the run began: a pod that became ready (or stopped being) since
-    // is in CoreDNS's answer and not in that read. Compare with a read made after the answer.
-    if (podIPs.join() !== expected.join()) {
-      expected = readyIPs(await endpointsOf({ ...ctx, kubectl: ctx.kubectlAgain }, WORKLOAD_NAMESPACE, headless));
-    }
+    const expected = readyIPs(await endpointsNow(ctx, WORKLOAD_NAMESPACE, headless, headlessEndpoints, podIPs));
     ctx.hop(
       `A ${fqdn(headless)}`,
       `${podIPs.join(", ") || "no A record"} (${answered(headlessDig)}); ready pods: ${expected.join(", ") || "none"}`,

@@ -1,5 +1,5 @@
 // Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
-import { endpointsOf, serviceOf, toolboxOn, type Endpoint } from "../cluster.js";
+import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
 import { SERVICE_REQUESTS, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
 import { curlCommand, parseCurl, parseIptablesNat, serviceRules, shq } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
@@ -53,13 +53,9 @@ export const service: Tier = {
       true,
     );
     const dnatTargets = rules.endpoints.map((e) => e.dnatTo?.split(":")[0]).sort();
-    const readyOf = (list: Endpoint[]) => list.filter((e) => e.ready);
-    const matches = (list: Endpoint[]) => JSON.stringify(dnatTargets) === JSON.stringify(readyOf(list).map((e) => e.ip).sort());
-    // The EndpointSlice was read when the run began, the rules just now: a pod that changed readiness
-    // in between is compared again with a read made after the rules.
-    const current = matches(endpoints) ? endpoints : await endpointsOf({ ...ctx, kubectl: ctx.kubectlAgain }, WORKLOAD_NAMESPACE, bm.name);
-    const ready = readyOf(current);
-    const inSync = matches(current);
+    const current = await endpointsNow(ctx, WORKLOAD_NAMESPACE, bm.name, endpoints, dnatTargets.filter((ip): ip is string => !!ip));
+    const ready = current.filter((e) => e.ready);
+    const inSync = JSON.stringify(dnatTargets) === JSON.stringify(readyIPs(current));
     ctx.hop(
       rules.svcChain!,
       `${rules.endpoints.length} endpoints picked at random (${rules.endpoints.map((e) => `p=${e.probability ?? 1}`).join(", ")}), spread ${spread.join("/")}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas`,
