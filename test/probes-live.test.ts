@@ -135,6 +135,27 @@ test("agent: a command that exits 124 by itself, before its deadline, did not ov
   await agent.close();
 });
 
+test("agent: at its deadline a command's whole process group ends; one that ignores SIGTERM is killed 2 s later", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-agent-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const agent = startAgent("here", ["perl", "-e", AGENT_SCRIPT, path.join(dir, "lock")]);
+  const marker = path.join(dir, "child-pid");
+  const [group, stubborn] = await Promise.all([agent.run(`sleep 30 & echo $! >${marker}; wait`, 1), agent.run("trap '' TERM; sleep 30", 1)]);
+  assert.deepEqual([group.exitCode, group.overran], [124, true]);
+  const child = Number(fs.readFileSync(marker, "utf8"));
+  const alive = () => {
+    try {
+      return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${child}/status`, "utf8")); // a zombie has ended
+    } catch {
+      return false;
+    }
+  };
+  assert.ok(!alive(), "the command's background child ended with it");
+  assert.deepEqual([stubborn.exitCode, stubborn.overran], [137, true]);
+  assert.ok(stubborn.ms >= 2900 && stubborn.ms < 6000, `killed after ${stubborn.ms} ms`);
+  await agent.close();
+});
+
 test("steps: the steps a batch that overran never reached overran too; those it finished are answers", () => {
   const commands = ["echo first", "sleep 30", "echo never"];
   const partial = sh(`${stepsScript(commands.slice(0, 1))}`);

@@ -38,7 +38,7 @@ test("terminal: a failure names the first broken hop, the likely fix and shows t
   assert.match(out, /  first broken hop: node2 FDB entry for node1's VTEP/);
   assert.match(out, /  likely fix: flanneld on node2 /);
   assert.match(out, /    \$ \[node2\] bridge -j fdb show dev flannel\.1   \(exit 0, 1 ms\)\n        \[\]/);
-  assert.match(out, /not run, because a tier below them failed or is inconclusive: pod-same-node \(blocked by flannel\)/);
+  assert.match(out, /not judged, because a tier below them failed or is inconclusive: pod-same-node \(blocked by flannel\)/);
   assert.match(renderTerminal(await brokenReport(), { color: true }), /\x1b\[31mFAIL\x1b\[0m/);
 });
 

@@ -246,36 +246,57 @@ test("a soft dependency does not block, but a failure notes it", async () => {
   assert.equal(result(report, "business-flow").blockedBy, "dns");
 });
 
-test("a tier starts when the tiers it stands on have finished: siblings run side by side, never before their foundation", async () => {
+test("every tier runs from the start of the run; only a tier's `after` waits for that tier's run; verdicts come bottom-up", async () => {
   const events: string[] = [];
-  let bothPodPathsStarted!: () => void;
-  const together = new Promise<void>((resolve) => (bothPodPathsStarted = resolve));
+  let allStarted!: () => void;
+  const together = new Promise<void>((resolve) => (allStarted = resolve));
+  const waiting = TIER_IDS.filter((id) => !TIER_DEPENDENCIES[id].after?.length);
   const modules = TIER_IDS.map((id) =>
     stub(id, async (ctx) => {
       events.push(`start ${id}`);
-      // Each pod path waits for the other to start: run one after another, this would never end.
-      if (id === "pod-same-node" || id === "pod-cross-node") {
-        if (events.includes("start pod-same-node") && events.includes("start pod-cross-node")) bothPodPathsStarted();
+      // Each tier with nothing to wait for waits for all the others to start: run one after another, this would never end.
+      if (waiting.includes(id)) {
+        if (waiting.every((w) => events.includes(`start ${w}`))) allStarted();
         await together;
       }
       events.push(`end ${id}`);
       ctx.hop("ok", "fine", true);
     }),
   );
-  const report = await runProbes(lab, replay([]), { modules, tierTimeoutSec: 2 });
+  const reported: string[] = [];
+  const report = await runProbes(lab, replay([]), { modules, tierTimeoutSec: 2, onResult: (r) => reported.push(r.tier) });
   assert.ok(report.ok, JSON.stringify(verdicts(report)));
   const at = (e: string) => events.indexOf(e);
   for (const tier of TIER_IDS) {
-    for (const dep of TIER_DEPENDENCIES[tier].hard) assert.ok(at(`end ${dep}`) < at(`start ${tier}`), `${tier} started before ${dep} ended`);
+    for (const dep of TIER_DEPENDENCIES[tier].after ?? []) assert.ok(at(`end ${dep}`) < at(`start ${tier}`), `${tier} started before ${dep} ended`);
+    for (const dep of TIER_DEPENDENCIES[tier].hard) assert.ok(reported.indexOf(dep) < reported.indexOf(tier), `${tier} was reported before ${dep}`);
   }
+  assert.ok(at("start nodeport") > at("end service"), "NodePort's requests wait for the service tier's counters");
   assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS], "reported bottom-up whatever the order they ended in");
 });
 
-test("--tier runs only the selected tiers, bottom-up, and blocks among them only", async () => {
+test("a tier above a broken one is blocked whatever its own run saw, and is not run again when it overran", async () => {
+  let businessFlowRuns = 0;
+  const modules = TIER_IDS.map((id) =>
+    id === "underlay"
+      ? stub(id, async (ctx) => void ctx.hop("ICMP", "no replies", false))
+      : id === "business-flow"
+        ? stub(id, async (ctx) => void (businessFlowRuns++, await ctx.onNode("node1", "sleep infinity", 1)))
+        : stub(id),
+  );
+  const report = await runProbes(lab, replay([{ where: "node1", command: /^sleep/, hang: true }]), { modules, tierTimeoutSec: 0.2 });
+  assert.equal(result(report, "underlay").verdict, "fail");
+  for (const id of TIER_IDS.slice(1)) assert.equal(result(report, id).blockedBy, "underlay", id);
+  assert.ok(!report.ok);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(businessFlowRuns, 1, "an overrun of a blocked tier is not retried");
+});
+
+test("--tier runs only the selected tiers, and blocks among them only", async () => {
   const calls: string[] = [];
   const modules = TIER_IDS.map((id) => stub(id, async (ctx) => void (calls.push(id), ctx.hop("ok", "fine", id !== "service"))));
   const report = await runProbes(lab, replay([]), { modules, tiers: ["dns", "service"] });
-  assert.deepEqual(calls, ["service"]);
+  assert.deepEqual(calls.sort(), ["dns", "service"]);
   assert.deepEqual(verdicts(report), { service: "fail", dns: "blocked by service" });
 });
 
@@ -331,7 +352,7 @@ test("a kubectl read that overran is made afresh by the retry, not served from t
   assert.equal(access.calls.filter((c) => /app=toolbox/.test(c.command)).length, 2);
 });
 
-test("every tier's lookups start with the run, before any tier has ended; the tiers still run in order", async () => {
+test("every tier's lookups start with the run, before any tier has ended", async () => {
   const events: string[] = [];
   const modules = TIER_IDS.map((id): Tier => ({
     ...stub(id, async (ctx) => {
@@ -347,7 +368,6 @@ test("every tier's lookups start with the run, before any tier has ended; the ti
   const at = (e: string) => events.indexOf(e);
   for (const tier of TIER_IDS) {
     assert.ok(at(`lookups ${tier}`) >= 0 && at(`lookups ${tier}`) < at("end underlay"), `${tier}'s lookups began late`);
-    for (const dep of TIER_DEPENDENCIES[tier].hard) assert.ok(at(`end ${dep}`) < at(`start ${tier}`), `${tier} started before ${dep} ended`);
   }
 });
 

@@ -1,6 +1,6 @@
 // A command runner that stays on a node for the whole probe run: one ssh session per node carries
 // every command, side by side. Under TCG a new ssh session costs 0.5-1.5 s on the control-plane node
-// (sshd forks and sets up a session, then the shell and `timeout` start); through the agent a command
+// (sshd forks and sets up a session, then the shell starts); through the agent a command
 // costs its own process start only. The agent is Perl because perl-base is Essential in Debian: on
 // every node, nothing to install.
 import { spawn } from "node:child_process";
@@ -11,13 +11,14 @@ const MARK = "\x1ek8slab-agent";
 
 /**
  * Says `MARK ready`, then reads `<id> <timeout> <command as hex>` lines from stdin; for each, forks a child that runs the
- * command with `timeout` under bash, its stdout and stderr in unlinked files, and writes one answer:
- * `MARK <id> <exit code> <stdout bytes> <stderr bytes> <overran>\n<stdout><stderr>`, overran being 1
- * when `timeout` ended the command at its deadline (124, or 137 after -k; a command that exits 124
- * by itself before then did not overrun). Answers are written under
- * an flock of ARGV[0] (each child opens it itself: a lock shared through fork would not exclude), so
- * concurrent answers never interleave. At the end of stdin the agent exits; running commands end on their own timeouts.
- * No modules (flock 2 is LOCK_EX): loading strict, warnings, Fcntl and POSIX took a second on a busy emulated CPU.
+ * command under bash in a process group of its own, its stdout and stderr in unlinked files, and writes one answer:
+ * `MARK <id> <exit code> <stdout bytes> <stderr bytes> <overran>\n<stdout><stderr>`. The child is its own `timeout`
+ * (one exec less per step, ~60 ms of an emulated CPU each): at the deadline it sends the group SIGTERM, 2 s later
+ * SIGKILL, and answers 124 (137 after the kill) with overran 1; a command that exits 124 by itself did not overrun.
+ * Answers are written under an flock of ARGV[0] (each child opens it itself: a lock shared through fork would not
+ * exclude), so concurrent answers never interleave. At the end of stdin the agent exits; running commands end on
+ * their own deadlines. No modules (flock 2 is LOCK_EX; 4 is EINTR): loading strict, warnings, Fcntl and POSIX took a
+ * second on a busy emulated CPU.
  */
 export const AGENT_SCRIPT = String.raw`
 my $lockfile = $ARGV[0];
@@ -42,16 +43,23 @@ while (my $line = <STDIN>) {
   open(STDIN, "<", "/dev/null");
   open(STDOUT, ">&", $files[0]);
   open(STDERR, ">&", $files[1]);
-  my $t0 = time;
-  system("timeout", "-k", "2", $timeout, "bash", "-c", pack("H*", $hex));
-  my $rc = $? == -1 ? 127 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
-  my $over = ($rc == 124 || $rc == 137) && time - $t0 >= $timeout - 1 ? 1 : 0;
+  my $kid = fork();
+  if (defined $kid && $kid == 0) { setpgrp(0, 0); exec("bash", "-c", pack("H*", $hex)); exit 127; }
+  my ($rc, $over) = (127, 0);
+  if (defined $kid) {
+    setpgrp($kid, $kid);
+    $SIG{ALRM} = sub { $over++; kill($over == 1 ? "TERM" : "KILL", -$kid); alarm(2); };
+    alarm($timeout > int($timeout) ? int($timeout) + 1 : $timeout || 1);
+    1 while waitpid($kid, 0) == -1 && $! == 4;
+    alarm(0);
+    $rc = $over > 1 ? 137 : $over ? 124 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+  }
   my @data;
   for my $fh (@files) { seek($fh, 0, 0); local $/; my $d = <$fh>; push @data, defined $d ? $d : ""; }
   open(my $lock, ">>", $lockfile) or exit 1;
   flock($lock, 2);
   binmode $reply;
-  print $reply "${MARK} $id $rc " . length($data[0]) . " " . length($data[1]) . " $over\n" . $data[0] . $data[1];
+  print $reply "${MARK} $id $rc " . length($data[0]) . " " . length($data[1]) . " " . ($over ? 1 : 0) . "\n" . $data[0] . $data[1];
   close $reply;
   exit 0;
 }

@@ -61,18 +61,21 @@ export const TIER_IDS = ["underlay", "flannel", "pod-same-node", "pod-cross-node
 export type TierId = (typeof TIER_IDS)[number];
 
 /**
- * What each tier stands on. A tier whose hard dependency failed (or is itself blocked) does not
- * run: it is reported as blocked by the lowest broken tier. A soft dependency only annotates a
- * failure (the NGINX Inc controller reaches pods through their endpoints, not through DNS).
+ * What each tier stands on. Every tier runs from the start of a probe run; one whose hard
+ * dependency failed (or is itself blocked) is reported as blocked by the lowest broken tier, not
+ * by what its own run saw. A soft dependency only annotates a failure (the NGINX Inc controller
+ * reaches pods through their endpoints, not through DNS). `after`: traffic that would show in
+ * another tier's evidence waits for that tier's run (NodePort requests to node1 pass the same
+ * KUBE-SVC and KUBE-SEP chains whose counters the service tier reads).
  */
-export const TIER_DEPENDENCIES: Record<TierId, { hard: TierId[]; soft?: TierId[] }> = {
+export const TIER_DEPENDENCIES: Record<TierId, { hard: TierId[]; soft?: TierId[]; after?: TierId[] }> = {
   underlay: { hard: [] },
   flannel: { hard: ["underlay"] },
   "pod-same-node": { hard: ["flannel"] },
   "pod-cross-node": { hard: ["flannel"] },
   service: { hard: ["pod-cross-node", "pod-same-node"] },
   dns: { hard: ["service"] },
-  nodeport: { hard: ["service"] },
+  nodeport: { hard: ["service"], after: ["service"] },
   ingress: { hard: ["service"], soft: ["dns"] },
   "business-flow": { hard: ["ingress", "dns"] },
 };

@@ -59,7 +59,7 @@ export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = 
     out.push("", `${r.tier} [${verdict(r)}]: ${r.title}`, `  no finding: ${r.reason}`, "  evidence:", ...r.evidence.flatMap(evidenceLines));
   }
   const blocked = report.results.filter((r) => r.verdict === "blocked");
-  if (blocked.length) out.push("", `not run, because a tier below them failed or is inconclusive: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
+  if (blocked.length) out.push("", `not judged, because a tier below them failed or is inconclusive: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
   return `${out.join("\n")}\n`;
 }
 

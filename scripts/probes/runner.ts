@@ -1,4 +1,4 @@
-// Runs the selected tiers bottom-up, side by side where they do not stand on each other, their reads from the start: records each tier's evidence, and reports a tier whose foundation broke as blocked, not run.
+// Runs the selected tiers side by side from the start, reads and traffic alike, and reports them bottom-up: records each tier's evidence, and reports a tier whose foundation broke as blocked.
 import type { Lab } from "../../infra/lab/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
 import { describeLoad, readNodeLoads } from "./load.js";
@@ -64,20 +64,28 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
     onNodeSteps: (node, commands, t) => keep([node, commands], access.onNodeSteps(node, commands, t)),
   };
   for (const tier of selected) void tier.lookups?.(reader).catch(() => {}); // a failed read is met again, and recorded, in the tier's run
-  // Each tier starts as soon as the tiers it stands on have finished: siblings (the two pod paths;
-  // DNS, NodePort and ingress) run side by side, and a tier whose foundation broke never runs.
+  // Every tier's traffic goes out with the run (the foundation of a healthy lab holds, and waiting
+  // for it would put every tier's seconds end to end); its verdict waits for the tiers it stands on,
+  // and a tier whose foundation broke is reported as blocked, whatever its own run saw.
   const results = new Map<TierId, TierResult>();
   const finished = new Map<TierId, Promise<void>>();
+  const ran = new Map<TierId, Promise<TierResult>>();
+  const blocked = new Set<TierId>();
   const after = (deps: TierId[] = []) => Promise.all(deps.map((d) => finished.get(d)));
   for (const tier of selected) {
     const deps = TIER_DEPENDENCIES[tier.id];
+    const run = Promise.all((deps.after ?? []).map((d) => ran.get(d))).then(() =>
+      runTierWithRetry(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier, () => !blocked.has(tier.id)),
+    );
+    ran.set(tier.id, run);
     finished.set(
       tier.id,
       after(deps.hard).then(async () => {
         const blockedBy = lowestBroken(tier.id, results);
+        if (blockedBy) blocked.add(tier.id);
         const result = blockedBy
           ? { tier: tier.id, title: tier.title, verdict: "blocked" as const, blockedBy, durationMs: 0, hops: [], evidence: [] }
-          : await runTierWithRetry(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier);
+          : await run;
         await after(deps.soft);
         annotateSoftDependencies(result, results);
         results.set(tier.id, result);
@@ -128,10 +136,10 @@ const firstLine = (command: string) => {
  * A tier, retried once when a step overran its deadline (a node or the API server that did not run it
  * in time); when the retry overruns too, the tier is inconclusive, with how busy every node was.
  */
-async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number): Promise<TierResult> {
+async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number, wanted: () => boolean): Promise<TierResult> {
   const started = now();
   const first = await runTier(tier, lab, access, now, limitSec);
-  if (!first.overran) return first.result;
+  if (!first.overran || !wanted()) return first.result; // a blocked tier's retry would be load for nothing
   const second = await runTier(tier, lab, access, now, limitSec);
   const evidence = [...first.result.evidence, ...second.result.evidence];
   if (!second.overran) return { ...second.result, retried: first.overran, durationMs: now() - started, evidence };
