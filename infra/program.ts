@@ -1,5 +1,5 @@
 // Builds a lab's tiers in order from a validated Lab; infra/index.ts supplies the Lab from config.
-import type { Lab } from "./lab/index.js";
+import type { Lab } from "../core/index.js";
 import type { Tier, TierArgs } from "./tier.js";
 import { ControlPlane, CoreDns, Etcd, Flannel, Ingress, KubeProxy, Machines, NodeAgents, Pki, Workloads } from "./tiers/index.js";
 

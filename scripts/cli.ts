@@ -1,8 +1,9 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
 import "./quiet-bash.js";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { loadLab } from "../infra/lab/index.js";
-import { EXIT } from "./exit.js";
+import { loadLab } from "../core/index.js";
+import { EXIT } from "../core/exit.js";
+import { shq } from "../core/shell.ts";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -76,7 +77,7 @@ const commands: Record<string, Command> = {
     run: async ({ values }) => {
       const toolchain = await import("./toolchain/index.js");
       if (values.env) {
-        for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}='${v.replace(/'/g, `'\\''`)}'\n`);
+        for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}=${shq(v)}\n`);
         return EXIT.ok;
       }
       return toolchain.toolchainCommand({ check: !!values.check, json: !!values.json });

@@ -1,7 +1,7 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
 import { existsSync } from "node:fs";
-import { loadLab, type Lab } from "../infra/lab/index.js";
-import { adminKubeconfigFile } from "../infra/tiers/control-plane.js";
+import { loadLab, type Lab } from "../core/index.js";
+import { labPaths } from "../core/paths.ts";
 import { machineSpecs } from "../infra/tiers/machines.js";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { ensureImage } from "./machines/image.ts";
@@ -9,7 +9,7 @@ import { labDown, labStatus } from "./machines/lab.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { parseLabMachines } from "./machines/spec.ts";
-import { EXIT } from "./exit.js";
+import { EXIT } from "../core/exit.js";
 import { ensureHostPackages } from "./host-packages.ts";
 import { probeLab } from "./probes/command.js";
 import { renderTerminal } from "./probes/render.js";
@@ -128,7 +128,7 @@ export async function status(file: string, json: boolean): Promise<number> {
       return { name: n.name, address: n.address, podSubnet: n.podSubnet, running: vm?.running ?? false, pid: vm?.pid, rssMiB: vm?.rssMiB, ssh, consoleLog: vm?.consoleLog };
     }),
     // Written by the ControlPlane tier; absent until it has run.
-    kubeconfig: existsSync(adminKubeconfigFile(lab.name)) ? adminKubeconfigFile(lab.name) : null,
+    kubeconfig: existsSync(labPaths(lab.name).adminKubeconfig) ? labPaths(lab.name).adminKubeconfig : null,
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

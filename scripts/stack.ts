@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import yaml from "js-yaml";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
-import type { Lab } from "../infra/lab/index.js";
+import type { Lab } from "../core/index.js";
 import { processAlive } from "./toolchain/bundle.js";
 import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.js";
 

@@ -100,7 +100,7 @@ test("commands that take a lab reject an invalid one with exit 2 before doing an
 test("toolchain --env prints the exports that run the bundled pulumi offline, with the k8slab plugin on PATH", () => {
   const r = k8slab("toolchain", "--env");
   assert.equal(r.code, 0, r.err);
-  const env = Object.fromEntries([...r.out.matchAll(/^export (\w+)='(.*)'$/gm)].map((m) => [m[1], m[2]]));
+  const env = Object.fromEntries([...r.out.matchAll(/^export (\w+)=('?)(.*)\2$/gm)].map((m) => [m[1], m[3]]));
   assert.equal(env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, "true");
   assert.match(env.PULUMI_HOME, /bundle-v1\/pulumi\/home$/);
   assert.match(env.PATH.split(":")[1], /infra\/provider\/bin$/);

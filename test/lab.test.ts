@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { loadLab, parseLab } from "../infra/lab/index.js";
+import { loadLab, parseLab } from "../core/index.js";
 
 const fixtures = path.join(import.meta.dirname, "fixtures/labs");
 const files = readdirSync(fixtures).filter((f) => f.endsWith(".yaml"));

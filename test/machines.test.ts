@@ -18,20 +18,9 @@ import {
   runFingerprint,
   seedFiles,
 } from '../scripts/machines/render.ts';
-import {
-  defaultLabNet,
-  labPaths,
-  lanOf,
-  macFor,
-  parseLabMachines,
-  parseLabNetSpec,
-  parseMachineSpec,
-  SpecError,
-  tapFor,
-  uuidFor,
-  vmPaths,
-  type MachineSpecInput,
-} from '../scripts/machines/spec.ts';
+import { defaultLabNet, lanOf, macFor, parseLabMachines, parseLabNetSpec, parseMachineSpec, SpecError, uuidFor, type MachineSpecInput } from '../scripts/machines/spec.ts';
+import { tapOf } from '../core/names.ts';
+import { labPaths, vmPaths } from '../core/paths.ts';
 
 const node1: MachineSpecInput = {
   lab: 'two-node',
@@ -91,9 +80,9 @@ describe('spec validation', () => {
     const p = problemsOf(() =>
       parseLabMachines({ net, machines: [node1, { ...node2, address: '192.168.0.21', sshPort: 6443 }, { ...node2, name: 'node3', address: '192.168.0.23', gateway: '192.168.0.254' }] }),
     );
-    assert.ok(p.includes('machines.1.address: 192.168.0.21 is also used by machines.0'), p.join('\n'));
-    assert.ok(p.includes('machines.1.sshPort/extraForwards: 6443 is also used by machines.0'), p.join('\n'));
-    assert.ok(p.some((l) => l.startsWith('machines.2.gateway:')), p.join('\n'));
+    assert.ok(p.includes('machines[1].address: 192.168.0.21 is also used by machines[0]'), p.join('\n'));
+    assert.ok(p.includes('machines[1].sshPort/extraForwards: 6443 is also used by machines[0]'), p.join('\n'));
+    assert.ok(p.some((l) => l.startsWith('machines[2].gateway:')), p.join('\n'));
   });
 
   it('accepts the reference lab', () => {
@@ -113,10 +102,10 @@ describe('derived names', () => {
   });
 
   it('keeps tap names within 15 bytes', () => {
-    assert.equal(tapFor('node1'), 'tap-node1');
-    assert.equal(tapFor('abcdefghijk'), 'tap-abcdefghijk');
-    assert.ok(tapFor('a-very-long-node-name').length <= 15);
-    assert.notEqual(tapFor('a-very-long-node-name'), tapFor('a-very-long-node-name2'));
+    assert.equal(tapOf('node1'), 'tap-node1');
+    assert.equal(tapOf('abcdefghijk'), 'tap-abcdefghijk');
+    assert.ok(tapOf('a-very-long-node-name').length <= 15);
+    assert.notEqual(tapOf('a-very-long-node-name'), tapOf('a-very-long-node-name2'));
   });
 
   it('computes the LAN of an address', () => {
@@ -209,7 +198,7 @@ describe('ssh argv', () => {
   it('uses the lab key only and checks host keys strictly', () => {
     const argv = sshArgv(ep, 'true');
     assert.equal(argv[0], 'ssh');
-    assert.deepEqual(argv.slice(-2), ['root@127.0.0.1', 'true']);
+    assert.deepEqual(argv.slice(-5), ['-l', 'root', '--', '127.0.0.1', 'true'], 'the user as an option, and no host read as an option');
     assert.equal(opt(argv, 'StrictHostKeyChecking'), 'StrictHostKeyChecking=yes');
     assert.equal(opt(argv, 'UserKnownHostsFile'), 'UserKnownHostsFile=/k/known_hosts');
     assert.equal(opt(argv, 'BatchMode'), 'BatchMode=yes');
@@ -219,9 +208,9 @@ describe('ssh argv', () => {
   it('reaches a LAN address through a jump host with ssh -W (the TCP source is the jump host)', () => {
     const argv = sshArgv({ ...ep, host: '192.168.0.22', port: 22 }, 'hostname', { jump: ep });
     const proxy = opt(argv, 'ProxyCommand')!;
-    assert.match(proxy, /^ProxyCommand=ssh .* -W %h:%p root@127\.0\.0\.1$/);
+    assert.match(proxy, /^ProxyCommand=ssh .* -W %h:%p -l root -- 127\.0\.0\.1$/);
     assert.match(proxy, / -p 2221 /);
-    assert.deepEqual(argv.slice(-2), ['root@192.168.0.22', 'hostname']);
+    assert.deepEqual(argv.slice(-3), ['--', '192.168.0.22', 'hostname']);
   });
 });
 

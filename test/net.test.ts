@@ -1,7 +1,7 @@
 // CIDR arithmetic used by lab validation and derivation.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cidrProblem, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "../infra/lab/net.js";
+import { cidrProblem, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "../core/net.js";
 
 test("parses addresses strictly", () => {
   assert.equal(parseAddress("192.168.0.21"), 0xc0a80015);

@@ -55,7 +55,7 @@ await pulumi.runtime.setMocks(
   false,
 );
 
-const { loadLab } = await import("../infra/lab/index.js");
+const { loadLab } = await import("../core/index.js");
 const { buildLab, TIER_ORDER } = await import("../infra/program.js");
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { loadLab, type Lab } from "../infra/lab/index.js";
+import { loadLab, type Lab } from "../core/index.js";
 import { allNodeFiles, apiServerSANs, etcdFiles, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");

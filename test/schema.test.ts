@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { labJsonSchema } from "../infra/lab/index.js";
+import { labJsonSchema } from "../core/index.js";
 
 test("labs/lab.schema.json matches the schema (regenerate with `npm run schema`)", () => {
   const committed = readFileSync(path.join(import.meta.dirname, "../labs/lab.schema.json"), "utf8");

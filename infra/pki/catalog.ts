@@ -1,5 +1,5 @@
 // Every certificate the cluster needs, and why each has the names it has. Pure: Lab in, specs out.
-import type { Lab } from "../lab/index.js";
+import type { Lab } from "../../core/index.js";
 import { apiServerSANs } from "../render/controlplane.js";
 
 export type Usage = "server" | "client";

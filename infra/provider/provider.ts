@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type * as provider from "@pulumi/pulumi/provider/index.js";
 import { sshArgv } from "../../scripts/machines/ssh.ts";
+import { shq } from "../../core/shell.ts";
 import type { SshEndpoint } from "./command.ts";
 
 /** Local commands run from the project root, as they would from `pulumi up` there. */
@@ -48,19 +49,17 @@ export function diffCommand(olds: Record<string, unknown>, news: Record<string, 
   return { changes: changed.length > 0, replaces: changed.filter((k) => REPLACING_KEYS.has(k)) };
 }
 
-/** A value as one single-quoted shell word. */
-export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** The script as bash runs it: strict mode, environment exported first (sshd passes no variables). */
 export function scriptFor(command: string, environment: Record<string, string> = {}): string {
-  const exports = Object.entries(environment).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join("");
+  const exports = Object.entries(environment).map(([k, v]) => `export ${k}=${shq(v)}\n`).join("");
   return `set -euo pipefail\n${exports}${command}`;
 }
 
 /** argv that runs the script here, or on the node through ssh (the remote login shell starts bash). */
 export function commandArgv(script: string, connection?: SshEndpoint): string[] {
   if (!connection) return ["bash", "-c", script];
-  return sshArgv(connection, `bash -c ${shellQuote(script)}`);
+  return sshArgv(connection, `bash -c ${shq(script)}`);
 }
 
 export interface RunResult {

@@ -1,5 +1,5 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler on the control-plane node.
-import type { Lab } from "../lab/index.js";
+import type { Lab } from "../../core/index.js";
 import { etcdEndpoint } from "./etcd.js";
 import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
 import { renderUnit } from "./systemd.js";

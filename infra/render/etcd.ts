@@ -1,5 +1,5 @@
 // etcd on the control-plane node, and the flannel network config it stores.
-import type { Lab } from "../lab/index.js";
+import type { Lab } from "../../core/index.js";
 import { NODE_PATHS, pki } from "./paths.js";
 import { renderUnit } from "./systemd.js";
 

@@ -1,5 +1,5 @@
 // Every plain-text file a node receives, rendered from the Lab. Remote steps only copy these and start units.
-import type { Lab, LabNode } from "../lab/index.js";
+import type { Lab, LabNode } from "../../core/index.js";
 import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.js";
 import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.js";
 import {

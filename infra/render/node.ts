@@ -1,5 +1,5 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
-import type { Lab, LabNode } from "../lab/index.js";
+import type { Lab, LabNode } from "../../core/index.js";
 import { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
 import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
 import { renderUnit } from "./systemd.js";

@@ -2,7 +2,7 @@
 // control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { labPaths } from "../../scripts/machines/spec.ts";
+import { labPaths } from "../../core/paths.ts";
 import { Command } from "../provider/command.js";
 import { API_SERVER_PORT, controlPlaneFiles, pki } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
@@ -11,7 +11,6 @@ import { Pki } from "./pki.js";
 import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
 
 /** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
-export const adminKubeconfigFile = (lab: string) => `${labPaths(lab).dir}/admin.kubeconfig`;
 
 export class ControlPlane extends Tier {
   /** The admin kubeconfig (secret), pointing at the API server as this machine reaches it. */
@@ -41,7 +40,7 @@ export class ControlPlane extends Tier {
     });
 
     this.kubeconfig = this.below(Pki).kubeconfig(lab.name, `https://${machines.apiServerEndpoint}`, "admin");
-    this.kubeconfigFile = adminKubeconfigFile(lab.name);
+    this.kubeconfigFile = labPaths(lab.name).adminKubeconfig;
     new Command(
       "admin-kubeconfig",
       {

@@ -2,19 +2,18 @@
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
 import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.js";
+import { CLUSTER_DNS } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 
-const NS = "kube-system";
-/** The label and Service name every Kubernetes DNS client and tool expects. */
-export const DNS_LABELS = { "k8s-app": "kube-dns" };
+const { namespace: NS, labels: DNS_LABELS } = CLUSTER_DNS;
 
 export class CoreDns extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super("CoreDns", name, args, opts);
     const { lab } = args;
     const o = this.childOpts({ provider: this.below(ControlPlane).k8s });
-    const meta = { name: "coredns", namespace: NS };
+    const meta = { name: CLUSTER_DNS.deployment, namespace: NS };
 
     const sa = new k8s.core.v1.ServiceAccount("coredns", { metadata: meta }, o);
     // What the kubernetes plugin watches to answer for Services and Pods.
@@ -66,8 +65,8 @@ export class CoreDns extends Tier {
       },
     }, o);
 
-    new k8s.core.v1.Service("kube-dns", {
-      metadata: { name: "kube-dns", namespace: NS, labels: DNS_LABELS },
+    new k8s.core.v1.Service(CLUSTER_DNS.service, {
+      metadata: { name: CLUSTER_DNS.service, namespace: NS, labels: DNS_LABELS },
       spec: {
         clusterIP: lab.services.dnsIP,
         selector: DNS_LABELS,

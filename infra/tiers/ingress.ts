@@ -2,11 +2,11 @@
 // in the classic setup), its IngressClass, and the lab's Ingress: Host -> business-manager.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
+import { INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Pki } from "./pki.js";
 
-export const INGRESS_NAMESPACE = "nginx-ingress";
 /** What the controller looks for in an IngressClass's spec.controller. */
 const CONTROLLER_NAME = "nginx.org/ingress-controller";
 /** The controller's readiness endpoint (/nginx-ready), on the node's own network. */
@@ -20,13 +20,13 @@ export class Ingress extends Tier {
     const { lab } = args;
     const provider = this.below(ControlPlane).k8s;
     const o = (...after: pulumi.Resource[]) => this.childOpts({ provider }, after);
-    const labels = { app: "nginx-ingress" };
+    const { namespace, name: controller, labels } = INGRESS_CONTROLLER;
 
-    const ns = new k8s.core.v1.Namespace("nginx-ingress", { metadata: { name: INGRESS_NAMESPACE } }, o());
-    const sa = new k8s.core.v1.ServiceAccount("nginx-ingress", { metadata: { name: "nginx-ingress", namespace: INGRESS_NAMESPACE } }, o(ns));
+    const ns = new k8s.core.v1.Namespace(controller, { metadata: { name: namespace } }, o());
+    const sa = new k8s.core.v1.ServiceAccount(controller, { metadata: { name: controller, namespace } }, o(ns));
     // The controller's own RBAC (deployments/rbac/rbac.yaml of v1.12.5), less its custom resources.
-    const role = new k8s.rbac.v1.ClusterRole("nginx-ingress", {
-      metadata: { name: "nginx-ingress" },
+    const role = new k8s.rbac.v1.ClusterRole(controller, {
+      metadata: { name: controller },
       rules: [
         { apiGroups: [""], resources: ["services", "endpoints", "secrets"], verbs: ["get", "list", "watch"] },
         { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch", "update", "create"] },
@@ -37,23 +37,23 @@ export class Ingress extends Tier {
         { apiGroups: ["networking.k8s.io"], resources: ["ingressclasses"], verbs: ["get"] },
       ],
     }, o());
-    new k8s.rbac.v1.ClusterRoleBinding("nginx-ingress", {
-      metadata: { name: "nginx-ingress" },
+    new k8s.rbac.v1.ClusterRoleBinding(controller, {
+      metadata: { name: controller },
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
-      subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: INGRESS_NAMESPACE }],
+      subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace }],
     }, o());
     // The adapter's serving certificate (127.0.0.1, signed by the lab CA, which every pod trusts).
     const adapterCert = this.below(Pki).certs["ingress-adapter"];
     const adapterTls = new k8s.core.v1.Secret("ingress-adapter-tls", {
-      metadata: { name: "ingress-adapter-tls", namespace: INGRESS_NAMESPACE },
+      metadata: { name: "ingress-adapter-tls", namespace },
       type: "kubernetes.io/tls",
       stringData: { "tls.crt": adapterCert.certPem, "tls.key": adapterCert.keyPem },
     }, o(ns));
-    const config = new k8s.core.v1.ConfigMap("nginx-config", { metadata: { name: "nginx-config", namespace: INGRESS_NAMESPACE }, data: {} }, o(ns));
+    const config = new k8s.core.v1.ConfigMap("nginx-config", { metadata: { name: "nginx-config", namespace }, data: {} }, o(ns));
     const ingressClass = new k8s.networking.v1.IngressClass("nginx", { metadata: { name: lab.ingress.className }, spec: { controller: CONTROLLER_NAME } }, o());
 
-    new k8s.apps.v1.DaemonSet("nginx-ingress", {
-      metadata: { name: "nginx-ingress", namespace: INGRESS_NAMESPACE, labels },
+    new k8s.apps.v1.DaemonSet(controller, {
+      metadata: { name: controller, namespace, labels },
       spec: {
         selector: { matchLabels: labels },
         template: {
@@ -84,7 +84,7 @@ export class Ingress extends Tier {
               image: this.imageRef(args, "nginx-ingress"),
               imagePullPolicy: "Never",
               args: [
-                `-nginx-configmaps=${INGRESS_NAMESPACE}/nginx-config`,
+                `-nginx-configmaps=${namespace}/nginx-config`,
                 `-ingress-class=${lab.ingress.className}`,
                 "-enable-custom-resources=false",
                 "-enable-leader-election=false",
@@ -111,7 +111,7 @@ export class Ingress extends Tier {
     new k8s.networking.v1.Ingress("lab", {
       // The controller does not report an address (no load balancer: it is on the nodes' own port 80),
       // so Pulumi must not wait for one; the ingress probe proves the route instead.
-      metadata: { name: lab.ingress.service, namespace: "default", annotations: { "pulumi.com/skipAwait": "true" } },
+      metadata: { name: lab.ingress.service, namespace: WORKLOAD_NAMESPACE, annotations: { "pulumi.com/skipAwait": "true" } },
       spec: {
         ingressClassName: ingressClass.metadata.name,
         rules: [{

@@ -4,9 +4,9 @@ import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { guestRunInputs } from "../../scripts/machines/render.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
-import { shellQuote } from "../provider/provider.js";
+import { shq } from "../../core/shell.ts";
 import { NODE_PATHS } from "../render/index.js";
-import type { Lab, LabNode } from "../lab/index.js";
+import type { Lab, LabNode } from "../../core/index.js";
 import { API_SERVER_PORT } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 
@@ -51,7 +51,7 @@ export function bundleFilesFor(node: LabNode): string[] {
  */
 export function pushBundleCommand(files: string[], ep: SshEndpoint): string {
   const transform = `s,^bin/,${NODE_PATHS.bin.slice(1)}/,;s,^cni/bin/,${NODE_PATHS.cniBin.slice(1)}/,`;
-  return `tar -C ${shellQuote(bundleDir())} --transform ${shellQuote(transform)} -cf - ${files.join(" ")} | ${sshCommandLine(ep, "tar -C / --no-same-owner -xf -")}`;
+  return `tar -C ${shq(bundleDir())} --transform ${shq(transform)} -cf - ${files.join(" ")} | ${sshCommandLine(ep, "tar -C / --no-same-owner -xf -")}`;
 }
 
 /** Where this machine reaches kube-apiserver: the loopback forward (qemu) or the lab file's endpoint (ssh). */

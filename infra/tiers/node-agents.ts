@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
-import { shellQuote } from "../provider/provider.js";
+import { shq } from "../../core/shell.ts";
 import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
@@ -14,7 +14,7 @@ import { filesDigest, nodeFiles, nodeUnits, waitFor } from "./remote.js";
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
   const remote = sshCommandLine(ep, "ctr -n k8s.io images import -");
-  return archives.map((a) => `${remote} < ${shellQuote(a)}`).join("\n");
+  return archives.map((a) => `${remote} < ${shq(a)}`).join("\n");
 }
 
 export class NodeAgents extends Tier {

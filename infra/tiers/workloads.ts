@@ -2,12 +2,11 @@
 // name), each a Deployment whose pods learn who and where they are from the downward API.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
+import { appLabels, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 
-const NS = "default";
-/** Where the probes' toolbox pods run (scripts/probes reads the same name). */
-export const PROBE_NAMESPACE = "k8slab-probe";
+const NS = WORKLOAD_NAMESPACE;
 
 /** POD_NAME, POD_IP, NODE_NAME: every reply names the pod, its IP and its node. */
 const identityEnv = [
@@ -25,15 +24,15 @@ export class Workloads extends Tier {
 
     const deployment = (w: { name: string; replicas: number; port: number }, env: k8s.types.input.core.v1.EnvVar[], probes: Partial<k8s.types.input.core.v1.Container>, dependsOn: pulumi.Resource[] = []) =>
       new k8s.apps.v1.Deployment(w.name, {
-        metadata: { name: w.name, namespace: NS, labels: { app: w.name } },
+        metadata: { name: w.name, namespace: NS, labels: appLabels(w.name) },
         spec: {
           replicas: w.replicas,
-          selector: { matchLabels: { app: w.name } },
+          selector: { matchLabels: appLabels(w.name) },
           template: {
-            metadata: { labels: { app: w.name } },
+            metadata: { labels: appLabels(w.name) },
             spec: {
               // Spread the replicas over the nodes, so Service traffic crosses the VXLAN overlay.
-              topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: { app: w.name } } }],
+              topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: appLabels(w.name) } }],
               containers: [{
                 name: w.name,
                 image: this.imageRef(args, w.name),
@@ -54,13 +53,13 @@ export class Workloads extends Tier {
       livenessProbe: { grpc: { port: dataProduct.port }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
     });
     new k8s.core.v1.Service(dataProduct.name, {
-      metadata: { name: dataProduct.name, namespace: NS, labels: { app: dataProduct.name } },
-      spec: { selector: { app: dataProduct.name }, ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve", appProtocol: "grpc" }] },
+      metadata: { name: dataProduct.name, namespace: NS, labels: appLabels(dataProduct.name) },
+      spec: { selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve", appProtocol: "grpc" }] },
     }, o());
     // Headless: DNS answers with every ready pod's IP instead of one ClusterIP (the DNS probe shows both).
-    new k8s.core.v1.Service(`${dataProduct.name}-headless`, {
-      metadata: { name: `${dataProduct.name}-headless`, namespace: NS, labels: { app: dataProduct.name } },
-      spec: { clusterIP: "None", selector: { app: dataProduct.name }, ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve" }] },
+    new k8s.core.v1.Service(headlessService(dataProduct.name), {
+      metadata: { name: headlessService(dataProduct.name), namespace: NS, labels: appLabels(dataProduct.name) },
+      spec: { clusterIP: "None", selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve" }] },
     }, o());
 
     deployment(businessManager, [{ name: "DATA_PRODUCT_ADDR", value: `${dataProduct.name}:${dataProduct.port}` }], {
@@ -69,27 +68,27 @@ export class Workloads extends Tier {
     }, [dp]);
     // A NodePort Service is a ClusterIP Service too: one object gives both paths the probes take.
     new k8s.core.v1.Service(businessManager.name, {
-      metadata: { name: businessManager.name, namespace: NS, labels: { app: businessManager.name } },
+      metadata: { name: businessManager.name, namespace: NS, labels: appLabels(businessManager.name) },
       spec: {
         type: "NodePort",
-        selector: { app: businessManager.name },
+        selector: appLabels(businessManager.name),
         ports: [{ name: "http", port: businessManager.port, targetPort: "serve", nodePort: businessManager.nodePort }],
       },
     }, o());
 
     // The probes' vantage points: one toolbox pod per node (curl, dig, ip, ping, tcpdump), in a namespace of their own.
-    const probeNs = new k8s.core.v1.Namespace(PROBE_NAMESPACE, { metadata: { name: PROBE_NAMESPACE } }, o());
-    new k8s.apps.v1.DaemonSet("toolbox", {
-      metadata: { name: "toolbox", namespace: PROBE_NAMESPACE, labels: { app: "toolbox" } },
+    const probeNs = new k8s.core.v1.Namespace(TOOLBOX.namespace, { metadata: { name: TOOLBOX.namespace } }, o());
+    new k8s.apps.v1.DaemonSet(TOOLBOX.daemonSet, {
+      metadata: { name: TOOLBOX.daemonSet, namespace: TOOLBOX.namespace, labels: TOOLBOX.labels },
       spec: {
-        selector: { matchLabels: { app: "toolbox" } },
+        selector: { matchLabels: TOOLBOX.labels },
         template: {
-          metadata: { labels: { app: "toolbox" } },
+          metadata: { labels: TOOLBOX.labels },
           spec: {
             terminationGracePeriodSeconds: 1,
             containers: [{
-              name: "toolbox",
-              image: this.imageRef(args, "toolbox"),
+              name: TOOLBOX.daemonSet,
+              image: this.imageRef(args, TOOLBOX.image),
               imagePullPolicy: "Never",
               // tcpdump inside the pod sees the pod's own eth0: capturing needs these capabilities.
               securityContext: { capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },

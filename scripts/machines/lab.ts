@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { netDown, netnsExists, netStatus, netUp, type NetStatus } from './labnet.ts';
 import { labVmNames, readLabNetns, vmDown, vmStatus, type VmStatus } from './qemu.ts';
-import { type LabNetSpec, labPaths, parseLabNetSpec } from './spec.ts';
+import { type LabNetSpec, parseLabNetSpec } from './spec.ts';
+import { labPaths } from '../../core/paths.ts';
 import { ensureLabKey } from './ssh.ts';
 
 export interface LabNetUpResult {

@@ -129,7 +129,7 @@ export function checkMemory(machines: Pick<MachineSpec, 'memoryMiB' | 'name'>[],
 export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean } = {}): Promise<string[]> {
   const lan = lanOf({ address: lab.net.gatewayCidr.split('/')[0], prefixLength: Number(lab.net.gatewayCidr.split('/')[1]) });
   const ports = lab.machines.flatMap((m, i) =>
-    forwardsOf(m).map((f, j) => ({ port: f.host, field: `machines.${i}.${j === 0 ? 'sshPort' : `extraForwards.${j - 1}.host`}` })),
+    forwardsOf(m).map((f, j) => ({ port: f.host, field: `machines[${i}].${j === 0 ? 'sshPort' : `extraForwards[${j - 1}].host`}` })),
   );
   return [
     ...checkRoot(),
@@ -143,7 +143,7 @@ export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean
 
 /** What one VM needs right before it starts (its ports: only those not already forwarded by us). */
 export async function preflightVm(spec: MachineSpec, ports: number[]): Promise<string[]> {
-  const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? 'sshPort' : `extraForwards.${j - 1}.host`]));
+  const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? 'sshPort' : `extraForwards[${j - 1}].host`]));
   return [
     ...checkRoot(),
     ...checkTools(['qemu-system-x86_64', 'qemu-img', 'mkfs.ext4', 'ip', 'nsenter', 'socat', 'ssh', 'ssh-keygen', 'timeout']),

@@ -21,18 +21,9 @@ import {
   seedDirModes,
   seedFiles,
 } from './render.ts';
-import {
-  type MachineSpec,
-  type MachineSpecInput,
-  type SshEndpoint,
-  cacheRoot,
-  forwardsOf,
-  labPaths,
-  netOf,
-  parseMachineSpec,
-  tapFor,
-  vmPaths,
-} from './spec.ts';
+import { type MachineSpec, type MachineSpecInput, type SshEndpoint, cacheRoot, forwardsOf, netOf, parseMachineSpec } from './spec.ts';
+import { tapOf } from '../../core/names.ts';
+import { labPaths, vmPaths } from '../../core/paths.ts';
 import { ensureHostKey, ensureLabKey, waitForSsh } from './ssh.ts';
 
 function note(line: string) {
@@ -295,7 +286,7 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
     fs.rmSync(p.overlay, { force: true });
     await $`qemu-img create -q -f qcow2 -F qcow2 -b ${image.rootfs} ${p.overlay}`.quiet();
   }
-  await tapUp(netns, bridge, tapFor(spec.name));
+  await tapUp(netns, bridge, tapOf(spec.name));
 
   fs.appendFileSync(p.console, `\n===== k8slab vm-up ${spec.name} ${new Date().toISOString()} accel=${accel} =====\n`);
   fs.rmSync(p.pid, { force: true });
@@ -343,7 +334,7 @@ export async function vmDown(ref: { lab: string; name: string; netns?: string })
   const p = vmPaths(ref.lab, ref.name);
   await stopVm(ref.lab, ref.name);
   const netns = ref.netns ?? readLabNetns(ref.lab);
-  if (netns) await tapDown(netns, tapFor(ref.name));
+  if (netns) await tapDown(netns, tapOf(ref.name));
   fs.rmSync(p.dir, { recursive: true, force: true });
   await writeLabKnownHosts(ref.lab);
 }

@@ -1,6 +1,8 @@
 // Pure renderers of the machine layer: QEMU argv, kernel cmdline, per-VM seed files, forwarder argv. No I/O.
-import type { MachineSpec, VmPaths } from './spec.ts';
-import { forwardsOf, macFor, netOf, tapFor, uuidFor } from './spec.ts';
+import type { MachineSpec } from './spec.ts';
+import type { VmPaths } from '../../core/paths.ts';
+import { forwardsOf, macFor, netOf, uuidFor } from './spec.ts';
+import { tapOf } from '../../core/names.ts';
 
 /** Filesystem label of the per-VM seed disk; guest/k8slab-seed.service waits for this label. */
 export const SEED_LABEL = 'k8slabseed';
@@ -72,7 +74,7 @@ export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, ac
     // cache=unsafe: no host fsync for guest flushes (etcd fsyncs a lot); the overlay is disposable.
     '-drive', `file=${paths.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap`,
     '-drive', `file=${paths.seed},if=virtio,format=raw,readonly=on`,
-    '-netdev', `tap,id=lan,ifname=${tapFor(name)},script=no,downscript=no`,
+    '-netdev', `tap,id=lan,ifname=${tapOf(name)},script=no,downscript=no`,
     '-device', `virtio-net-pci,netdev=lan,mac=${macFor(lab, name)}`,
     '-device', 'virtio-rng-pci',
     '-chardev', `file,id=console,path=${paths.console},append=on`,

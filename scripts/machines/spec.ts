@@ -1,27 +1,24 @@
-// The machine layer's input shapes (validated with zod), their derived names, and where things live on disk.
+// The machine layer's input shapes (validated with zod, from the lab schema's own field types), and
+// the identities derived for a VM (MAC, SMBIOS UUID). Names come from core/names.ts, paths from core/paths.ts.
 import { createHash } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
-import { cacheRoot } from '../toolchain/paths.ts';
 import { z } from 'zod';
+import { formatPath } from '../../core/lab.ts';
+import { LAN_BRIDGE, netnsOf, NETNS_MAX } from '../../core/names.ts';
+import { cpus, dnsLabel, ifName, memoryMiB, port } from '../../core/schema.ts';
+import { cacheRoot } from '../toolchain/paths.ts';
 
-// Lab and node names are RFC 1123 labels, as in the lab file. They name files, a namespace, a hostname.
-const dnsLabel = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a lowercase RFC 1123 label (a-z, 0-9, '-')");
 const labName = dnsLabel;
 const nodeName = dnsLabel;
-const port = z.number().int().min(1).max(65535);
-// Linux interface names: at most 15 bytes, no "/" or whitespace.
-const ifName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'an interface name of at most 15 characters');
+const netnsName = z.string().regex(new RegExp(`^[A-Za-z0-9_.-]{1,${NETNS_MAX}}$`), `a network namespace name of at most ${NETNS_MAX} characters`);
 
 /** One lab's LAN: a network namespace holding a bridge that carries the gateway address. */
 export const LabNetSpecSchema = z.strictObject({
   /** Lab name; names the namespace and the state folders. */
   lab: labName,
   /** Network namespace that holds the LAN (default: k8slab-<lab>). */
-  netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
+  netns: netnsName,
   /** Bridge inside the namespace (its name is private to the namespace). */
   bridge: ifName,
   /** Gateway address with prefix, e.g. 192.168.0.1/24; the namespace is also the lab's "outside client". */
@@ -39,14 +36,14 @@ export const MachineSpecSchema = z.strictObject({
   prefixLength: z.number().int().min(8).max(30),
   /** Default gateway on the LAN (the namespace's bridge address). */
   gateway: z.ipv4(),
-  cpus: z.number().int().min(1).max(64),
-  memoryMiB: z.number().int().min(256).max(262144),
+  cpus,
+  memoryMiB,
   /** Host loopback port forwarded to the VM's sshd. */
   sshPort: port,
   /** More host-loopback forwards, e.g. {host: 6443, guest: 6443} for the API server on node1. */
   extraForwards: z.array(z.strictObject({ host: port, guest: port })).default([]),
   /** Namespace and bridge of the LAN (default: derived from lab, as net-up does). */
-  netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+  netns: netnsName.optional(),
   bridge: ifName.optional(),
   /** Extra /etc/hosts entries, normally every node of the lab. */
   hosts: z.array(z.strictObject({ name: z.string().min(1), address: z.ipv4() })).default([]),
@@ -85,22 +82,13 @@ export interface SshEndpoint {
   knownHostsFile: string;
 }
 
-export function netnsFor(lab: string): string {
-  return `k8slab-${lab}`;
-}
-
-/** Default LAN for a lab: namespace k8slab-<lab>, bridge "lan0". */
+/** Default LAN for a lab: namespace k8slab-<lab>, bridge LAN_BRIDGE. */
 export function defaultLabNet(lab: string, gatewayCidr: string): LabNetSpec {
-  return { lab, netns: netnsFor(lab), bridge: 'lan0', gatewayCidr };
+  return { lab, netns: netnsOf(lab), bridge: LAN_BRIDGE, gatewayCidr };
 }
 
 export function netOf(spec: MachineSpec): { netns: string; bridge: string } {
-  return { netns: spec.netns ?? netnsFor(spec.lab), bridge: spec.bridge ?? 'lan0' };
-}
-
-/** The VM's tap in the lab namespace: tap-<node>, or a hash when that would pass the kernel's 15-byte limit. */
-export function tapFor(name: string): string {
-  return name.length <= 11 ? `tap-${name}` : `tap-${createHash('sha256').update(name).digest('hex').slice(0, 11)}`;
+  return { netns: spec.netns ?? netnsOf(spec.lab), bridge: spec.bridge ?? LAN_BRIDGE };
 }
 
 function digest(text: string): Buffer {
@@ -130,81 +118,14 @@ export { cacheRoot };
 export function imagesDir(): string {
   return path.join(cacheRoot(), 'images');
 }
-/** Lab state (keys, overlays, logs); everything under it is removed by `down`. */
-export function stateRoot(): string {
-  return process.env.K8SLAB_STATE || path.join(os.homedir(), '.local', 'state', 'k8slab');
-}
-/** Pidfiles and sockets: volatile, so a host reboot never leaves stale pids to act on. */
-export function runRoot(): string {
-  return process.env.K8SLAB_RUN || '/run/k8slab';
-}
-
-export interface LabPaths {
-  dir: string;
-  key: string;
-  pubKey: string;
-  knownHosts: string;
-  logs: string;
-  vms: string;
-  run: string;
-}
-export function labPaths(lab: string): LabPaths {
-  const dir = path.join(stateRoot(), 'labs', lab);
-  return {
-    dir,
-    key: path.join(dir, 'id_ed25519'),
-    pubKey: path.join(dir, 'id_ed25519.pub'),
-    knownHosts: path.join(dir, 'known_hosts'),
-    logs: path.join(dir, 'logs'),
-    vms: path.join(dir, 'vms'),
-    run: path.join(runRoot(), lab),
-  };
-}
-
-function socketPath(p: string): string {
-  return p.length < 100 ? p : path.join(runRoot(), `${createHash('sha256').update(p).digest('hex').slice(0, 16)}.qmp`);
-}
-
-export interface VmPaths {
-  dir: string;
-  overlay: string;
-  seed: string;
-  hostKey: string;
-  knownHosts: string;
-  state: string;
-  console: string;
-  pid: string;
-  qmp: string;
-  fwdPid: (hostPort: number) => string;
-  fwdLog: (hostPort: number) => string;
-}
-export function vmPaths(lab: string, name: string): VmPaths {
-  const l = labPaths(lab);
-  const dir = path.join(l.vms, name);
-  return {
-    dir,
-    overlay: path.join(dir, 'disk.qcow2'),
-    seed: path.join(dir, 'seed.img'),
-    hostKey: path.join(dir, 'ssh_host_ed25519_key'),
-    knownHosts: path.join(dir, 'known_hosts'),
-    state: path.join(dir, 'state.json'),
-    console: path.join(l.logs, `${name}.console.log`),
-    pid: path.join(l.run, `${name}.qemu.pid`),
-    // A unix socket path must fit in 108 bytes; long lab and node names fall back to a hash.
-    qmp: socketPath(path.join(l.run, `${name}.qmp`)),
-    fwdPid: (p) => path.join(l.run, `${name}.fwd-${p}.pid`),
-    fwdLog: (p) => path.join(l.logs, `${name}.fwd-${p}.log`),
-  };
-}
-
 /** Every host-loopback forward of a machine, ssh first. */
 export function forwardsOf(spec: MachineSpec): { host: number; guest: number }[] {
   return [{ host: spec.sshPort, guest: 22 }, ...spec.extraForwards];
 }
 
-/** zod issues as "path: reason" lines, the project's error format. */
-export function issueLines(error: z.ZodError, prefix = ''): string[] {
-  return error.issues.map((i) => `${[prefix, ...i.path.map(String)].filter(Boolean).join('.') || '(root)'}: ${i.message}`);
+/** zod issues as "path: reason" lines, the project's error format (the lab file's paths: machines[0].gateway). */
+export function issueLines(error: z.ZodError, prefix: PropertyKey[] = []): string[] {
+  return error.issues.map((i) => `${formatPath([...prefix, ...i.path])}: ${i.message}`);
 }
 
 export class SpecError extends Error {
@@ -245,15 +166,15 @@ export function parseLabMachines(input: unknown): LabMachines {
     try {
       parseMachineSpec(m);
     } catch (e) {
-      if (e instanceof SpecError) problems.push(...e.problems.map((p) => `machines.${i}.${p}`));
+      if (e instanceof SpecError) problems.push(...e.problems.map((p) => `machines[${i}].${p}`));
       else throw e;
     }
-    if (m.lab !== lab.net.lab) problems.push(`machines.${i}.lab: ${m.lab} differs from net.lab ${lab.net.lab}`);
+    if (m.lab !== lab.net.lab) problems.push(`machines[${i}].lab: ${m.lab} differs from net.lab ${lab.net.lab}`);
     if (m.gateway !== gw || String(m.prefixLength) !== gwPrefix)
-      problems.push(`machines.${i}.gateway: ${m.gateway}/${m.prefixLength} differs from net.gatewayCidr ${lab.net.gatewayCidr}`);
+      problems.push(`machines[${i}].gateway: ${m.gateway}/${m.prefixLength} differs from net.gatewayCidr ${lab.net.gatewayCidr}`);
     const { netns, bridge } = netOf(m);
-    if (netns !== lab.net.netns) problems.push(`machines.${i}.netns: ${netns} differs from net.netns ${lab.net.netns}`);
-    if (bridge !== lab.net.bridge) problems.push(`machines.${i}.bridge: ${bridge} differs from net.bridge ${lab.net.bridge}`);
+    if (netns !== lab.net.netns) problems.push(`machines[${i}].netns: ${netns} differs from net.netns ${lab.net.netns}`);
+    if (bridge !== lab.net.bridge) problems.push(`machines[${i}].bridge: ${bridge} differs from net.bridge ${lab.net.bridge}`);
   });
   const seen = new Map<string, string>();
   lab.machines.forEach((m, i) => {
@@ -264,8 +185,8 @@ export function parseLabMachines(input: unknown): LabMachines {
     ] as const) {
       const k = `${what}:${v}`;
       const where = what === 'port' ? 'sshPort/extraForwards' : what;
-      if (seen.has(k)) problems.push(`machines.${i}.${where}: ${v} is also used by ${seen.get(k)}`);
-      else seen.set(k, `machines.${i}`);
+      if (seen.has(k)) problems.push(`machines[${i}].${where}: ${v} is also used by ${seen.get(k)}`);
+      else seen.set(k, `machines[${i}]`);
     }
   });
   if (problems.length) throw new SpecError(problems);

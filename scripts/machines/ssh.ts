@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { $, sleep } from 'zx';
-import { type SshEndpoint, type SshHostSpec, labPaths } from './spec.ts';
+import { type SshEndpoint, type SshHostSpec } from './spec.ts';
+import { labPaths } from '../../core/paths.ts';
+import { shq } from '../../core/shell.ts';
 
 /** The lab's ed25519 key pair (no passphrase), created once per lab. */
 export async function ensureLabKey(lab: string): Promise<{ keyFile: string; publicKey: string }> {
@@ -43,22 +45,23 @@ export function sshOptions(ep: SshEndpoint, opts: { connectTimeoutSec?: number; 
   ];
 }
 
+/** The end of an ssh argv: the user as an option, and `--` so no host name can be read as an option. */
+export function sshDestination(ep: Pick<SshEndpoint, 'user' | 'host'>): string[] {
+  return ['-l', ep.user, '--', ep.host];
+}
+
 /** argv for `ssh` running command on the endpoint (command is passed to the remote shell as one string). */
 export function sshArgv(ep: SshEndpoint, command: string, opts: { acceptNew?: boolean; jump?: SshEndpoint } = {}): string[] {
   const jump = opts.jump
     ? // ProxyCommand through the jump host's sshd: the TCP connection to the target starts on the jump host.
-      ['-o', `ProxyCommand=ssh ${sshOptions(opts.jump).map(quoteForSsh).join(' ')} -W %h:%p ${opts.jump.user}@${opts.jump.host}`]
+      ['-o', `ProxyCommand=ssh ${[...sshOptions(opts.jump), '-W', '%h:%p', ...sshDestination(opts.jump)].map(shq).join(' ')}`]
     : [];
-  return ['ssh', ...sshOptions(ep, opts), ...jump, `${ep.user}@${ep.host}`, command];
+  return ['ssh', ...sshOptions(ep, opts), ...jump, ...sshDestination(ep), command];
 }
 
 /** The same ssh invocation as one shell command line, for a pipeline run by bash (stdin flows to the remote command). */
 export function sshCommandLine(ep: SshEndpoint, command: string): string {
-  return sshArgv(ep, command).map(quoteForSsh).join(" ");
-}
-
-function quoteForSsh(arg: string): string {
-  return /^[A-Za-z0-9_./=:@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+  return sshArgv(ep, command).map(shq).join(" ");
 }
 
 /** Run a command over ssh; resolves with stdout, rejects with stderr on a non-zero exit. */

@@ -1,5 +1,6 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
-import { TIMEOUT, TOOLBOX } from "./contract.js";
+import { TIMEOUT } from "./contract.js";
+import { TOOLBOX } from "../../core/names.js";
 import { parseRows } from "./parse.js";
 import { broken, type ClusterReader, type Exec, type PodRef, type ProbeContext } from "./types.js";
 

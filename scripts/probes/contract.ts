@@ -1,23 +1,4 @@
 // What the probes rely on: the names the cluster must provide, the tiers and what each stands on, per-step timeouts.
-import path from "node:path";
-import { labPaths } from "../machines/spec.ts";
-
-/** The probe pods: a DaemonSet, so every node has one pod to send from and to. They run `sleep infinity`. */
-export const TOOLBOX = { namespace: "k8slab-probe", daemonSet: "toolbox", selector: "app=toolbox" } as const;
-
-/** The workloads' namespace; their pods carry app=<name>, and data-product also has a headless Service. */
-export const WORKLOAD_NAMESPACE = "default";
-export const appSelector = (name: string) => `app=${name}`;
-export const headlessService = (name: string) => `${name}-headless`;
-
-/** CoreDNS, under the names every Kubernetes DNS client and tool expects. */
-export const CLUSTER_DNS = { namespace: "kube-system", service: "kube-dns", selector: "k8s-app=kube-dns" } as const;
-
-/** The ingress controller runs with hostNetwork: it listens on port 80 of the node(s) it runs on. */
-export const INGRESS_CONTROLLER = { namespace: "nginx-ingress", port: 80 } as const;
-
-/** The nodes' LAN NIC (the node image boots with net.ifnames=0); VXLAN packets cross it. */
-export const UNDERLAY_NIC = "eth0";
 
 /** Source port of the underlay probe's UDP datagrams: it tells them apart from flannel's own VXLAN traffic. */
 export const UNDERLAY_PROBE_SOURCE_PORT = 58472;
@@ -80,5 +61,3 @@ export const TIER_DEPENDENCIES: Record<TierId, { hard: TierId[]; soft?: TierId[]
   "business-flow": { hard: ["ingress", "dns"] },
 };
 
-/** The admin kubeconfig the ControlPlane tier writes (same place as its adminKubeconfigFile; not imported, to keep Pulumi out of the probe's start-up). */
-export const adminKubeconfig = (labName: string) => path.join(labPaths(labName).dir, "admin.kubeconfig");

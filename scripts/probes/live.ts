@@ -2,14 +2,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import type { Lab, LabNode } from "../../infra/lab/index.js";
+import type { Lab, LabNode } from "../../core/index.js";
 import { vmStatus } from "../machines/qemu.ts";
-import { labPaths, type SshEndpoint } from "../machines/spec.ts";
-import { sshOptions } from "../machines/ssh.ts";
+import { type SshEndpoint } from "../machines/spec.ts";
+import { labPaths } from "../../core/paths.ts";
+import { sshDestination, sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.js";
 import { AGENT_SCRIPT, startAgent, type Agent } from "./agent.js";
-import { adminKubeconfig } from "./contract.js";
-import { shq } from "./parse.js";
+import { shq } from "../../core/shell.js";
 import { splitSteps, stepsScript } from "./steps.js";
 import type { Exec, LabAccess } from "./types.js";
 
@@ -87,7 +87,7 @@ export function enterContainer(containerID: string, command: string): string | u
 }
 
 export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
-  const kubeconfig = opts.kubeconfig ?? adminKubeconfig(lab.name);
+  const kubeconfig = opts.kubeconfig ?? labPaths(lab.name).adminKubeconfig;
   const kubectlBin = path.join(bundleBinDir(), "kubectl");
   // One agent per node (one ssh session), started by the first command for that node.
   const agents = new Map<string, Agent>();
@@ -98,7 +98,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       if (!ep) return undefined;
       // The handshake is paid once, on a guest that may be busy: a longer connect timeout than a step's slack.
       const remote = `exec perl -e ${shq(AGENT_SCRIPT)} ${AGENT_LOCK}`;
-      agents.set(name, startAgent(name, ["ssh", "-T", ...sshOptions(ep, { connectTimeoutSec: AGENT_CONNECT_SEC }), `${ep.user}@${ep.host}`, remote]));
+      agents.set(name, startAgent(name, ["ssh", "-T", ...sshOptions(ep, { connectTimeoutSec: AGENT_CONNECT_SEC }), ...sshDestination(ep), remote]));
     }
     return agents.get(name);
   };

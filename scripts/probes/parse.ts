@@ -1,7 +1,5 @@
 // Pure parsers for the evidence probes collect (iproute2 JSON, etcdctl, iptables-save, tcpdump, ping, dig, curl, kubectl), and the commands whose output format they fix.
-
-/** Single-quotes a string for a POSIX shell. */
-export const shq = (s: string) => (/^[A-Za-z0-9_./=:@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+import { shq } from "../../core/shell.ts";
 
 function json<T>(text: string): T[] {
   const t = text.trim();

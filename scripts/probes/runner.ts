@@ -1,5 +1,5 @@
 // Runs the selected tiers side by side from the start, reads and traffic alike, and reports them bottom-up: records each tier's evidence, and reports a tier whose foundation broke as blocked.
-import type { Lab } from "../../infra/lab/index.js";
+import type { Lab } from "../../core/index.js";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
 import { describeLoad, readNodeLoads } from "./load.js";
 import { TIERS } from "./tiers/index.js";

@@ -1,5 +1,5 @@
 // The probes' data: how a probe touches the lab (one injectable interface), what a tier is, and what it reports.
-import type { Lab } from "../../infra/lab/index.js";
+import type { Lab } from "../../core/index.js";
 import type { TierId } from "./contract.js";
 
 /** One command a probe ran, as evidence: where, what, and what came back. */

@@ -3,8 +3,8 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import type { Lab } from "../../infra/lab/index.js";
-import { EXIT } from "../exit.js";
+import type { Lab } from "../../core/index.js";
+import { EXIT } from "../../core/exit.js";
 import { liveAccess, type LiveAccess } from "../probes/live.js";
 import { soakArgs } from "./args.js";
 import { cpuPerMinute, parseProcessCpu, PROCESS_CPU_COMMAND, readNodeLoads, type NodeLoad } from "../probes/load.js";

@@ -3,7 +3,7 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { EXIT } from "../exit.js";
+import { EXIT } from "../../core/exit.js";
 import { probeLab } from "../probes/command.js";
 import { soakArgs } from "./args.js";
 import { percentile } from "./soak.js";

@@ -7,10 +7,10 @@ import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import type { Lab } from "../../infra/lab/index.js";
-import { EXIT } from "../exit.js";
+import type { Lab } from "../../core/index.js";
+import { EXIT } from "../../core/exit.js";
 import { probeLab } from "../probes/command.js";
-import { adminKubeconfig } from "../probes/contract.js";
+import { labPaths } from "../../core/paths.ts";
 import { liveAccess } from "../probes/live.js";
 import { readNodeLoads, type NodeLoad } from "../probes/load.js";
 import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.js";
@@ -65,7 +65,7 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   const sample = async () => {
     const at = new Date().toISOString();
     const started = Date.now();
-    const r = await $({ nothrow: true, quiet: true })`${bundleBinDir()}/kubectl --kubeconfig=${adminKubeconfig(lab.name)} --request-timeout=10s get nodes -o ${NODE_READY_ROWS}`;
+    const r = await $({ nothrow: true, quiet: true })`${bundleBinDir()}/kubectl --kubeconfig=${labPaths(lab.name).adminKubeconfig} --request-timeout=10s get nodes -o ${NODE_READY_ROWS}`;
     kubectlSeconds.push((Date.now() - started) / 1000);
     if (r.exitCode !== 0) rec.kubectl.failed++;
     const ready = new Map(r.stdout.trim().split("\n").map((l) => l.split("\t") as [string, string]));

@@ -11,7 +11,8 @@ import { labDown, labNetUp } from '../../scripts/machines/lab.ts';
 import { netnsExists } from '../../scripts/machines/labnet.ts';
 import { preflightLab } from '../../scripts/machines/preflight.ts';
 import { listening, vmStatus, vmUp, type VmUpResult } from '../../scripts/machines/qemu.ts';
-import { defaultLabNet, labPaths, parseLabMachines, type MachineSpecInput } from '../../scripts/machines/spec.ts';
+import { defaultLabNet, parseLabMachines, type MachineSpecInput } from '../../scripts/machines/spec.ts';
+import { labPaths } from '../../core/paths.ts';
 import { sshRun } from '../../scripts/machines/ssh.ts';
 
 const LAB = process.env.K8SLAB_E2E_LAB ?? 'e2e-machines';

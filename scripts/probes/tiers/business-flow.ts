@@ -1,5 +1,6 @@
 // Tier 9, the business flow: outside client -> ingress -> business-manager (HTTP) -> data-product (gRPC), end to end.
-import { appSelector, INGRESS_CONTROLLER, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { TIMEOUT } from "../contract.js";
+import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { describePod, isServing, podsOf, type Pod } from "../cluster.js";
 import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";

@@ -1,6 +1,7 @@
 // Tier 6, DNS: from a pod, the cluster DNS Service answers for a Service, a headless Service and a name that exists nowhere.
 import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
-import { CLUSTER_DNS, DNS_MISS_NAME, headlessService, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { DNS_MISS_NAME, TIMEOUT } from "../contract.js";
+import { CLUSTER_DNS, headlessService, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { digCommand, parseDig, parseResolvConf, type DigResult } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
 

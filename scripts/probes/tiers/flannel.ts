@@ -1,5 +1,5 @@
 // Tier 2, flannel: etcd's subnet leases, flannel.1 on every node, and per remote node one route, one neighbour and one FDB entry, all agreeing.
-import type { LabNode } from "../../../infra/lab/index.js";
+import type { LabNode } from "../../../core/index.js";
 import { etcdctlCommand, FLANNEL_ETCD_PREFIX } from "../../../infra/render/etcd.js";
 import { TIMEOUT } from "../contract.js";
 import { parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink, type FlannelLease } from "../parse.js";

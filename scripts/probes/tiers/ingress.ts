@@ -1,8 +1,9 @@
 // Tier 8, ingress: the outside client asks nginx on a node's port 80 with the lab's Host header, and business-manager answers.
-import { appSelector, BUSINESS_READY_PATH, INGRESS_CONTROLLER, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { BUSINESS_READY_PATH, TIMEOUT } from "../contract.js";
+import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { isServing, podsOf } from "../cluster.js";
 import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl, type CurlResult } from "../parse.js";
-import type { Lab } from "../../../infra/lab/index.js";
+import type { Lab } from "../../../core/index.js";
 import type { ClusterReader, Tier } from "../types.js";
 
 /** What to do when nginx answers, but not with business-manager. */

@@ -1,6 +1,7 @@
 // Tier 7, NodePort: from the outside client to every node's NodePort, through KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*.
 import { serviceOf } from "../cluster.js";
-import { TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
+import { TIMEOUT } from "../contract.js";
+import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
 

@@ -1,7 +1,9 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
 import { podsOf, toolboxOn } from "../cluster.js";
-import { TIMEOUT, TOOLBOX, UNDERLAY_NIC } from "../contract.js";
-import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand, shq } from "../parse.js";
+import { TIMEOUT } from "../contract.js";
+import { TOOLBOX, UNDERLAY_NIC } from "../../../core/names.js";
+import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.js";
+import { shq } from "../../../core/shell.js";
 import type { Tier } from "../types.js";
 import { capture, captureAround } from "../capture.js";
 import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.js";

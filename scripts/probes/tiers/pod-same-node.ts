@@ -1,7 +1,8 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
-import type { LabNode } from "../../../infra/lab/index.js";
+import type { LabNode } from "../../../core/index.js";
 import { isServing, podsOf, toolboxOn, type Pod } from "../cluster.js";
-import { appSelector, TIMEOUT, TOOLBOX, WORKLOAD_NAMESPACE } from "../contract.js";
+import { TIMEOUT } from "../contract.js";
+import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
 import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.js";
 

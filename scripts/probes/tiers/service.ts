@@ -1,7 +1,9 @@
 // Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
 import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
-import { SERVICE_REQUESTS, TIMEOUT, WORKLOAD_NAMESPACE } from "../contract.js";
-import { curlCommand, parseCurl, parseIptablesNat, serviceRules, shq } from "../parse.js";
+import { SERVICE_REQUESTS, TIMEOUT } from "../contract.js";
+import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
+import { curlCommand, parseCurl, parseIptablesNat, serviceRules } from "../parse.js";
+import { shq } from "../../../core/shell.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
 
 /** Counters included: each rule's packet count in the nat table is a count of new connections. */

@@ -1,8 +1,9 @@
 // The lab file's shape: a strict zod schema (unknown keys are errors), with defaults and field formats.
 import { z } from "zod";
+import { IFNAME_MAX } from "./names.js";
 import { cidrProblem, parseAddress } from "./net.js";
 
-const ipv4 = z.string().refine((s) => parseAddress(s) !== undefined, {
+export const ipv4 = z.string().refine((s) => parseAddress(s) !== undefined, {
   error: (iss) => `"${String(iss.input)}" is not an IPv4 address (a.b.c.d)`,
 });
 
@@ -11,10 +12,10 @@ const cidr = z.string().check((ctx) => {
   if (problem) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
 });
 
-const port = z.int().min(1).max(65535);
+export const port = z.int().min(1).max(65535);
 
 // RFC 1123 label: what Kubernetes accepts as a node or Service name.
-const dnsLabel = z
+export const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, '-')");
 
@@ -29,6 +30,12 @@ const sshEndpoint = z.strictObject({
   keyFile: z.string().min(1).describe("Private key file; relative paths are taken from the lab file's folder."),
 });
 
+/** A Linux interface name (IFNAME_MAX bytes). */
+export const ifName = z.string().regex(new RegExp(`^[A-Za-z0-9_.-]{1,${IFNAME_MAX}}$`), `an interface name of at most ${IFNAME_MAX} characters`);
+/** What QEMU is given; the machine layer accepts the same. */
+export const cpus = z.int().min(1).max(64);
+export const memoryMiB = z.int().min(512).max(262144);
+
 const node = z.strictObject({
   name: dnsLabel.describe("Host name and Kubernetes Node name."),
   address: ipv4.describe("The node's address on the lab LAN."),
@@ -36,8 +43,8 @@ const node = z.strictObject({
     .array(z.enum(["control-plane", "worker"]))
     .min(1)
     .describe("control-plane runs etcd, kube-apiserver, controller-manager and scheduler."),
-  cpus: z.int().min(1).max(64).default(2),
-  memoryMiB: z.int().min(512).default(2048),
+  cpus: cpus.default(2),
+  memoryMiB: memoryMiB.default(2048),
   ssh: sshEndpoint.optional().describe("Only with driver kind ssh: how to reach an existing host."),
 });
 

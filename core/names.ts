@@ -1,0 +1,62 @@
+// Every name a lab has, defined once: on the host (namespace, bridge, taps), on the nodes (NIC,
+// flannel's device) and in the cluster (namespaces, labels, Services). The Pulumi tiers create
+// these objects, the probes look for them, the machine layer and the tests use the same names.
+import { createHash } from "node:crypto";
+
+/** The Kubernetes limit on a label (a Service or namespace name): RFC 1123, 63 characters. */
+export const DNS_LABEL_MAX = 63;
+
+/** The host network namespace that holds a lab's LAN (bridge, taps, the outside client). */
+export const netnsOf = (lab: string) => `k8slab-${lab}`;
+/** /run/netns/NAME: the machine layer accepts at most 64 characters, so a lab name at most 57. */
+export const NETNS_MAX = 64;
+
+/** The bridge inside the lab's namespace that the nodes' taps plug into (its name is private to the namespace). */
+export const LAN_BRIDGE = "lan0";
+
+/** A Linux interface name: at most 15 bytes (IFNAMSIZ less the NUL). */
+export const IFNAME_MAX = 15;
+
+/** The VM's tap in the lab namespace: tap-<node>, or a hash when that would pass IFNAME_MAX. */
+export function tapOf(node: string): string {
+  return node.length <= IFNAME_MAX - 4 ? `tap-${node}` : `tap-${createHash("sha256").update(node).digest("hex").slice(0, 11)}`;
+}
+
+/** The nodes' LAN NIC (the node image boots with net.ifnames=0); VXLAN packets cross it. */
+export const UNDERLAY_NIC = "eth0";
+
+/** flanneld names its VXLAN device after the VNI (flannel.<VNI>): it is derived, never chosen. */
+export const flannelDevice = (vni: number) => `flannel.${vni}`;
+
+/** Where flanneld keeps its network config and subnet leases in etcd (its default prefix). */
+export const FLANNEL_ETCD_PREFIX = "/coreos.com/network";
+
+/** The label every workload, the toolbox and the ingress controller select their pods by. */
+export const appLabels = (name: string) => ({ app: name });
+/** The same label as a kubectl selector. */
+export const appSelector = (name: string) => `app=${name}`;
+
+/** The workloads' namespace. */
+export const WORKLOAD_NAMESPACE = "default";
+/** data-product's second Service: DNS answers it with every ready pod's IP. */
+export const headlessService = (name: string) => `${name}-headless`;
+/** Service names the cluster itself owns in the workloads' namespace: no workload may take one. */
+export const RESERVED_WORKLOAD_NAMES = ["kubernetes"] as const;
+
+/** The probe pods: a DaemonSet, so every node has one pod to send from and to. They run `sleep infinity`. */
+export const TOOLBOX = { namespace: "k8slab-probe", daemonSet: "toolbox", image: "toolbox", selector: appSelector("toolbox"), labels: appLabels("toolbox") } as const;
+
+/** CoreDNS, under the names every Kubernetes DNS client and tool expects. */
+export const CLUSTER_DNS = {
+  namespace: "kube-system",
+  deployment: "coredns",
+  service: "kube-dns",
+  labels: { "k8s-app": "kube-dns" },
+  selector: "k8s-app=kube-dns",
+} as const;
+
+/** The ingress controller: a DaemonSet with hostNetwork, listening on port 80 of the node it runs on. */
+export const INGRESS_CONTROLLER = { namespace: "nginx-ingress", name: "nginx-ingress", labels: appLabels("nginx-ingress"), port: 80 } as const;
+
+/** The taint a node without the worker role carries: only control-plane pods (and DaemonSets that tolerate it) run there. */
+export const CONTROL_PLANE_TAINT = { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" } as const;

@@ -1,0 +1,76 @@
+// Where a lab's files live on this host: state (keys, VM disks, logs, the admin kubeconfig) and
+// volatile run files (pidfiles, sockets). Derived from the lab's name and two roots only.
+import { createHash } from "node:crypto";
+import os from "node:os";
+import path from "node:path";
+
+/** Lab state (keys, overlays, logs); everything under it is removed by `down`. */
+export function stateRoot(): string {
+  return process.env.K8SLAB_STATE || path.join(os.homedir(), ".local", "state", "k8slab");
+}
+/** Pidfiles and sockets: volatile, so a host reboot never leaves stale pids to act on. */
+export function runRoot(): string {
+  return process.env.K8SLAB_RUN || "/run/k8slab";
+}
+
+export interface LabPaths {
+  dir: string;
+  key: string;
+  pubKey: string;
+  knownHosts: string;
+  logs: string;
+  vms: string;
+  run: string;
+  /** The cluster-admin kubeconfig the control-plane tier writes for this host's kubectl. */
+  adminKubeconfig: string;
+}
+export function labPaths(lab: string): LabPaths {
+  const dir = path.join(stateRoot(), "labs", lab);
+  return {
+    dir,
+    key: path.join(dir, "id_ed25519"),
+    pubKey: path.join(dir, "id_ed25519.pub"),
+    knownHosts: path.join(dir, "known_hosts"),
+    logs: path.join(dir, "logs"),
+    vms: path.join(dir, "vms"),
+    run: path.join(runRoot(), lab),
+    adminKubeconfig: path.join(dir, "admin.kubeconfig"),
+  };
+}
+
+function socketPath(p: string): string {
+  return p.length < 100 ? p : path.join(runRoot(), `${createHash("sha256").update(p).digest("hex").slice(0, 16)}.qmp`);
+}
+
+export interface VmPaths {
+  dir: string;
+  overlay: string;
+  seed: string;
+  hostKey: string;
+  knownHosts: string;
+  state: string;
+  console: string;
+  pid: string;
+  qmp: string;
+  fwdPid: (hostPort: number) => string;
+  fwdLog: (hostPort: number) => string;
+}
+export function vmPaths(lab: string, name: string): VmPaths {
+  const l = labPaths(lab);
+  const dir = path.join(l.vms, name);
+  return {
+    dir,
+    overlay: path.join(dir, "disk.qcow2"),
+    seed: path.join(dir, "seed.img"),
+    hostKey: path.join(dir, "ssh_host_ed25519_key"),
+    knownHosts: path.join(dir, "known_hosts"),
+    state: path.join(dir, "state.json"),
+    console: path.join(l.logs, `${name}.console.log`),
+    pid: path.join(l.run, `${name}.qemu.pid`),
+    // A unix socket path must fit in 108 bytes; long lab and node names fall back to a hash.
+    qmp: socketPath(path.join(l.run, `${name}.qmp`)),
+    fwdPid: (p) => path.join(l.run, `${name}.fwd-${p}.pid`),
+    fwdLog: (p) => path.join(l.logs, `${name}.fwd-${p}.log`),
+  };
+}
+
