@@ -1,8 +1,9 @@
-// Loads a lab file: YAML -> strict schema -> relations between fields -> the derived, frozen Lab.
-import { readFileSync } from "node:fs";
+// A lab file's text -> YAML -> strict schema -> relations between fields -> the derived, frozen Lab.
+// No I/O: scripts/lab-file.ts reads the file.
 import path from "node:path";
 import yaml from "js-yaml";
 import { z } from "zod";
+import { flannelDevice, netnsOf } from "./names.js";
 import { labFileSchema, type LabFile, type LabFileNode } from "./schema.js";
 import { contains, formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
 
@@ -32,9 +33,13 @@ export interface Lab {
   lan: LabFile["lan"] & { prefixLength: number };
   nodes: readonly LabNode[];
   controlPlane: LabNode;
-  pods: LabFile["pods"] & {
-    /** flannel.1's MTU: the LAN MTU less the 50 bytes of VXLAN encapsulation (outer Ethernet 14, IP 20, UDP 8, VXLAN 8). */
+  pods: Omit<LabFile["pods"], "flannel"> & {
+    /** The flannel device's MTU: the LAN MTU less the 50 bytes of VXLAN encapsulation (outer Ethernet 14, IP 20, UDP 8, VXLAN 8). */
     mtu: number;
+    flannel: LabFile["pods"]["flannel"] & {
+      /** The VXLAN device flanneld creates: flannel.<VNI> (flanneld names it; the lab file cannot). */
+      device: string;
+    };
   };
   services: LabFile["services"] & {
     /** The kubernetes Service (the API server's ClusterIP): always the range's first address. */
@@ -50,19 +55,6 @@ export const VXLAN_OVERHEAD = 50;
 
 export type LoadResult = { ok: true; lab: Lab } | { ok: false; problems: Problem[] };
 
-/** Reads and validates a lab file; every problem found is returned, not just the first. */
-export function loadLab(file: string): LoadResult {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory, not a lab file" : String(err);
-    return { ok: false, problems: [{ path: file, reason }] };
-  }
-  return parseLab(text, path.resolve(file));
-}
-
 /** Validates lab file text; `file` is used in messages and to resolve relative paths. */
 export function parseLab(text: string, file: string): LoadResult {
   let raw: unknown;
@@ -73,16 +65,27 @@ export function parseLab(text: string, file: string): LoadResult {
       const at = err.mark ? `:${err.mark.line + 1}:${err.mark.column + 1}` : "";
       return { ok: false, problems: [{ path: `${path.basename(file)}${at}`, reason: err.reason }] };
     }
-    throw err;
+    // js-yaml recurses per nesting level: a hostile file ends in a RangeError, not a YAMLException.
+    return { ok: false, problems: [{ path: path.basename(file), reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `is not YAML k8slab can read (${(err as Error).message})` }] };
   }
-  const parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {});
+  let parsed;
+  try {
+    parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {});
+  } catch (err) {
+    return { ok: false, problems: [{ path: path.basename(file), reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `cannot be checked (${(err as Error).message})` }] };
+  }
   if (!parsed.success) return { ok: false, problems: parsed.error.issues.flatMap(toProblems) };
   return { ok: true, lab: derive(parsed.data, file) };
 }
 
+/** Keys older lab files had whose value k8slab now derives: say so rather than "unknown key". */
+const DERIVED_KEYS: Record<string, string> = {
+  "pods.flannel.device": "is derived, not set: flanneld names its VXLAN device flannel.<vni> (remove this key)",
+};
+
 function toProblems(issue: z.core.$ZodIssue): Problem[] {
   if (issue.code === "unrecognized_keys") {
-    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), reason: "unknown key" }));
+    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), reason: DERIVED_KEYS[formatPath([...issue.path, key]).replace(/\[\d+\]/g, "[]")] ?? "unknown key" }));
   }
   if (issue.code === "invalid_type" && issue.input === undefined) {
     return [{ path: formatPath(issue.path), reason: "is required" }];
@@ -229,12 +232,12 @@ function derive(file: LabFile, filePath: string): Lab {
   const lab: Lab = {
     file: filePath,
     name: file.name,
-    netns: `k8slab-${file.name}`,
+    netns: netnsOf(file.name),
     driver: file.driver,
     lan: { ...file.lan, prefixLength: parseCidr(file.lan.cidr)!.prefix },
     nodes,
     controlPlane: nodes.find((n) => n.isControlPlane)!,
-    pods: { ...file.pods, mtu: file.lan.mtu - VXLAN_OVERHEAD },
+    pods: { ...file.pods, mtu: file.lan.mtu - VXLAN_OVERHEAD, flannel: { ...file.pods.flannel, device: flannelDevice(file.pods.flannel.vni) } },
     services: { ...file.services, kubernetesServiceIP: nthHost(services, 1), nodePorts: { from, to } },
     ingress: file.ingress,
     workloads: file.workloads,

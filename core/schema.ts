@@ -81,7 +81,6 @@ export const labFileSchema = z.strictObject({
       backend: z.literal("vxlan"),
       vni: z.int().min(1).max(16777215).default(1),
       port: port.default(8472),
-      device: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux interface name (1-15 characters)").default("flannel.1"),
     }),
   }),
   services: z.strictObject({

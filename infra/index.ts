@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
 import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
-import { loadLab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
 import { buildLab } from "./program.js";
 import type { ControlPlane } from "./tiers/control-plane.js";
 import type { Machines } from "./tiers/machines.js";

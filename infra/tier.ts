@@ -26,7 +26,7 @@ export abstract class Tier extends pulumi.ComponentResource {
   readonly after?: Tier;
 
   protected constructor(kind: string, name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
-    super(`k8slab:tier:${kind}`, name, {}, { ...opts, dependsOn: args.after ? [args.after] : [] });
+    super(`k8slab:tier:${kind}`, name, {}, pulumi.mergeOptions(opts, { dependsOn: args.after ? [args.after] : [] }));
     this.after = args.after;
   }
 
@@ -36,16 +36,16 @@ export abstract class Tier extends pulumi.ComponentResource {
     throw new Error(`${this.constructor.name} needs a ${kind.name} tier below it`);
   }
 
-  /**
-   * Options for the tier's own resources. Pulumi does not pass a component's dependsOn down to its
-   * children, so each child waits for the tier below explicitly.
-   */
   /** An image's reference; a lab without built images (unit tests) gets a name that says so. */
   protected imageRef(args: TierArgs, name: string): string {
     return args.images?.[name]?.ref ?? `k8slab.local/${name}:not-built`;
   }
 
+  /**
+   * Options for the tier's own resources. Pulumi does not pass a component's dependsOn down to its
+   * children, so each child waits for the tier below explicitly (added to any dependsOn in `extra`).
+   */
   protected childOpts(extra?: pulumi.CustomResourceOptions, dependsOn: pulumi.Resource[] = []): pulumi.CustomResourceOptions {
-    return { ...extra, parent: this, dependsOn: [...(this.after ? [this.after] : []), ...dependsOn] };
+    return pulumi.mergeOptions(extra ?? {}, { parent: this, dependsOn: [...(this.after ? [this.after] : []), ...dependsOn] });
   }
 }

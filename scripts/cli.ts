@@ -1,7 +1,7 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
 import "./quiet-bash.js";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { loadLab } from "../core/index.js";
+import { loadLab } from "./lab-file.js";
 import { EXIT } from "../core/exit.js";
 import { shq } from "../core/shell.ts";
 

@@ -1,6 +1,7 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
 import { existsSync } from "node:fs";
-import { loadLab, type Lab } from "../core/index.js";
+import { type Lab } from "../core/index.js";
+import { loadLab } from "./lab-file.js";
 import { labPaths } from "../core/paths.ts";
 import { machineSpecs } from "../infra/tiers/machines.js";
 import { ensureImages, writeLabImages } from "./images/build.ts";

@@ -3,7 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { loadLab, parseLab } from "../core/index.js";
+import { parseLab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
 
 const fixtures = path.join(import.meta.dirname, "fixtures/labs");
 const files = readdirSync(fixtures).filter((f) => f.endsWith(".yaml"));

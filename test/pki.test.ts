@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPublicKey, X509Certificate, createPrivateKey } from "node:crypto";
 import path from "node:path";
-import { loadLab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
 import { certificateCatalog } from "../infra/pki/catalog.js";
 import { createCa, createServiceAccountKeys, issueCertificate } from "../infra/pki/generate.js";
 

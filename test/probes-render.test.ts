@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { loadLab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
 import { renderJson, renderJunit, renderTerminal } from "../scripts/probes/render.js";
 import { runProbes } from "../scripts/probes/runner.js";
 import type { ProbeReport } from "../scripts/probes/types.js";

@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { loadLab, type Lab } from "../core/index.js";
+import { type Lab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
 import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.js";
 import { runProbes, type RunOptions } from "../scripts/probes/runner.js";
 import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.js";

@@ -55,7 +55,7 @@ await pulumi.runtime.setMocks(
   false,
 );
 
-const { loadLab } = await import("../core/index.js");
+const { loadLab } = await import("../scripts/lab-file.ts");
 const { buildLab, TIER_ORDER } = await import("../infra/program.js");
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -160,8 +160,9 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   const units = (name: string) => (commands.get(name) ?? []).map(where);
   assert.deepEqual(units("etcd"), [2221]);
   assert.deepEqual(units("kube-apiserver"), [2221]);
-  assert.deepEqual(units("controllers"), [2221]);
-  for (const unit of ["containerd", "kubelet", "flanneld", "kube-proxy"]) {
+  assert.deepEqual(units("kube-controller-manager"), [2221]);
+  assert.deepEqual(units("kube-scheduler"), [2221]);
+  for (const unit of ["k8slab-netstamp", "containerd", "kubelet", "flanneld", "kube-proxy"]) {
     assert.deepEqual([...units(`${unit}-node1`), ...units(`${unit}-node2`)], [2221, 2222], unit);
   }
   assert.match(commands.get("flannel-network-config")![0].create, /etcdctl .* put \/coreos\.com\/network\/config /);
@@ -172,6 +173,8 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   assert.match(ready.environment!.KUBECONFIG, /labs\/two-node\/admin\.kubeconfig$/);
   // A config change restarts a unit: its digest is part of the command's inputs.
   assert.match(commands.get("kubelet-node2")![0].environment!.K8SLAB_CONFIG_SHA256, /^[0-9a-f]{64}$/);
+  assert.notEqual(first("kube-controller-manager")!.environment!.K8SLAB_CONFIG_SHA256, first("kube-scheduler")!.environment!.K8SLAB_CONFIG_SHA256, "each unit its own digest");
+  assert.match(first("flanneld-node2")!.create, /ip link show flannel\.1 /, "flannel is ready once flannel.<VNI> exists");
 });
 
 test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from the lab file, images never pulled", async () => {

@@ -4,8 +4,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { loadLab, type Lab } from "../core/index.js";
-import { allNodeFiles, apiServerSANs, etcdFiles, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
+import { type Lab } from "../core/index.js";
+import { loadLab } from "../scripts/lab-file.js";
+import { parseLab } from "../core/lab.js";
+import { allNodeFiles, apiServerSANs, controlPlaneFiles, etcdFiles, flanneldInputs, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
+import { unitDigest } from "../infra/tiers/remote.js";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -43,6 +46,51 @@ test("every node's files carry the lab's values, not another node's", () => {
 test("the flannel network config is the lab's VXLAN backend", () => {
   const netConf = etcdFiles(lab).find((f) => f.path.endsWith("flannel-net-conf.json"))!;
   assert.deepEqual(JSON.parse(netConf.content), { Network: "172.30.0.0/16", SubnetLen: 24, Backend: { Type: "vxlan", VNI: 1, Port: 8472 } });
+});
+
+/** The reference lab with one line of its file changed. */
+function labWith(from: string, to: string): Lab {
+  const text = readFileSync(lab.file, "utf8");
+  assert.ok(text.includes(from), from);
+  const changed = parseLab(text.replace(from, to), lab.file);
+  assert.ok(changed.ok, JSON.stringify(!changed.ok && changed.problems));
+  return changed.lab;
+}
+
+/** Every unit's digest on every node: what decides whether `up` restarts it. */
+function unitDigests(l: Lab): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const node of l.nodes) {
+    const files = [...nodeAgentFiles(l, node, PAUSE), ...kubeProxyFiles(l, node), ...(node.isControlPlane ? [...etcdFiles(l), ...controlPlaneFiles(l)] : [])];
+    for (const unit of ["containerd", "k8slab-netstamp", "kubelet", "kube-proxy", ...(node.isControlPlane ? ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] : [])]) {
+      out[`${node.name}/${unit}`] = unitDigest(files, unit);
+    }
+    out[`${node.name}/flanneld`] = unitDigest(flanneldInputs(l, node), "flanneld");
+  }
+  return out;
+}
+
+const changedUnits = (a: Lab, b: Lab) => {
+  const [before, after] = [unitDigests(a), unitDigests(b)];
+  return Object.keys(before).filter((k) => before[k] !== after[k]).sort();
+};
+
+test("a VNI change renames flannel's device and restarts flanneld on every node, and nothing else", () => {
+  const vni2 = labWith("vni: 1 ", "vni: 2 ");
+  assert.equal(lab.pods.flannel.device, "flannel.1");
+  assert.equal(vni2.pods.flannel.device, "flannel.2", "flanneld names its device flannel.<VNI>");
+  assert.equal(JSON.parse(etcdFiles(vni2).find((f) => f.path.endsWith("flannel-net-conf.json"))!.content).Backend.VNI, 2);
+  const unit = flannelFiles(vni2, vni2.nodes[1]).find((f) => f.path.endsWith("flanneld.service"))!.content;
+  assert.match(unit, /\[ "\$\$d" = flannel\.2 \] \|\| ip link delete "\$\$d"/, "the old device is removed before flanneld starts");
+  assert.deepEqual(changedUnits(lab, vni2), ["node1/flanneld", "node2/flanneld"]);
+  assert.deepEqual(changedUnits(lab, labWith("port: 8472 ", "port: 8999 ")), ["node1/flanneld", "node2/flanneld"], "a VXLAN port change too");
+});
+
+test("a unit restarts when a file it reads changes, and only then", () => {
+  // kubelet.yaml names the DNS IP: kubelet restarts, containerd (same tier) does not.
+  assert.deepEqual(changedUnits(lab, labWith("dnsIP: 10.254.0.2 ", "dnsIP: 10.254.0.3 ")), ["node1/kubelet", "node2/kubelet"]);
+  // The NodePort range is the API server's flag: the controller-manager and scheduler beside it stay up.
+  assert.deepEqual(changedUnits(lab, labWith("nodePortRange: 30000-32767", "nodePortRange: 30000-32000")), ["node1/kube-apiserver"]);
 });
 
 test("the CNI bridge is named by the lab file", () => {

@@ -137,7 +137,12 @@ export function renderFlanneldUnit(lab: Lab, node: LabNode): string {
     after: ["network-online.target"],
     // flanneld reuses the subnet named in an existing subnet file when it is free: that makes the
     // lab's derived subnet (node index -> /24) the one it leases.
-    execStartPre: [`/bin/sh -c 'mkdir -p ${subnetFile.replace(/\/[^/]+$/, "")} && test -s ${subnetFile} || cp ${configPath("flannel-subnet.env")} ${subnetFile}'`],
+    execStartPre: [
+      `/bin/sh -c 'mkdir -p ${subnetFile.replace(/\/[^/]+$/, "")} && test -s ${subnetFile} || cp ${configPath("flannel-subnet.env")} ${subnetFile}'`,
+      // flanneld names its device after the VNI: after a VNI change the old device would stay, with
+      // stale neighbour and FDB entries beside the new one. ($$ is a literal $ for systemd.)
+      `/bin/sh -c 'for d in /sys/class/net/flannel.*; do d=$\${d##*/}; [ "$$d" = "flannel.*" ] || [ "$$d" = ${lab.pods.flannel.device} ] || ip link delete "$$d" || true; done'`,
+    ],
     exec: [
       `${NODE_PATHS.bin}/flanneld`,
       `--etcd-endpoints=${etcdEndpoint(lab)}`,

@@ -8,7 +8,7 @@ import { API_SERVER_PORT, controlPlaneFiles, pki } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
 import { Pki } from "./pki.js";
-import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
 
 /** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
 
@@ -31,12 +31,19 @@ export class ControlPlane extends Tier {
       ready: `curl -sf --max-time 5 --cacert ${pki("ca.crt")} https://127.0.0.1:${API_SERVER_PORT}/readyz >/dev/null`,
       what: "kube-apiserver /readyz",
       readyTimeoutSec: 600,
-      configDigest: filesDigest(files),
+      configDigest: unitDigest(files, "kube-apiserver"),
     });
-    nodeUnits("controllers", connection, ["kube-controller-manager", "kube-scheduler"], this.childOpts({}, [apiServer]), {
-      ready: "systemctl is-active --quiet kube-controller-manager kube-scheduler",
-      what: "kube-controller-manager and kube-scheduler",
-      configDigest: filesDigest(files),
+    // One step per unit, so each restarts only when what it reads changes. The controller-manager's
+    // step was once "controllers" (both units): the alias keeps it an update, not a delete that stops both.
+    nodeUnits("kube-controller-manager", connection, ["kube-controller-manager"], this.childOpts({ aliases: [{ name: "controllers" }] }, [apiServer]), {
+      ready: "systemctl is-active --quiet kube-controller-manager",
+      what: "kube-controller-manager",
+      configDigest: unitDigest(files, "kube-controller-manager"),
+    });
+    nodeUnits("kube-scheduler", connection, ["kube-scheduler"], this.childOpts({}, [apiServer]), {
+      ready: "systemctl is-active --quiet kube-scheduler",
+      what: "kube-scheduler",
+      configDigest: unitDigest(files, "kube-scheduler"),
     });
 
     this.kubeconfig = this.below(Pki).kubeconfig(lab.name, `https://${machines.apiServerEndpoint}`, "admin");

@@ -2,10 +2,10 @@
 // flannel's network config, which flanneld reads at <prefix>/config (the classic layout).
 import type * as pulumi from "@pulumi/pulumi";
 import { Command } from "../provider/command.js";
-import { configPath, etcdctlCommand, etcdFiles, FLANNEL_ETCD_PREFIX } from "../render/index.js";
+import { configPath, etcdctlCommand, etcdFiles, FLANNEL_ETCD_PREFIX, flannelNetConfFile } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+import { filesDigest, nodeFiles, nodeUnits, unitDigest } from "./remote.js";
 
 export class Etcd extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -17,14 +17,14 @@ export class Etcd extends Tier {
     const etcd = nodeUnits("etcd", connection, ["etcd"], this.childOpts({}, [written]), {
       ready: `${etcdctlCommand(lab)} endpoint health >/dev/null 2>&1`,
       what: "etcd's client endpoint",
-      configDigest: filesDigest(files),
+      configDigest: unitDigest(files, "etcd"),
     });
     new Command(
       "flannel-network-config",
       {
         connection,
         create: `${etcdctlCommand(lab)} put ${FLANNEL_ETCD_PREFIX}/config "$(cat ${configPath("flannel-net-conf.json")})" >/dev/null`,
-        environment: { K8SLAB_CONFIG_SHA256: filesDigest(files) },
+        environment: { K8SLAB_CONFIG_SHA256: filesDigest([flannelNetConfFile(lab)]) },
       },
       this.childOpts({}, [etcd]),
     );

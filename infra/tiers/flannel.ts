@@ -1,10 +1,10 @@
 // Flannel: flanneld with the VXLAN backend on every node. It leases the node's /24 in etcd and
 // programs flannel.1 (VNI, UDP port, MTU), plus one route, one neighbour and one FDB entry per peer.
 import type * as pulumi from "@pulumi/pulumi";
-import { flannelFiles, NODE_PATHS } from "../render/index.js";
+import { flannelFiles, flanneldInputs, NODE_PATHS } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
 
 export class Flannel extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -19,7 +19,7 @@ export class Flannel extends Tier {
         // The subnet file is written once the lease is held; the VTEP exists once the backend is up.
         ready: `test -s ${NODE_PATHS.flannelSubnetFile} && ip link show ${lab.pods.flannel.device} >/dev/null 2>&1`,
         what: `flanneld's lease and ${lab.pods.flannel.device}`,
-        configDigest: filesDigest(files),
+        configDigest: unitDigest(flanneldInputs(lab, node), "flanneld"),
       });
     }
     this.registerOutputs({});

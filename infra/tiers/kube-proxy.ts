@@ -4,7 +4,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { kubeProxyFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits } from "./remote.js";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
 
 export class KubeProxy extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -19,7 +19,7 @@ export class KubeProxy extends Tier {
         // The kubernetes Service's chain shows kube-proxy has synced with the API server.
         ready: "iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q KUBE-SVC-",
         what: "kube-proxy's KUBE-SERVICES chain",
-        configDigest: filesDigest(files),
+        configDigest: unitDigest(files, "kube-proxy"),
       });
     }
     this.registerOutputs({});

@@ -9,7 +9,7 @@ import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits, waitFor } from "./remote.js";
+import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.js";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
@@ -28,10 +28,15 @@ export class NodeAgents extends Tier {
       const files = nodeAgentFiles(lab, node, this.imageRef(args, "pause"));
       const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
       // The timestamp holder first: it must be up before anything runs ping or tcpdump on the node.
-      const containerd = nodeUnits(`containerd-${node.name}`, connection, [NETSTAMP_UNIT, "containerd"], this.childOpts({}, [written]), {
+      const netstamp = nodeUnits(`${NETSTAMP_UNIT}-${node.name}`, connection, [NETSTAMP_UNIT], this.childOpts({}, [written]), {
+        ready: `systemctl is-active --quiet ${NETSTAMP_UNIT}`,
+        what: NETSTAMP_UNIT,
+        configDigest: unitDigest(files, NETSTAMP_UNIT),
+      });
+      const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], this.childOpts({}, [netstamp]), {
         ready: "ctr version >/dev/null 2>&1",
         what: "containerd",
-        configDigest: filesDigest(files),
+        configDigest: unitDigest(files, "containerd"),
       });
       const images = Object.values(args.images ?? {});
       const loaded = new Command(
@@ -47,7 +52,7 @@ export class NodeAgents extends Tier {
       kubelets.push(nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
         ready: "systemctl is-active --quiet kubelet",
         what: "kubelet",
-        configDigest: filesDigest(files),
+        configDigest: unitDigest(files, "kubelet"),
       }));
     }
     // From this machine, with the admin kubeconfig: Ready means kubelet, containerd and the CNI config all check out.

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Command, type SshEndpoint } from "../provider/command.js";
+import type { NodeFile } from "../render/index.js";
 
 export interface NodeFileInput {
   path: string;
@@ -83,5 +84,9 @@ export function waitFor(ready: string, what: string, timeoutSec: number): string
   ].join("\n");
 }
 
-/** What a set of rendered files says, as one digest: units restart when it changes. */
-export const filesDigest = (files: { path: string; content: string }[]) => createHash("sha256").update(JSON.stringify(files)).digest("hex");
+/** What a set of rendered files says, as one digest. */
+export const filesDigest = (files: { path: string; content: string }[]) =>
+  createHash("sha256").update(JSON.stringify(files.map(({ path, content }) => ({ path, content })))).digest("hex");
+
+/** What the files `unit` reads say, as one digest: the unit restarts when, and only when, it changes. */
+export const unitDigest = (files: NodeFile[], unit: string) => filesDigest(files.filter((f) => f.readBy.includes(unit)));

@@ -1,6 +1,7 @@
 // `k8slab probe`: runs the tiers against the live lab and prints the report (terminal or JSON), optionally a JUnit file.
 import fs from "node:fs";
-import { loadLab, type Lab } from "../../core/index.js";
+import { type Lab } from "../../core/index.js";
+import { loadLab } from "../lab-file.js";
 import { EXIT } from "../../core/exit.js";
 import { TIER_IDS, type TierId } from "./contract.js";
 import { liveAccess, type LiveOptions } from "./live.js";

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { $ } from 'zx';
-import { loadLab } from '../../core/index.js';
+import { loadLab } from '../../scripts/lab-file.js';
 import { etcdctlCommand } from '../../infra/render/index.js';
 import { labStatus } from '../../scripts/machines/lab.ts';
 import { netnsExists } from '../../scripts/machines/labnet.ts';
