@@ -3,7 +3,7 @@
 import path from "node:path";
 import yaml from "js-yaml";
 import { z } from "zod";
-import { flannelDevice, netnsOf } from "./names.js";
+import { DNS_LABEL_MAX, flannelDevice, headlessService, NETNS_MAX, netnsOf, RESERVED_WORKLOAD_NAMES, WORKLOAD_NAMESPACE } from "./names.js";
 import { labFileSchema, type LabFile, type LabFileNode } from "./schema.js";
 import { contains, formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
 
@@ -50,6 +50,9 @@ export interface Lab {
   workloads: LabFile["workloads"];
 }
 
+/** The LAN prefixes the machine layer gives a VM (a /31 or /32 leaves no room for a gateway). */
+export const LAN_PREFIX = { min: 8, max: 30 } as const;
+
 /** VXLAN adds an outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) header to every frame. */
 export const VXLAN_OVERHEAD = 50;
 
@@ -70,7 +73,7 @@ export function parseLab(text: string, file: string): LoadResult {
   }
   let parsed;
   try {
-    parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {});
+    parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {}, { reportInput: true });
   } catch (err) {
     return { ok: false, problems: [{ path: path.basename(file), reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `cannot be checked (${(err as Error).message})` }] };
   }
@@ -87,10 +90,24 @@ function toProblems(issue: z.core.$ZodIssue): Problem[] {
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), reason: DERIVED_KEYS[formatPath([...issue.path, key]).replace(/\[\d+\]/g, "[]")] ?? "unknown key" }));
   }
-  if (issue.code === "invalid_type" && issue.input === undefined) {
-    return [{ path: formatPath(issue.path), reason: "is required" }];
+  if ((issue.code === "invalid_type" || issue.code === "invalid_value") && issue.input === undefined) {
+    return [{ path: formatPath(issue.path), reason: issue.code === "invalid_value" ? `is required (${issue.message.replace(/^Invalid option: /, "")})` : "is required" }];
+  }
+  if (issue.code === "invalid_type") {
+    return [{ path: formatPath(issue.path), reason: `must be ${article(issue.expected)}, not ${describeValue(issue.input)}` }];
   }
   return [{ path: formatPath(issue.path), reason: issue.message }];
+}
+
+const article = (type: string) => (type === "int" ? "an integer" : /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
+
+/** A value as a problem line shows it: its type, and short values themselves. */
+function describeValue(v: unknown): string {
+  if (v === null) return "empty (null)";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  const shown = JSON.stringify(v);
+  return `${typeof v === "string" ? "the string" : `the ${typeof v}`} ${shown.length > 40 ? `${shown.slice(0, 37)}...` : shown}`;
 }
 
 /** ["nodes", 1, "address"] -> "nodes[1].address" */
@@ -127,6 +144,16 @@ function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): vo
   if (lan && gateway !== undefined && !isHostOf(lan, gateway)) {
     add(["lan", "gateway"], `${lab.lan.gateway} is not a host address of the lab LAN ${formatCidr(lan)}`);
   }
+  const nodeCount = Array.isArray(lab.nodes) ? lab.nodes.length : 0;
+  if (lan && (lan.prefix < LAN_PREFIX.min || lan.prefix > LAN_PREFIX.max)) {
+    add(["lan", "cidr"], `a /${lan.prefix} lab LAN: the VMs take a /${LAN_PREFIX.min} to a /${LAN_PREFIX.max}`);
+  } else if (lan && 2 ** (32 - lan.prefix) - 2 < nodeCount + 1) {
+    add(["lan", "cidr"], `${formatCidr(lan)} has ${2 ** (32 - lan.prefix) - 2} host addresses, the gateway and ${nodeCount} nodes need ${nodeCount + 1}`);
+  }
+
+  if (typeof lab.name === "string" && netnsOf(lab.name).length > NETNS_MAX) {
+    add(["name"], `"${lab.name}" is ${lab.name.length} characters: its network namespace ${netnsOf(lab.name)} may have at most ${NETNS_MAX} (a name of at most ${NETNS_MAX - netnsOf("").length})`);
+  }
 
   if (services) {
     if (services.prefix > 28) add(["services", "cidr"], `a /${services.prefix} is too small for a Service range (at most /28)`);
@@ -154,9 +181,13 @@ function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): vo
     if (lan && !isHostOf(lan, address)) add(["nodes", i, "address"], `${n.address} is outside the lab LAN ${formatCidr(lan)}`);
     else if (address === gateway) add(["nodes", i, "address"], `${n.address} is the lab LAN's gateway`);
   });
-  const controlPlanes = nodes.filter((n) => Array.isArray(n?.roles) && n.roles.includes("control-plane")).length;
+  const withRole = (role: string) => nodes.filter((n) => Array.isArray(n?.roles) && n.roles.includes(role)).length;
+  const controlPlanes = withRole("control-plane");
   if (nodes.length && controlPlanes !== 1) {
     add(["nodes"], `exactly one node must have the control-plane role, found ${controlPlanes}`);
+  }
+  if (nodes.length && nodes.every((n) => Array.isArray(n?.roles)) && withRole("worker") === 0) {
+    add(["nodes"], "no node has the worker role: the workloads, CoreDNS and the ingress controller would have nowhere to run");
   }
 
   const subnetPrefix = lab.pods?.nodeSubnetPrefix;
@@ -184,6 +215,18 @@ function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): vo
   const workloadNames = [lab.workloads?.dataProduct?.name, lab.workloads?.businessManager?.name];
   if (workloadNames[0] && workloadNames[0] === workloadNames[1]) {
     add(["workloads", "businessManager", "name"], `"${workloadNames[1]}" is also data-product's name`);
+  }
+  // The Services each workload gets, checked as the cluster will see them.
+  const dataProduct = workloadNames[0];
+  if (typeof dataProduct === "string" && headlessService(dataProduct).length > DNS_LABEL_MAX) {
+    add(["workloads", "dataProduct", "name"], `"${dataProduct}" is ${dataProduct.length} characters: its headless Service ${headlessService(dataProduct)} would pass Kubernetes' ${DNS_LABEL_MAX} (a name of at most ${DNS_LABEL_MAX - headlessService("").length})`);
+  }
+  (["dataProduct", "businessManager"] as const).forEach((key, i) => {
+    const name = workloadNames[i];
+    if ((RESERVED_WORKLOAD_NAMES as readonly string[]).includes(name)) add(["workloads", key, "name"], `"${name}" is the Service the cluster itself owns in namespace ${WORKLOAD_NAMESPACE}`);
+  });
+  if (typeof dataProduct === "string" && workloadNames[1] === headlessService(dataProduct)) {
+    add(["workloads", "businessManager", "name"], `"${workloadNames[1]}" is data-product's headless Service`);
   }
   const service = lab.ingress?.service;
   if (typeof service === "string" && workloadNames.every(Boolean) && !workloadNames.includes(service)) {

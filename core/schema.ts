@@ -19,22 +19,53 @@ export const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, '-')");
 
+// A DNS name (RFC 1123): labels of at most 63, at most 253 in all, and not an IP address (its last label has a letter).
 const dnsName = z
   .string()
-  .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a lowercase DNS name");
+  .max(253, "must be a DNS name of at most 253 characters")
+  .regex(/^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase DNS name (labels of a-z, 0-9, '-', at most 63 each)")
+  .refine((s) => /[a-z]/.test(s.split(".").pop() ?? ""), "must be a DNS name, not an IP address (its last label needs a letter)");
+
+/** What ssh is given as a host: an IPv4 address or a host name, never something it could read as an option. */
+export const sshHost = z
+  .string()
+  .max(253)
+  .refine((s) => parseAddress(s) !== undefined || /^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$/.test(s), {
+    error: (iss) => `"${String(iss.input)}" is not an IPv4 address or a host name`,
+  });
+
+/** A login name as useradd accepts it (NAME_REGEX's default). */
+export const sshUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a user name (a-z, 0-9, '_', '-', at most 32, not starting with a digit or '-')");
+
+/** host:port, as a client dials it. */
+const hostPort = z.string().check((ctx) => {
+  const m = /^(.+):(\d{1,5})$/.exec(ctx.value);
+  const problem = !m
+    ? "must be host:port, e.g. 192.168.0.21:6443"
+    : !sshHost.safeParse(m[1]).success
+      ? `"${m[1]}" is not an IPv4 address or a host name`
+      : Number(m[2]) < 1 || Number(m[2]) > 65535
+        ? `port ${m[2]} is outside 1-65535`
+        : undefined;
+  if (problem) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
+});
 
 const sshEndpoint = z.strictObject({
-  host: z.string().min(1).describe("Address or name the host running k8slab reaches the node's sshd at."),
+  host: sshHost.describe("Address or name the host running k8slab reaches the node's sshd at."),
   port: port.default(22),
-  user: z.string().min(1).default("root"),
-  keyFile: z.string().min(1).describe("Private key file; relative paths are taken from the lab file's folder."),
+  user: sshUser.default("root"),
+  keyFile: z
+    .string()
+    .min(1)
+    .regex(/^[^\0\n]+$/, "must be a file path")
+    .describe("Private key file; relative paths are taken from the lab file's folder."),
 });
 
 /** A Linux interface name (IFNAME_MAX bytes). */
 export const ifName = z.string().regex(new RegExp(`^[A-Za-z0-9_.-]{1,${IFNAME_MAX}}$`), `an interface name of at most ${IFNAME_MAX} characters`);
 /** What QEMU is given; the machine layer accepts the same. */
 export const cpus = z.int().min(1).max(64);
-export const memoryMiB = z.int().min(512).max(262144);
+export const memoryMiB = z.int().min(512, "at least 512 MiB: less does not boot a node").max(262144, "at most 262144 MiB (256 GiB)");
 
 const node = z.strictObject({
   name: dnsLabel.describe("Host name and Kubernetes Node name."),
@@ -58,8 +89,7 @@ const qemuDriver = z.strictObject({
 
 const sshDriver = z.strictObject({
   kind: z.literal("ssh"),
-  apiServerEndpoint: z
-    .string()
+  apiServerEndpoint: hostPort
     .optional()
     .describe("host:port at which this machine reaches kube-apiserver; default: the control-plane node's address:6443."),
 });

@@ -102,7 +102,7 @@ export function helpText(): string {
     "",
     ...Object.values(commands).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
     "",
-    "Run `npx k8slab COMMAND --help` for a command's options.",
+    "Run `npx k8slab COMMAND --help` for a command's options; --debug with any command shows a failure's stack trace.",
   ].join("\n");
 }
 
@@ -111,9 +111,10 @@ function commandHelp(name: string): string {
   return [`usage: k8slab ${c.usage}`, "", c.summary, ...(c.optionHelp ? ["", ...c.optionHelp.map((l) => `  ${l}`)] : [])].join("\n");
 }
 
-/** Runs the command line; returns the process exit code. */
+/** Runs the command line; returns the process exit code. No stack trace reaches a user unless asked for with --debug. */
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const debug = argv.includes("--debug");
+  const [name, ...rest] = argv.filter((a) => a !== "--debug");
   if (!name || name === "--help" || name === "-h" || name === "help") {
     console.log(helpText());
     return name ? EXIT.ok : EXIT.invalid;
@@ -133,5 +134,10 @@ export async function main(argv: string[]): Promise<number> {
     console.log(commandHelp(name));
     return EXIT.ok;
   }
-  return command.run(parsed);
+  try {
+    return await command.run(parsed);
+  } catch (err) {
+    console.error(`k8slab ${name}: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ""}` : "\n(run with --debug for the stack trace)"}`);
+    return EXIT.failed;
+  }
 }

@@ -21,7 +21,21 @@ import { ensureToolchain } from "./toolchain/index.js";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-/** A named step: prints when it starts and how long it took, or why it failed. */
+/** A step's failure, already printed with its reason; `exit` says whether it was bad input (2) or failed work (1). */
+class StepFailed extends Error {
+  constructor(readonly step: string, readonly exit: number) {
+    super(step);
+  }
+}
+
+/** A failure that is the input's or the host's (preflight): exit 2, each problem on its own line. */
+class Refused extends Error {
+  constructor(readonly problems: string[]) {
+    super(`${problems.length} problem${problems.length === 1 ? "" : "s"} (listed above)`);
+  }
+}
+
+/** A named step: prints when it starts and how long it took, or why it failed. Checks belong inside it. */
 async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
   const started = Date.now();
   say(`• ${name} ...`);
@@ -30,8 +44,9 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
     say(`✓ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     return result;
   } catch (err) {
+    if (err instanceof Refused) for (const p of err.problems) say(`  ${p}`);
     say(`✗ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s): ${(err as Error).message}`);
-    throw err;
+    throw new StepFailed(name, err instanceof Refused ? EXIT.invalid : EXIT.failed);
   }
 }
 
@@ -48,23 +63,22 @@ export async function up(file: string): Promise<number> {
   if (!lab) return EXIT.invalid;
   try {
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
-    const complete = await step("toolchain: the offline bundle", () => ensureToolchain());
-    if (!complete) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
+    await step("toolchain: the offline bundle", async () => {
+      if (!(await ensureToolchain())) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
+    });
     if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
-    const images = await step("container images: built offline, for containerd", () => ensureImages());
-    if (images.skipped.length || images.failed.length) {
-      for (const s of images.skipped) say(`  image ${s.name}: ${s.reason}`);
-      for (const f of images.failed) say(`  image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`);
-      throw new Error("some container images are missing (see above)");
-    }
-    writeLabImages(images.images);
+    await step("container images: built offline, for containerd", async () => {
+      const images = await ensureImages();
+      const missing = [...images.skipped.map((s) => `image ${s.name}: ${s.reason}`), ...images.failed.map((f) => `image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`)];
+      if (missing.length) throw new Error(`missing: ${missing.join("; ")}`);
+      writeLabImages(images.images);
+    });
     // Checked before anything is created; a lab that is already up holds its own ports and memory.
     if (lab.driver.kind === "qemu" && !netnsExists(lab.netns)) {
-      const problems = await step("preflight: host, tools, ports, memory", () => preflightLab(parseLabMachines(machineSpecs(lab))));
-      if (problems.length) {
-        for (const p of problems) say(p);
-        return EXIT.invalid;
-      }
+      await step("preflight: host, tools, ports, memory", async () => {
+        const problems = await preflightLab(parseLabMachines(machineSpecs(lab)));
+        if (problems.length) throw new Refused(problems);
+      });
     }
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
@@ -84,8 +98,11 @@ export async function up(file: string): Promise<number> {
       if (report) process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
     }
     return EXIT.ok;
-  } catch {
-    return EXIT.failed;
+  } catch (err) {
+    // A step printed its reason; anything else is said here, never swallowed.
+    if (!(err instanceof StepFailed)) say(`✗ ${(err as Error).message}`);
+    say(`k8slab up stopped${err instanceof StepFailed ? ` at "${err.step}"` : ""}; once that is fixed, \`npx k8slab up ${file}\` resumes from there`);
+    return err instanceof StepFailed ? err.exit : EXIT.failed;
   }
 }
 
@@ -105,7 +122,8 @@ export async function down(file: string): Promise<number> {
         await step(`stack: remove ${lab.name}`, () => stack.workspace.removeStack(lab.name));
       }
     }
-  } catch {
+  } catch (err) {
+    if (!(err instanceof StepFailed)) say(`✗ ${(err as Error).message}`);
     failed = true; // the machine layer below still cleans up what is left
   }
   // Whatever the state says: no VM, namespace, key or overlay of this lab survives `down`.

@@ -2,6 +2,7 @@
 //   pki.ts ca               env K8SLAB_CA_NAME
 //   pki.ts issue            env K8SLAB_CERT_SPEC (a CertSpec as JSON), K8SLAB_CA_CERT, K8SLAB_CA_KEY
 //   pki.ts service-account
+import { EXIT } from "../core/exit.ts";
 import { createCa, createServiceAccountKeys, issueCertificate } from "../infra/pki/generate.js";
 
 function env(name: string): string {
@@ -21,6 +22,6 @@ const result =
         : undefined;
 if (!result) {
   console.error("usage: pki.ts ca | issue | service-account");
-  process.exit(2);
+  process.exit(EXIT.invalid);
 }
 process.stdout.write(JSON.stringify(result));

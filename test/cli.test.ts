@@ -76,6 +76,28 @@ test("probe of a lab that is not up: underlay fails on ssh, the rest is blocked,
   assert.match(xml, /<testsuites name="k8slab probe" tests="9" failures="1" errors="0" skipped="8"/);
 });
 
+test("a command that fails unexpectedly says why in one line, exit 1; the stack trace only with --debug", () => {
+  const args = ["probe", "test/fixtures/labs/valid-minimal.yaml", "--tier", "underlay", "--junit", "/nonexistent-k8slab-dir/probe.xml"];
+  const r = k8slab(...args);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^k8slab probe: ENOENT: no such file or directory, open '\/nonexistent-k8slab-dir\/probe\.xml'\n\(run with --debug for the stack trace\)$/m);
+  assert.doesNotMatch(r.err, /^\s+at /m, "no stack trace");
+  const debug = k8slab(...args, "--debug");
+  assert.equal(debug.code, 1);
+  assert.match(debug.err, /^\s+at /m, "--debug shows it");
+});
+
+test("validate refuses what is not a lab file at once, exit 2: a FIFO, a device", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "k8slab-cli-"));
+  const fifo = path.join(dir, "lab.yaml");
+  spawnSync("mkfifo", [fifo]);
+  const r = k8slab("validate", fifo);
+  const dev = k8slab("validate", "/dev/zero");
+  rmSync(dir, { recursive: true });
+  assert.deepEqual([r.code, r.err], [2, `${fifo}: is not a regular file (a FIFO, socket or device): a lab file is a YAML file\n`]);
+  assert.deepEqual([dev.code, dev.err], [2, "/dev/zero: is not a regular file (a FIFO, socket or device): a lab file is a YAML file\n"]);
+});
+
 test("status --json of a lab that was never brought up", () => {
   const r = k8slab("status", "test/fixtures/labs/valid-minimal.yaml", "--json");
   assert.equal(r.code, 0, r.err);

@@ -1,7 +1,9 @@
 // Lab files: every fixture under test/fixtures/labs is checked; invalid ones list, in "# expect:" lines, exactly the problems they must produce.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { parseLab } from "../core/index.js";
 import { loadLab } from "../scripts/lab-file.js";
@@ -79,6 +81,34 @@ test("ssh driver keys resolve relative to the lab file", () => {
 test("a missing file is one problem naming the file", () => {
   const result = loadLab("/nonexistent/lab.yaml");
   assert.deepEqual(result.ok ? [] : result.problems, [{ path: "/nonexistent/lab.yaml", reason: "no such file" }]);
+});
+
+test("hostile input is one problem, never a hang, a stack trace or a pass", (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "k8slab-hostile-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const at = (name: string) => path.join(dir, name);
+  writeFileSync(at("huge.yaml"), `# ${"x".repeat(2 * 1024 * 1024)}\n`);
+  writeFileSync(at("binary.yaml"), Buffer.from([0x6e, 0x61, 0x6d, 0x65, 0x3a, 0x00, 0xff]));
+  writeFileSync(at("latin1.yaml"), Buffer.from("name: caf\xe9\n", "latin1"));
+  writeFileSync(at("deep.yaml"), `name: ${"[".repeat(50000)}`);
+  writeFileSync(at("list.yaml"), "- name: a\n");
+  mkdirSync(at("folder.yaml"));
+  execFileSync("mkfifo", [at("fifo.yaml")]);
+  symlinkSync(at("loop-b.yaml"), at("loop-a.yaml"));
+  symlinkSync(at("loop-a.yaml"), at("loop-b.yaml"));
+  const problems = (file: string) => {
+    const r = loadLab(file);
+    return r.ok ? ["(valid)"] : r.problems.map((p) => `${p.path}: ${p.reason}`);
+  };
+  assert.deepEqual(problems(at("huge.yaml")), [`${at("huge.yaml")}: is 2097155 bytes: a lab file is at most 1048576 bytes`]);
+  assert.deepEqual(problems(at("binary.yaml")), [`${at("binary.yaml")}: is binary (it holds NUL bytes): a lab file is YAML text`]);
+  assert.deepEqual(problems(at("latin1.yaml")), [`${at("latin1.yaml")}: is not UTF-8 text`]);
+  assert.deepEqual(problems(at("deep.yaml")), ["deep.yaml: is nested too deeply to be a lab file"]);
+  assert.deepEqual(problems(at("list.yaml")), ["(lab): must be an object, not a list"]);
+  assert.deepEqual(problems(at("folder.yaml")), [`${at("folder.yaml")}: is a directory, not a lab file`]);
+  assert.deepEqual(problems(at("fifo.yaml")), [`${at("fifo.yaml")}: is not a regular file (a FIFO, socket or device): a lab file is a YAML file`]);
+  assert.deepEqual(problems("/dev/zero"), ["/dev/zero: is not a regular file (a FIFO, socket or device): a lab file is a YAML file"]);
+  assert.deepEqual(problems(at("loop-a.yaml")), [`${at("loop-a.yaml")}: is a symlink loop`]);
 });
 
 test("an empty document reports the required sections", () => {

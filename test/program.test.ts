@@ -177,6 +177,20 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   assert.match(first("flanneld-node2")!.create, /ip link show flannel\.1 /, "flannel is ready once flannel.<VNI> exists");
 });
 
+test("node roles: labels as kubectl shows them; a node without the worker role is tainted, a worker is not; the toolbox tolerates it", async () => {
+  const { nodeRolesScript } = await import("../infra/tiers/node-agents.js");
+  const script = first("node-roles")!.create;
+  const lab = loaded.ok ? loaded.lab : assert.fail();
+  assert.equal(script, nodeRolesScript(lab));
+  assert.match(script, /label node node1 --overwrite node-role\.kubernetes\.io\/control-plane= node-role\.kubernetes\.io\/worker=\n/);
+  assert.match(script, /label node node2 --overwrite node-role\.kubernetes\.io\/worker= node-role\.kubernetes\.io\/control-plane-\n/);
+  assert.doesNotMatch(script, /taint node \S+ --overwrite/, "both nodes of the reference lab run pods");
+  const controlPlaneOnly = { ...lab, nodes: lab.nodes.map((n) => (n.isControlPlane ? { ...n, roles: ["control-plane" as const], isWorker: false } : n)) };
+  assert.match(nodeRolesScript(controlPlaneOnly), /taint node node1 --overwrite node-role\.kubernetes\.io\/control-plane:NoSchedule/);
+  const toolbox = objects.get("kubernetes:apps/v1:DaemonSet::toolbox");
+  assert.deepEqual(toolbox.spec.template.spec.tolerations, [{ key: "node-role.kubernetes.io/control-plane", operator: "Exists", effect: "NoSchedule" }]);
+});
+
 test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from the lab file, images never pulled", async () => {
   // business-manager registers once data-product has (it waits for it): let registration settle.
   for (let i = 0; i < 100 && !objects.has("kubernetes:apps/v1:Deployment::business-manager"); i++) await new Promise((r) => setTimeout(r, 50));

@@ -6,6 +6,8 @@ import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shq } from "../../core/shell.ts";
 import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
+import type { Lab } from "../../core/index.js";
+import { CONTROL_PLANE_TAINT } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
@@ -15,6 +17,23 @@ import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.js";
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
   const remote = sshCommandLine(ep, "ctr -n k8s.io images import -");
   return archives.map((a) => `${remote} < ${shq(a)}`).join("\n");
+}
+
+/**
+ * Each node's roles as `kubectl get nodes` shows them (node-role.kubernetes.io/* labels, set by the
+ * admin: NodeRestriction keeps kubelet from setting them), and a node without the worker role
+ * tainted so only what tolerates it runs there. Idempotent: a role change in the lab file updates it.
+ */
+export function nodeRolesScript(lab: Lab): string {
+  const { key, effect } = CONTROL_PLANE_TAINT;
+  return lab.nodes
+    .flatMap((n) => [
+      `"$KUBECTL" label node ${n.name} --overwrite ${n.roles.map((r) => `node-role.kubernetes.io/${r}=`).join(" ")} ${["control-plane", "worker"].filter((r) => !n.roles.includes(r as never)).map((r) => `node-role.kubernetes.io/${r}-`).join(" ")}`.trimEnd(),
+      n.isWorker
+        ? `"$KUBECTL" taint node ${n.name} ${key}:${effect}- 2>/dev/null || true # a worker: no taint (none to remove is fine)`
+        : `"$KUBECTL" taint node ${n.name} --overwrite ${key}:${effect}`,
+    ])
+    .join("\n");
 }
 
 export class NodeAgents extends Tier {
@@ -56,7 +75,8 @@ export class NodeAgents extends Tier {
       }));
     }
     // From this machine, with the admin kubeconfig: Ready means kubelet, containerd and the CNI config all check out.
-    new Command(
+    const kubectl = { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: this.below(ControlPlane).kubeconfigFile };
+    const ready = new Command(
       "nodes-ready",
       {
         // `kubectl wait` fails at once on a node that has not registered yet: wait for that first.
@@ -64,11 +84,12 @@ export class NodeAgents extends Tier {
           waitFor(`"$KUBECTL" get node ${lab.nodes.map((n) => n.name).join(" ")} >/dev/null 2>&1`, "every kubelet registered its Node", 300),
           `"$KUBECTL" wait --for=condition=Ready ${lab.nodes.map((n) => `node/${n.name}`).join(" ")} --timeout=600s`,
         ].join("\n"),
-        environment: { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: this.below(ControlPlane).kubeconfigFile },
+        environment: kubectl,
         timeoutSec: 960,
       },
       this.childOpts({}, kubelets),
     );
+    new Command("node-roles", { create: nodeRolesScript(lab), environment: kubectl, timeoutSec: 120 }, this.childOpts({}, [ready]));
     this.registerOutputs({});
   }
 }

@@ -2,7 +2,7 @@
 // name), each a Deployment whose pods learn who and where they are from the downward API.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { appLabels, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.js";
+import { appLabels, CONTROL_PLANE_TAINT, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 
@@ -86,6 +86,8 @@ export class Workloads extends Tier {
           metadata: { labels: TOOLBOX.labels },
           spec: {
             terminationGracePeriodSeconds: 1,
+            // A vantage point on every node, control-plane-only ones too.
+            tolerations: [{ key: CONTROL_PLANE_TAINT.key, operator: "Exists", effect: CONTROL_PLANE_TAINT.effect }],
             containers: [{
               name: TOOLBOX.daemonSet,
               image: this.imageRef(args, TOOLBOX.image),

@@ -12,6 +12,7 @@ import { type ImageSpec, imageCatalog, REGISTRY } from './catalog.ts';
 import { removeTree, sha256File, withDirLock } from '../files.ts';
 import { buildLayer, type ImageRef, type LayerBlob, packLayout, refString, writeLayout } from './oci.ts';
 import { type LayerSpec, type Log, type Source, stageTree, SUITE } from './rootfs.ts';
+import { EXIT } from '../../core/exit.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const imagesRoot = () => path.join(cacheRoot(), 'images-oci');
@@ -334,12 +335,12 @@ async function main() {
   if (values.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else printReport(report, (s) => process.stdout.write(s + '\n'));
   // Exit 1 when an image is missing, so `up` and CI do not go on without it.
-  process.exitCode = report.skipped.length || report.failed.length ? 1 : 0;
+  process.exitCode = report.skipped.length || report.failed.length ? EXIT.failed : EXIT.ok;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   main().catch((e) => {
     process.stderr.write(`images: ${(e as Error).message}\n`);
-    process.exitCode = 2;
+    process.exitCode = EXIT.invalid;
   });
 }

@@ -2,6 +2,7 @@
 // Each subcommand takes its JSON argument inline, from --file PATH, or on stdin; prints one JSON line on stdout;
 // progress and notices go to stderr. Exit 0 ok, 2 bad input or preflight (one "field: reason" line each), 1 other.
 import fs from 'node:fs';
+import { EXIT } from '../../core/exit.ts';
 import { ensureImage, findImage, imageKey, pruneImages } from './image.ts';
 import { labDown, labNetUp, labStatus } from './lab.ts';
 import { preflightLab, PreflightError } from './preflight.ts';
@@ -59,49 +60,49 @@ async function main(argv: string[]): Promise<number> {
     case 'image': {
       if (flag(args, '--prune')) {
         print({ pruned: pruneImages() });
-        return 0;
+        return EXIT.ok;
       }
       const m = await ensureImage({ rebuild: flag(args, '--rebuild') });
       print({ key: m.key, dir: m.dir, kernel: m.kernel, initrd: m.initrd, rootfs: m.rootfs, kernelVersion: m.kernelVersion, reused: m.reused, buildSeconds: m.buildSeconds });
-      return 0;
+      return EXIT.ok;
     }
     case 'image-key': {
       print({ key: imageKey(), cached: !!findImage() });
-      return 0;
+      return EXIT.ok;
     }
     case 'accel': {
       const m = await ensureImage();
       print(await detectAccel(m.kernel));
-      return 0;
+      return EXIT.ok;
     }
     case 'preflight': {
       const problems = await preflightLab(parseLabMachines(jsonArg(args)));
       if (problems.length) throw new PreflightError(problems);
       print({ ok: true });
-      return 0;
+      return EXIT.ok;
     }
     case 'net-up':
       print(await labNetUp(jsonArg(args)));
-      return 0;
+      return EXIT.ok;
     case 'net-down':
     case 'down': {
       const keepLogs = flag(args, '--keep-logs') || process.env.K8SLAB_KEEP_LOGS === '1';
       const ref = cmd === 'down' && args[0] && !args[0].startsWith('{') ? { lab: args[0] } : (jsonArg(args) as { lab: string; netns?: string });
       if (!ref?.lab) throw new SpecError(['lab: required']);
       print(await labDown(ref.lab, { netns: ref.netns, keepLogs }));
-      return 0;
+      return EXIT.ok;
     }
     case 'vm-up': {
       const wait = !flag(args, '--no-wait');
       print(await vmUp(jsonArg(args) as never, { wait }));
-      return 0;
+      return EXIT.ok;
     }
     case 'vm-down': {
       const ref = jsonArg(args) as { lab: string; name: string; netns?: string };
       if (!ref?.lab || !ref?.name) throw new SpecError(['lab, name: required']);
       await vmDown(ref);
       print({ removed: ref.name });
-      return 0;
+      return EXIT.ok;
     }
     case 'ssh-up': {
       const lab = option(args, '--lab');
@@ -109,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
       const r = SshHostSpecSchema.safeParse(jsonArg(args));
       if (!r.success) throw new SpecError(issueLines(r.error));
       print(await sshHostUp(lab, r.data));
-      return 0;
+      return EXIT.ok;
     }
     case 'ssh-wait': {
       const r = SshHostSpecSchema.safeParse(jsonArg(args));
@@ -117,15 +118,15 @@ async function main(argv: string[]): Promise<number> {
       const { timeoutSec, knownHostsFile, ...ep } = r.data;
       if (!knownHostsFile) throw new SpecError(['knownHostsFile: required (or use ssh-up --lab LAB)']);
       print(await waitForSsh({ ...ep, knownHostsFile }, { timeoutSec }));
-      return 0;
+      return EXIT.ok;
     }
     case 'status':
       if (!args[0]) throw new SpecError(['lab: required']);
       print(await labStatus(args[0]));
-      return 0;
+      return EXIT.ok;
     default:
       process.stderr.write(USAGE);
-      return cmd === undefined || cmd === 'help' || cmd === '--help' ? 0 : 2;
+      return cmd === undefined || cmd === 'help' || cmd === '--help' ? EXIT.ok : EXIT.invalid;
   }
 }
 
@@ -134,9 +135,9 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     if (e instanceof SpecError || e instanceof PreflightError) {
       for (const p of e.problems) process.stderr.write(`${p}\n`);
-      process.exit(2);
+      process.exit(EXIT.invalid);
     }
     process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(1);
+    process.exit(EXIT.failed);
   },
 );

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { formatPath } from '../../core/lab.ts';
+import { formatPath, LAN_PREFIX } from '../../core/lab.ts';
 import { LAN_BRIDGE, netnsOf, NETNS_MAX } from '../../core/names.ts';
 import { cpus, dnsLabel, ifName, memoryMiB, port } from '../../core/schema.ts';
 import { cacheRoot } from '../toolchain/paths.ts';
@@ -33,7 +33,7 @@ export const MachineSpecSchema = z.strictObject({
   name: nodeName,
   /** LAN address, e.g. 192.168.0.21. */
   address: z.ipv4(),
-  prefixLength: z.number().int().min(8).max(30),
+  prefixLength: z.number().int().min(LAN_PREFIX.min).max(LAN_PREFIX.max),
   /** Default gateway on the LAN (the namespace's bridge address). */
   gateway: z.ipv4(),
   cpus,

@@ -1,5 +1,6 @@
 // `k8slab toolchain [--check] [--json]`: builds what the offline bundle lacks, or verifies
 // it, against scripts/toolchain/versions.yaml. Also the entry point other commands use.
+import { EXIT, exitOnSignal } from "../../core/exit.ts";
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
@@ -157,7 +158,7 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
     const onSignal = (sig: NodeJS.Signals) => {
       log(`toolchain: ${sig}, stopping; a re-run resumes where this one stopped`);
       stopActiveBuild();
-      process.exit(sig === "SIGINT" ? 130 : 143);
+      process.exit(exitOnSignal(sig));
     };
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
@@ -235,10 +236,10 @@ export async function toolchainCommand(opts: { check: boolean; json: boolean }):
   const manifest = await loadManifest();
   if (!opts.check) {
     const ok = await ensureToolchain();
-    if (!ok && !opts.json) return 1;
+    if (!ok && !opts.json) return EXIT.failed;
   }
   const { report } = await inspect(manifest);
   if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else printReport(report, (s) => process.stdout.write(`${s}\n`));
-  return report.complete ? 0 : 1;
+  return report.complete ? EXIT.ok : EXIT.failed;
 }
