@@ -1,10 +1,7 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler on the control-plane node.
 import type { Lab } from "../../core/index.js";
-import { etcdEndpoint } from "./etcd.js";
-import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
+import { API_SERVER_PORT, configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
-
-export const API_SERVER_PORT = 6443;
 
 export const apiServerURL = (lab: Lab) => `https://${lab.controlPlane.address}:${API_SERVER_PORT}`;
 

@@ -1,14 +1,8 @@
 // etcd on the control-plane node, and the flannel network config it stores.
 import type { Lab } from "../../core/index.js";
-import { NODE_PATHS, pki } from "./paths.js";
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
 
-export const ETCD_CLIENT_PORT = 2379;
-export const ETCD_PEER_PORT = 2380;
-/** Where flannel's etcd subnet manager keeps its config and leases (flannel's default prefix). */
-export const FLANNEL_ETCD_PREFIX = "/coreos.com/network";
-
-export const etcdEndpoint = (lab: Lab) => `https://${lab.controlPlane.address}:${ETCD_CLIENT_PORT}`;
 
 export function renderEtcdUnit(lab: Lab): string {
   const node = lab.controlPlane;
@@ -57,13 +51,3 @@ export function renderFlannelNetConf(lab: Lab): string {
   );
 }
 
-/** etcdctl on the control-plane node, with the API server's etcd client certificate (probes use it too). */
-export function etcdctlCommand(lab: Lab): string {
-  return [
-    `${NODE_PATHS.bin}/etcdctl`,
-    `--endpoints=${etcdEndpoint(lab)}`,
-    `--cacert=${pki("ca.crt")}`,
-    `--cert=${pki("apiserver-etcd-client.crt")}`,
-    `--key=${pki("apiserver-etcd-client.key")}`,
-  ].join(" ");
-}

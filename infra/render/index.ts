@@ -14,7 +14,7 @@ import {
   renderNetstampUnit,
   NETSTAMP_UNIT,
 } from "./node.js";
-import { configPath, NODE_PATHS } from "./paths.js";
+import { configPath, NODE_PATHS } from "../../core/node.js";
 
 export interface NodeFile {
   path: string;
@@ -89,8 +89,6 @@ export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeF
 }
 
 export { NETSTAMP_UNIT } from "./node.js";
-export { apiServerSANs, apiServerURL, API_SERVER_PORT } from "./controlplane.js";
-export { etcdctlCommand, etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
+export { apiServerSANs, apiServerURL } from "./controlplane.js";
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
-export { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
 export { renderCorefile, COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT } from "./coredns.js";

@@ -1,7 +1,8 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
 import type { Lab, LabNode } from "../../core/index.js";
-import { etcdEndpoint, FLANNEL_ETCD_PREFIX } from "./etcd.js";
-import { configPath, kubeconfigPath, NODE_PATHS, pki } from "./paths.js";
+import { FLANNEL_ETCD_PREFIX } from "../../core/names.js";
+import { etcdEndpoint } from "../../core/node.js";
+import { configPath, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
 
 /** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */

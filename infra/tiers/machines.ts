@@ -5,9 +5,9 @@ import { guestRunInputs } from "../../scripts/machines/render.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
 import { shq } from "../../core/shell.ts";
-import { NODE_PATHS } from "../render/index.js";
+import { NODE_PATHS } from "../../core/node.js";
 import type { Lab, LabNode } from "../../core/index.js";
-import { API_SERVER_PORT } from "../render/index.js";
+import { API_SERVER_PORT } from "../../core/node.js";
 import { Tier, type TierArgs } from "../tier.js";
 
 /** The machine layer's command line (scripts/machines/cli.ts), run from the project root; JSON arrives on stdin. */

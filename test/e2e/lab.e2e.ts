@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { $ } from 'zx';
 import { loadLab } from '../../scripts/lab-file.js';
-import { etcdctlCommand } from '../../infra/render/index.js';
+import { etcdctlCommand } from '../../core/node.js';
 import { labStatus } from '../../scripts/machines/lab.ts';
 import { netnsExists } from '../../scripts/machines/labnet.ts';
 import { type SshEndpoint } from '../../scripts/machines/spec.ts';

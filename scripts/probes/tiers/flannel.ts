@@ -1,6 +1,7 @@
 // Tier 2, flannel: etcd's subnet leases, flannel.1 on every node, and per remote node one route, one neighbour and one FDB entry, all agreeing.
 import type { LabNode } from "../../../core/index.js";
-import { etcdctlCommand, FLANNEL_ETCD_PREFIX } from "../../../infra/render/etcd.js";
+import { FLANNEL_ETCD_PREFIX } from "../../../core/names.js";
+import { etcdctlCommand } from "../../../core/node.js";
 import { TIMEOUT } from "../contract.js";
 import { parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink, type FlannelLease } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";

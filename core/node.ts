@@ -1,0 +1,37 @@
+// Where things live on a node and where its daemons listen: one table so units, configs, remote
+// steps and probes agree.
+import type { Lab } from "./lab.js";
+export const NODE_PATHS = {
+  bin: "/usr/local/bin",
+  pki: "/etc/kubernetes/pki",
+  kubeconfigs: "/etc/kubernetes",
+  config: "/etc/kubernetes/config",
+  etcdData: "/var/lib/etcd",
+  cniBin: "/opt/cni/bin",
+  cniConf: "/etc/cni/net.d",
+  flannelSubnetFile: "/run/flannel/subnet.env",
+  containerdConfig: "/etc/containerd/config.toml",
+  containerdSocket: "/run/containerd/containerd.sock",
+  units: "/etc/systemd/system",
+} as const;
+
+export const pki = (file: string) => `${NODE_PATHS.pki}/${file}`;
+export const kubeconfigPath = (who: string) => `${NODE_PATHS.kubeconfigs}/${who}.kubeconfig`;
+export const configPath = (file: string) => `${NODE_PATHS.config}/${file}`;
+
+export const API_SERVER_PORT = 6443;
+export const ETCD_CLIENT_PORT = 2379;
+export const ETCD_PEER_PORT = 2380;
+
+export const etcdEndpoint = (lab: Lab) => `https://${lab.controlPlane.address}:${ETCD_CLIENT_PORT}`;
+
+/** etcdctl on the control-plane node, with the API server's etcd client certificate (probes use it too). */
+export function etcdctlCommand(lab: Lab): string {
+  return [
+    `${NODE_PATHS.bin}/etcdctl`,
+    `--endpoints=${etcdEndpoint(lab)}`,
+    `--cacert=${pki("ca.crt")}`,
+    `--cert=${pki("apiserver-etcd-client.crt")}`,
+    `--key=${pki("apiserver-etcd-client.key")}`,
+  ].join(" ");
+}
