@@ -20,6 +20,18 @@ export const kubeconfigPath = (who: string) => `${NODE_PATHS.kubeconfigs}/${who}
 export const configPath = (file: string) => `${NODE_PATHS.config}/${file}`;
 
 export const API_SERVER_PORT = 6443;
+export const apiServerURL = (lab: Lab) => `https://${lab.controlPlane.address}:${API_SERVER_PORT}`;
+
+/** The API server's certificate must be valid for every name and address clients use to reach it. */
+export function apiServerSANs(lab: Lab): { dns: string[]; ips: string[] } {
+  const domain = lab.services.clusterDomain;
+  return {
+    dns: ["kubernetes", "kubernetes.default", "kubernetes.default.svc", `kubernetes.default.svc.${domain}`, lab.controlPlane.name, "localhost"],
+    // 127.0.0.1 also covers the management forward on the host (qemu driver).
+    ips: [lab.services.kubernetesServiceIP, lab.controlPlane.address, "127.0.0.1"],
+  };
+}
+
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
 

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { type Lab } from "../core/index.js";
 import { loadLab } from "./lab-file.js";
 import { labPaths } from "../core/paths.ts";
-import { machineSpecs } from "../infra/tiers/machines.js";
+import { machineSpecs } from "./machines/lab-machines.js";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { ensureImage } from "./machines/image.ts";
 import { labDown, labStatus } from "./machines/lab.ts";

@@ -8,7 +8,7 @@ import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createCa, issueCertificate, type KeyPairPem } from "../infra/pki/generate.js";
+import { createCa, issueCertificate, type KeyPairPem } from "../scripts/pki/generate.js";
 import {
   backendToV1,
   backendToV1beta1,

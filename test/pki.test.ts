@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { createPublicKey, X509Certificate, createPrivateKey } from "node:crypto";
 import path from "node:path";
 import { loadLab } from "../scripts/lab-file.js";
-import { certificateCatalog } from "../infra/pki/catalog.js";
-import { createCa, createServiceAccountKeys, issueCertificate } from "../infra/pki/generate.js";
+import { certificateCatalog } from "../scripts/pki/catalog.js";
+import { createCa, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.js";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);

@@ -7,7 +7,8 @@ import path from "node:path";
 import { type Lab } from "../core/index.js";
 import { loadLab } from "../scripts/lab-file.js";
 import { parseLab } from "../core/lab.js";
-import { allNodeFiles, apiServerSANs, controlPlaneFiles, etcdFiles, flanneldInputs, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
+import { allNodeFiles, controlPlaneFiles, etcdFiles, flanneldInputs, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
+import { apiServerSANs } from "../core/node.js";
 import { unitDigest } from "../infra/tiers/remote.js";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");

@@ -3,18 +3,6 @@ import type { Lab } from "../../core/index.js";
 import { API_SERVER_PORT, configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
 
-export const apiServerURL = (lab: Lab) => `https://${lab.controlPlane.address}:${API_SERVER_PORT}`;
-
-/** The API server's certificate must be valid for every name and address clients use to reach it. */
-export function apiServerSANs(lab: Lab): { dns: string[]; ips: string[] } {
-  const domain = lab.services.clusterDomain;
-  return {
-    dns: ["kubernetes", "kubernetes.default", "kubernetes.default.svc", `kubernetes.default.svc.${domain}`, lab.controlPlane.name, "localhost"],
-    // 127.0.0.1 also covers the management forward on the host (qemu driver).
-    ips: [lab.services.kubernetesServiceIP, lab.controlPlane.address, "127.0.0.1"],
-  };
-}
-
 /**
  * Anonymous requests are allowed only to the health endpoints; any other anonymous request is
  * refused with 401 before authorization runs.

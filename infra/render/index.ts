@@ -89,6 +89,6 @@ export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeF
 }
 
 export { NETSTAMP_UNIT } from "./node.js";
-export { apiServerSANs, apiServerURL } from "./controlplane.js";
+
 export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
 export { renderCorefile, COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT } from "./coredns.js";

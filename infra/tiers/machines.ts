@@ -8,34 +8,12 @@ import { shq } from "../../core/shell.ts";
 import { NODE_PATHS } from "../../core/node.js";
 import type { Lab, LabNode } from "../../core/index.js";
 import { API_SERVER_PORT } from "../../core/node.js";
+import { machineSpecs } from "../../scripts/machines/lab-machines.ts";
 import { Tier, type TierArgs } from "../tier.js";
 
 /** The machine layer's command line (scripts/machines/cli.ts), run from the project root; JSON arrives on stdin. */
 const MACHINES = "node_modules/.bin/tsx scripts/machines/cli.ts";
 const withSpec = (subcommand: string) => `printf '%s' "$K8SLAB_SPEC" | ${MACHINES} ${subcommand}`;
-
-/** What the machine layer is asked for: the lab LAN and one VM per node (see scripts/machines/spec.ts). */
-export function machineSpecs(lab: Lab) {
-  const net = { lab: lab.name, netns: lab.netns, bridge: "lan0", gatewayCidr: `${lab.lan.gateway}/${lab.lan.prefixLength}` };
-  if (lab.driver.kind !== "qemu") return { net, machines: [] };
-  const { sshPortBase, apiServerPort } = lab.driver;
-  const hosts = lab.nodes.map((n) => ({ name: n.name, address: n.address }));
-  const machines = lab.nodes.map((n) => ({
-    lab: lab.name,
-    name: n.name,
-    address: n.address,
-    prefixLength: lab.lan.prefixLength,
-    gateway: lab.lan.gateway,
-    cpus: n.cpus,
-    memoryMiB: n.memoryMiB,
-    sshPort: sshPortBase + n.index,
-    extraForwards: n.isControlPlane ? [{ host: apiServerPort, guest: API_SERVER_PORT }] : [],
-    netns: net.netns,
-    bridge: net.bridge,
-    hosts,
-  }));
-  return { net, machines };
-}
 
 /** The bundle's binaries a node runs, by bundle path: what its roles need, nothing more. */
 export function bundleFilesFor(node: LabNode): string[] {

@@ -1,9 +1,10 @@
 // Pki: the lab CA and every certificate and key the cluster's parts present to each other.
 import * as pulumi from "@pulumi/pulumi";
-import { certificateCatalog, type CertSpec } from "../pki/catalog.js";
-import type { KeyPairPem } from "../pki/generate.js";
+import { certificateCatalog, type CertSpec } from "../../scripts/pki/catalog.js";
+import type { KeyPairPem } from "../../scripts/pki/generate.js";
 import { Command } from "../provider/command.js";
-import { apiServerURL, renderKubeconfig } from "../render/index.js";
+import { renderKubeconfig } from "../render/index.js";
+import { apiServerURL } from "../../core/node.js";
 import { kubeconfigPath, pki } from "../../core/node.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";

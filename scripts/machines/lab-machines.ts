@@ -1,0 +1,28 @@
+// The machine layer's view of a lab: its LAN and one VM per node, as scripts/machines/spec.ts shapes them.
+import type { Lab } from "../../core/index.js";
+import { LAN_BRIDGE } from "../../core/names.js";
+import { API_SERVER_PORT } from "../../core/node.js";
+
+/** What the machine layer is asked for: the lab LAN and one VM per node (see scripts/machines/spec.ts). */
+export function machineSpecs(lab: Lab) {
+  const net = { lab: lab.name, netns: lab.netns, bridge: LAN_BRIDGE, gatewayCidr: `${lab.lan.gateway}/${lab.lan.prefixLength}` };
+  if (lab.driver.kind !== "qemu") return { net, machines: [] };
+  const { sshPortBase, apiServerPort } = lab.driver;
+  const hosts = lab.nodes.map((n) => ({ name: n.name, address: n.address }));
+  const machines = lab.nodes.map((n) => ({
+    lab: lab.name,
+    name: n.name,
+    address: n.address,
+    prefixLength: lab.lan.prefixLength,
+    gateway: lab.lan.gateway,
+    cpus: n.cpus,
+    memoryMiB: n.memoryMiB,
+    sshPort: sshPortBase + n.index,
+    extraForwards: n.isControlPlane ? [{ host: apiServerPort, guest: API_SERVER_PORT }] : [],
+    netns: net.netns,
+    bridge: net.bridge,
+    hosts,
+  }));
+  return { net, machines };
+}
+
