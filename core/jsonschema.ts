@@ -4,5 +4,5 @@ import { labFileSchema } from "./schema.js";
 
 export function labJsonSchema(): string {
   const schema = z.toJSONSchema(labFileSchema, { io: "input", target: "draft-2020-12", unrepresentable: "any" });
-  return JSON.stringify({ ...schema, title: "k8slab lab file" }, null, 2) + "\n";
+  return `${JSON.stringify({ ...schema, title: "k8slab lab file" }, null, 2)}\n`;
 }

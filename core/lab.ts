@@ -2,10 +2,10 @@
 // No I/O: scripts/lab-file.ts reads the file.
 import path from "node:path";
 import yaml from "js-yaml";
-import { z } from "zod";
+import type { z } from "zod";
 import { DNS_LABEL_MAX, flannelDevice, headlessService, NETNS_MAX, netnsOf, RESERVED_WORKLOAD_NAMES, WORKLOAD_NAMESPACE } from "./names.js";
-import { labFileSchema, type LabFile, type LabFileNode } from "./schema.js";
-import { contains, formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
+import { formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
+import { type LabFile, type LabFileNode, labFileSchema } from "./schema.js";
 
 /** One thing wrong with a lab file: where (a field path such as nodes[1].address) and why. */
 export interface Problem {
@@ -69,13 +69,29 @@ export function parseLab(text: string, file: string): LoadResult {
       return { ok: false, problems: [{ path: `${path.basename(file)}${at}`, reason: err.reason }] };
     }
     // js-yaml recurses per nesting level: a hostile file ends in a RangeError, not a YAMLException.
-    return { ok: false, problems: [{ path: path.basename(file), reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `is not YAML k8slab can read (${(err as Error).message})` }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          path: path.basename(file),
+          reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `is not YAML k8slab can read (${(err as Error).message})`,
+        },
+      ],
+    };
   }
-  let parsed;
+  let parsed: ReturnType<typeof labFileSchema.safeParse>;
   try {
     parsed = labFileSchema.superRefine(checkRelations, { when: () => true }).safeParse(raw ?? {}, { reportInput: true });
   } catch (err) {
-    return { ok: false, problems: [{ path: path.basename(file), reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `cannot be checked (${(err as Error).message})` }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          path: path.basename(file),
+          reason: err instanceof RangeError ? "is nested too deeply to be a lab file" : `cannot be checked (${(err as Error).message})`,
+        },
+      ],
+    };
   }
   if (!parsed.success) return { ok: false, problems: parsed.error.issues.flatMap(toProblems) };
   return { ok: true, lab: derive(parsed.data, file) };
@@ -88,10 +104,18 @@ const DERIVED_KEYS: Record<string, string> = {
 
 function toProblems(issue: z.core.$ZodIssue): Problem[] {
   if (issue.code === "unrecognized_keys") {
-    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), reason: DERIVED_KEYS[formatPath([...issue.path, key]).replace(/\[\d+\]/g, "[]")] ?? "unknown key" }));
+    return issue.keys.map((key) => ({
+      path: formatPath([...issue.path, key]),
+      reason: DERIVED_KEYS[formatPath([...issue.path, key]).replace(/\[\d+\]/g, "[]")] ?? "unknown key",
+    }));
   }
   if ((issue.code === "invalid_type" || issue.code === "invalid_value") && issue.input === undefined) {
-    return [{ path: formatPath(issue.path), reason: issue.code === "invalid_value" ? `is required (${issue.message.replace(/^Invalid option: /, "")})` : "is required" }];
+    return [
+      {
+        path: formatPath(issue.path),
+        reason: issue.code === "invalid_value" ? `is required (${issue.message.replace(/^Invalid option: /, "")})` : "is required",
+      },
+    ];
   }
   if (issue.code === "invalid_type") {
     return [{ path: formatPath(issue.path), reason: `must be ${article(issue.expected)}, not ${describeValue(issue.input)}` }];
@@ -152,7 +176,10 @@ function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): vo
   }
 
   if (typeof lab.name === "string" && netnsOf(lab.name).length > NETNS_MAX) {
-    add(["name"], `"${lab.name}" is ${lab.name.length} characters: its network namespace ${netnsOf(lab.name)} may have at most ${NETNS_MAX} (a name of at most ${NETNS_MAX - netnsOf("").length})`);
+    add(
+      ["name"],
+      `"${lab.name}" is ${lab.name.length} characters: its network namespace ${netnsOf(lab.name)} may have at most ${NETNS_MAX} (a name of at most ${NETNS_MAX - netnsOf("").length})`,
+    );
   }
 
   if (services) {
@@ -219,11 +246,15 @@ function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): vo
   // The Services each workload gets, checked as the cluster will see them.
   const dataProduct = workloadNames[0];
   if (typeof dataProduct === "string" && headlessService(dataProduct).length > DNS_LABEL_MAX) {
-    add(["workloads", "dataProduct", "name"], `"${dataProduct}" is ${dataProduct.length} characters: its headless Service ${headlessService(dataProduct)} would pass Kubernetes' ${DNS_LABEL_MAX} (a name of at most ${DNS_LABEL_MAX - headlessService("").length})`);
+    add(
+      ["workloads", "dataProduct", "name"],
+      `"${dataProduct}" is ${dataProduct.length} characters: its headless Service ${headlessService(dataProduct)} would pass Kubernetes' ${DNS_LABEL_MAX} (a name of at most ${DNS_LABEL_MAX - headlessService("").length})`,
+    );
   }
   (["dataProduct", "businessManager"] as const).forEach((key, i) => {
     const name = workloadNames[i];
-    if ((RESERVED_WORKLOAD_NAMES as readonly string[]).includes(name)) add(["workloads", key, "name"], `"${name}" is the Service the cluster itself owns in namespace ${WORKLOAD_NAMESPACE}`);
+    if ((RESERVED_WORKLOAD_NAMES as readonly string[]).includes(name))
+      add(["workloads", key, "name"], `"${name}" is the Service the cluster itself owns in namespace ${WORKLOAD_NAMESPACE}`);
   });
   if (typeof dataProduct === "string" && workloadNames[1] === headlessService(dataProduct)) {
     add(["workloads", "businessManager", "name"], `"${workloadNames[1]}" is data-product's headless Service`);
@@ -295,4 +326,3 @@ function deepFreeze<T>(o: T): T {
   }
   return o;
 }
-

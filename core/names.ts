@@ -44,7 +44,13 @@ export const headlessService = (name: string) => `${name}-headless`;
 export const RESERVED_WORKLOAD_NAMES = ["kubernetes"] as const;
 
 /** The probe pods: a DaemonSet, so every node has one pod to send from and to. They run `sleep infinity`. */
-export const TOOLBOX = { namespace: "k8slab-probe", daemonSet: "toolbox", image: "toolbox", selector: appSelector("toolbox"), labels: appLabels("toolbox") } as const;
+export const TOOLBOX = {
+  namespace: "k8slab-probe",
+  daemonSet: "toolbox",
+  image: "toolbox",
+  selector: appSelector("toolbox"),
+  labels: appLabels("toolbox"),
+} as const;
 
 /** CoreDNS, under the names every Kubernetes DNS client and tool expects. */
 export const CLUSTER_DNS = {

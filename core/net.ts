@@ -60,7 +60,7 @@ export function size(c: Cidr): number {
 }
 
 export function contains(c: Cidr, address: number): boolean {
-  return ((address & maskOf(c.prefix)) >>> 0) === c.base;
+  return (address & maskOf(c.prefix)) >>> 0 === c.base;
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {

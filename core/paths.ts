@@ -73,4 +73,3 @@ export function vmPaths(lab: string, name: string): VmPaths {
     fwdLog: (p) => path.join(l.logs, `${name}.fwd-${p}.log`),
   };
 }
-

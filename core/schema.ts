@@ -15,15 +15,16 @@ const cidr = z.string().check((ctx) => {
 export const port = z.int().min(1).max(65535);
 
 // RFC 1123 label: what Kubernetes accepts as a node or Service name.
-export const dnsLabel = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, '-')");
+export const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, '-')");
 
 // A DNS name (RFC 1123): labels of at most 63, at most 253 in all, and not an IP address (its last label has a letter).
 const dnsName = z
   .string()
   .max(253, "must be a DNS name of at most 253 characters")
-  .regex(/^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a lowercase DNS name (labels of a-z, 0-9, '-', at most 63 each)")
+  .regex(
+    /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
+    "must be a lowercase DNS name (labels of a-z, 0-9, '-', at most 63 each)",
+  )
   .refine((s) => /[a-z]/.test(s.split(".").pop() ?? ""), "must be a DNS name, not an IP address (its last label needs a letter)");
 
 /** What ssh is given as a host: an IPv4 address or a host name, never something it could read as an option. */
@@ -81,17 +82,13 @@ const node = z.strictObject({
 
 const qemuDriver = z.strictObject({
   kind: z.literal("qemu"),
-  sshPortBase: port
-    .default(2221)
-    .describe("Node i (0-based, in file order) has its sshd forwarded to 127.0.0.1:(sshPortBase + i)."),
+  sshPortBase: port.default(2221).describe("Node i (0-based, in file order) has its sshd forwarded to 127.0.0.1:(sshPortBase + i)."),
   apiServerPort: port.default(16443).describe("The control plane's kube-apiserver is forwarded to 127.0.0.1:apiServerPort."),
 });
 
 const sshDriver = z.strictObject({
   kind: z.literal("ssh"),
-  apiServerEndpoint: hostPort
-    .optional()
-    .describe("host:port at which this machine reaches kube-apiserver; default: the control-plane node's address:6443."),
+  apiServerEndpoint: hostPort.optional().describe("host:port at which this machine reaches kube-apiserver; default: the control-plane node's address:6443."),
 });
 
 export const labFileSchema = z.strictObject({
@@ -124,9 +121,7 @@ export const labFileSchema = z.strictObject({
     kubeProxyMode: z
       .enum(["iptables"], {
         error: (iss) =>
-          iss.input === "ipvs"
-            ? "ipvs is not supported: not every kernel has ip_vs (the host here does not); use iptables"
-            : `must be iptables`,
+          iss.input === "ipvs" ? "ipvs is not supported: not every kernel has ip_vs (the host here does not); use iptables" : `must be iptables`,
       })
       .default("iptables"),
   }),

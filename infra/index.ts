@@ -2,9 +2,9 @@
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
+import { loadLab } from "../scripts/lab-file.js";
 import { readState } from "../scripts/toolchain/bundle.ts";
 import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
-import { loadLab } from "../scripts/lab-file.js";
 import { buildLab } from "./program.js";
 import type { ControlPlane } from "./tiers/control-plane.js";
 import type { Machines } from "./tiers/machines.js";

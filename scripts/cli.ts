@@ -1,9 +1,9 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
 import "./quiet-bash.js";
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { loadLab } from "./lab-file.js";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { EXIT } from "../core/exit.js";
 import { shq } from "../core/shell.ts";
+import { loadLab } from "./lab-file.js";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -20,7 +20,6 @@ interface Command {
   run(args: Parsed): Promise<number>;
 }
 
-
 const commands: Record<string, Command> = {
   up: {
     usage: "up [LAB]",
@@ -34,7 +33,11 @@ const commands: Record<string, Command> = {
     options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true } },
     optionHelp: ["--json          print results as JSON", "--junit FILE    also write a JUnit XML report", "--tier T        only this tier (repeatable)"],
     run: async ({ positionals, values }) =>
-      (await import("./probes/command.js")).probeCommand(labArg(positionals), { json: !!values.json, junit: values.junit as string | undefined, tiers: values.tier as string[] | undefined }),
+      (await import("./probes/command.js")).probeCommand(labArg(positionals), {
+        json: !!values.json,
+        junit: values.junit as string | undefined,
+        tiers: values.tier as string[] | undefined,
+      }),
   },
   down: {
     usage: "down [LAB]",
@@ -61,7 +64,9 @@ const commands: Record<string, Command> = {
         return EXIT.invalid;
       }
       const { lab } = result;
-      console.log(`${positionals[0]}: valid lab "${lab.name}", ${lab.nodes.length} nodes (${lab.nodes.map((n) => `${n.name} ${n.address} pods ${n.podSubnet}`).join(", ")})`);
+      console.log(
+        `${positionals[0]}: valid lab "${lab.name}", ${lab.nodes.length} nodes (${lab.nodes.map((n) => `${n.name} ${n.address} pods ${n.podSubnet}`).join(", ")})`,
+      );
       return EXIT.ok;
     },
   },
@@ -98,7 +103,7 @@ export function helpText(): string {
   return [
     "k8slab: stand up a Kubernetes network built the hard way, and prove it tier by tier.",
     "",
-    "usage: npx k8slab COMMAND [ARGS]   (LAB defaults to " + DEFAULT_LAB + ")",
+    `usage: npx k8slab COMMAND [ARGS]   (LAB defaults to ${DEFAULT_LAB})`,
     "",
     ...Object.values(commands).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
     "",
@@ -137,7 +142,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(parsed);
   } catch (err) {
-    console.error(`k8slab ${name}: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ""}` : "\n(run with --debug for the stack trace)"}`);
+    console.error(
+      `k8slab ${name}: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ""}` : "\n(run with --debug for the stack trace)"}`,
+    );
     return EXIT.failed;
   }
 }

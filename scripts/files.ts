@@ -17,7 +17,7 @@ export async function removeTree(root: string): Promise<void> {
       .readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
       .map((l) => l.split(" ")[4])
-      .filter((m) => m && (m === root || m.startsWith(root + "/")));
+      .filter((m) => m && (m === root || m.startsWith(`${root}/`)));
   for (const m of mounted().reverse()) await $`umount ${m}`.nothrow().quiet();
   const left = mounted();
   if (left.length) throw new Error(`not removing ${root}: still mounted: ${left.join(", ")}`);

@@ -17,7 +17,12 @@ export function hostPackages(text = fs.readFileSync(hostPackagesFile, "utf8")): 
 /** Packages dpkg does not report as installed. */
 export async function missingHostPackages(packages = hostPackages()): Promise<string[]> {
   const r = await $({ nothrow: true, quiet: true })`dpkg-query -W -f ${"${Package} ${db:Status-Status}\n"} ${packages}`;
-  const installed = new Set(r.stdout.split("\n").filter((l) => l.endsWith(" installed")).map((l) => l.split(" ")[0]));
+  const installed = new Set(
+    r.stdout
+      .split("\n")
+      .filter((l) => l.endsWith(" installed"))
+      .map((l) => l.split(" ")[0]),
+  );
   return packages.filter((p) => !installed.has(p));
 }
 

@@ -2,7 +2,7 @@
 // it: a directory, a FIFO or device (reading one could block forever), a symlink loop, a huge or binary file.
 import fs from "node:fs";
 import path from "node:path";
-import { parseLab, type LoadResult } from "../core/lab.ts";
+import { type LoadResult, parseLab } from "../core/lab.ts";
 
 /** Far above any lab file (the reference lab is 3 KiB); a bigger file is not one. */
 export const LAB_FILE_MAX_BYTES = 1024 * 1024;

@@ -1,29 +1,31 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
 import { existsSync } from "node:fs";
-import { type Lab } from "../core/index.js";
-import { loadLab } from "./lab-file.js";
+import { EXIT } from "../core/exit.js";
+import type { Lab } from "../core/index.js";
 import { labPaths } from "../core/paths.ts";
-import { machineSpecs } from "./machines/lab-machines.js";
+import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
+import { loadLab } from "./lab-file.js";
 import { ensureImage } from "./machines/image.ts";
 import { labDown, labStatus } from "./machines/lab.ts";
+import { machineSpecs } from "./machines/lab-machines.js";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { parseLabMachines } from "./machines/spec.ts";
-import { EXIT } from "../core/exit.js";
-import { ensureHostPackages } from "./host-packages.ts";
 import { probeLab } from "./probes/command.js";
 import { renderTerminal } from "./probes/render.js";
 import type { ProbeReport } from "./probes/types.js";
 import { openStack, stackExists } from "./stack.js";
 import { ensureToolchain } from "./toolchain/index.js";
 
-
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** A step's failure, already printed with its reason; `exit` says whether it was bad input (2) or failed work (1). */
 class StepFailed extends Error {
-  constructor(readonly step: string, readonly exit: number) {
+  constructor(
+    readonly step: string,
+    readonly exit: number,
+  ) {
     super(step);
   }
 }
@@ -69,7 +71,10 @@ export async function up(file: string): Promise<number> {
     if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
     await step("container images: built offline, for containerd", async () => {
       const images = await ensureImages();
-      const missing = [...images.skipped.map((s) => `image ${s.name}: ${s.reason}`), ...images.failed.map((f) => `image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`)];
+      const missing = [
+        ...images.skipped.map((s) => `image ${s.name}: ${s.reason}`),
+        ...images.failed.map((f) => `image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`),
+      ];
       if (missing.length) throw new Error(`missing: ${missing.join("; ")}`);
       writeLabImages(images.images);
     });
@@ -88,7 +93,9 @@ export async function up(file: string): Promise<number> {
     let report: ProbeReport | undefined;
     try {
       await step("probes: every network tier, bottom-up", async () => {
-        report = await probeLab(lab, { onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`) });
+        report = await probeLab(lab, {
+          onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`),
+        });
         if (!report.ok) {
           const notPassed = report.results.filter((r) => r.verdict !== "pass" && r.verdict !== "skipped");
           throw new Error(`${notPassed.map((r) => `${r.tier} ${r.verdict}`).join(", ")} (the report follows)`);
@@ -144,7 +151,16 @@ export async function status(file: string, json: boolean): Promise<number> {
     nodes: lab.nodes.map((n) => {
       const vm = live.get(n.name);
       const ssh = vm?.ssh ?? (n.ssh ? { host: n.ssh.host, port: n.ssh.port, user: n.ssh.user, keyFile: n.ssh.keyFile } : undefined);
-      return { name: n.name, address: n.address, podSubnet: n.podSubnet, running: vm?.running ?? false, pid: vm?.pid, rssMiB: vm?.rssMiB, ssh, consoleLog: vm?.consoleLog };
+      return {
+        name: n.name,
+        address: n.address,
+        podSubnet: n.podSubnet,
+        running: vm?.running ?? false,
+        pid: vm?.pid,
+        rssMiB: vm?.rssMiB,
+        ssh,
+        consoleLog: vm?.consoleLog,
+      };
     }),
     // Written by the ControlPlane tier; absent until it has run.
     kubeconfig: existsSync(labPaths(lab.name).adminKubeconfig) ? labPaths(lab.name).adminKubeconfig : null,

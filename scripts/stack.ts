@@ -2,8 +2,8 @@
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import yaml from "js-yaml";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import yaml from "js-yaml";
 import type { Lab } from "../core/index.js";
 import { processAlive } from "./toolchain/bundle.js";
 import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.js";

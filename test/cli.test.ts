@@ -1,10 +1,11 @@
 // The k8slab command as a user runs it: exit codes and messages of the contract in DESIGN.md.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { test } from "node:test";
 
 const root = path.join(import.meta.dirname, "..");
 const bin = path.join(root, "scripts/bin/k8slab.mjs");
@@ -80,7 +81,10 @@ test("a command that fails unexpectedly says why in one line, exit 1; the stack 
   const args = ["probe", "test/fixtures/labs/valid-minimal.yaml", "--tier", "underlay", "--junit", "/nonexistent-k8slab-dir/probe.xml"];
   const r = k8slab(...args);
   assert.equal(r.code, 1);
-  assert.match(r.err, /^k8slab probe: ENOENT: no such file or directory, open '\/nonexistent-k8slab-dir\/probe\.xml'\n\(run with --debug for the stack trace\)$/m);
+  assert.match(
+    r.err,
+    /^k8slab probe: ENOENT: no such file or directory, open '\/nonexistent-k8slab-dir\/probe\.xml'\n\(run with --debug for the stack trace\)$/m,
+  );
   assert.doesNotMatch(r.err, /^\s+at /m, "no stack trace");
   const debug = k8slab(...args, "--debug");
   assert.equal(debug.code, 1);
@@ -104,10 +108,13 @@ test("status --json of a lab that was never brought up", () => {
   const status = JSON.parse(r.out);
   assert.equal(status.netns, "k8slab-mini");
   assert.equal(status.netnsExists, false);
-  assert.deepEqual(status.nodes.map((n: { name: string; address: string; running: boolean }) => [n.name, n.address, n.running]), [
-    ["node1", "192.168.0.21", false],
-    ["node2", "192.168.0.22", false],
-  ]);
+  assert.deepEqual(
+    status.nodes.map((n: { name: string; address: string; running: boolean }) => [n.name, n.address, n.running]),
+    [
+      ["node1", "192.168.0.21", false],
+      ["node2", "192.168.0.22", false],
+    ],
+  );
   assert.equal(status.kubeconfig, null);
 });
 

@@ -1,5 +1,5 @@
 // The ingress API adapter: v1 <-> v1beta1 conversion on its own, then the server between a client and a fake API server on 127.0.0.1.
-import { after, before, describe, test } from "node:test";
+
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -8,6 +8,7 @@ import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { after, before, describe, test } from "node:test";
 import { createCa, issueCertificate, type KeyPairPem } from "../scripts/pki/generate.js";
 import {
   backendToV1,
@@ -20,7 +21,7 @@ import {
 } from "../workloads/ingress-adapter/convert.js";
 import { JsonObjectSplitter } from "../workloads/ingress-adapter/json-stream.js";
 import { isWatchParam, routeFor } from "../workloads/ingress-adapter/routes.js";
-import { startIngressAdapter, type IngressAdapterArgs, type RunningIngressAdapter } from "../workloads/ingress-adapter/server.js";
+import { type IngressAdapterArgs, type RunningIngressAdapter, startIngressAdapter } from "../workloads/ingress-adapter/server.js";
 import { ServiceAccountToken, upstreamFromEnv } from "../workloads/ingress-adapter/upstream.js";
 
 // ---- Objects as the 1.34 API server returns them, and what the v1.12.5 controller must see ----
@@ -42,7 +43,9 @@ const labIngressV1 = {
   metadata: metadata("business-manager", "48213"),
   spec: {
     ingressClassName: "nginx",
-    rules: [{ host: "k8s.test.com", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: "business-manager", port: { number: 80 } } } }] } }],
+    rules: [
+      { host: "k8s.test.com", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: "business-manager", port: { number: 80 } } } }] } },
+    ],
   },
   status: { loadBalancer: {} },
 };
@@ -110,7 +113,18 @@ const defaultBackendIngressV1 = {
     ingressClassName: "nginx",
     defaultBackend: { service: { name: "business-manager", port: { number: 80 } } },
     rules: [
-      { host: "static.k8s.test.com", http: { paths: [{ path: "/assets", pathType: "ImplementationSpecific", backend: { resource: { apiGroup: "k8s.example.com", kind: "StorageBucket", name: "static-assets" } } }] } },
+      {
+        host: "static.k8s.test.com",
+        http: {
+          paths: [
+            {
+              path: "/assets",
+              pathType: "ImplementationSpecific",
+              backend: { resource: { apiGroup: "k8s.example.com", kind: "StorageBucket", name: "static-assets" } },
+            },
+          ],
+        },
+      },
       { host: "bare.k8s.test.com" },
     ],
   },
@@ -124,7 +138,18 @@ const defaultBackendIngressV1beta1 = {
     ingressClassName: "nginx",
     backend: { serviceName: "business-manager", servicePort: 80 },
     rules: [
-      { host: "static.k8s.test.com", http: { paths: [{ path: "/assets", pathType: "ImplementationSpecific", backend: { resource: { apiGroup: "k8s.example.com", kind: "StorageBucket", name: "static-assets" } } }] } },
+      {
+        host: "static.k8s.test.com",
+        http: {
+          paths: [
+            {
+              path: "/assets",
+              pathType: "ImplementationSpecific",
+              backend: { resource: { apiGroup: "k8s.example.com", kind: "StorageBucket", name: "static-assets" } },
+            },
+          ],
+        },
+      },
       { host: "bare.k8s.test.com" },
     ],
   },
@@ -154,7 +179,15 @@ const ingressListV1beta1 = {
   items: [labIngressV1beta1, namedPortIngressV1beta1, defaultBackendIngressV1beta1].map(bare),
 };
 
-const goneStatus = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: "too old resource version: 1 (48000)", reason: "Expired", code: 410 };
+const goneStatus = {
+  kind: "Status",
+  apiVersion: "v1",
+  metadata: {},
+  status: "Failure",
+  message: "too old resource version: 1 (48000)",
+  reason: "Expired",
+  code: 410,
+};
 
 function deepFreeze<T>(value: T): T {
   if (typeof value === "object" && value !== null) {
@@ -195,7 +228,14 @@ describe("conversion", () => {
 
   test("watch events: the object converts, BOOKMARKs too; an ERROR Status is left alone", () => {
     assert.deepEqual(watchEventToV1beta1({ type: "ADDED", object: labIngressV1 }), { type: "ADDED", object: labIngressV1beta1 });
-    const bookmark = { type: "BOOKMARK", object: { kind: "Ingress", apiVersion: "networking.k8s.io/v1", metadata: { resourceVersion: "48230", annotations: { "k8s.io/initial-events-end": "true" } } } };
+    const bookmark = {
+      type: "BOOKMARK",
+      object: {
+        kind: "Ingress",
+        apiVersion: "networking.k8s.io/v1",
+        metadata: { resourceVersion: "48230", annotations: { "k8s.io/initial-events-end": "true" } },
+      },
+    };
     assert.deepEqual(watchEventToV1beta1(bookmark), { type: "BOOKMARK", object: { ...bookmark.object, apiVersion: "networking.k8s.io/v1beta1" } });
     assert.equal(watchEventToV1beta1({ type: "ERROR", object: goneStatus }).object, goneStatus);
   });
@@ -236,12 +276,24 @@ describe("conversion", () => {
         { name: "networkpolicies", singularName: "networkpolicy", namespaced: true, kind: "NetworkPolicy", verbs: ["get"] },
       ],
     };
-    assert.deepEqual(v1beta1ResourceList(v1Resources), { ...v1Resources, groupVersion: "networking.k8s.io/v1beta1", resources: v1Resources.resources.slice(0, 3) });
-    const group = { name: "networking.k8s.io", versions: [{ groupVersion: "networking.k8s.io/v1", version: "v1" }], preferredVersion: { groupVersion: "networking.k8s.io/v1", version: "v1" } };
+    assert.deepEqual(v1beta1ResourceList(v1Resources), {
+      ...v1Resources,
+      groupVersion: "networking.k8s.io/v1beta1",
+      resources: v1Resources.resources.slice(0, 3),
+    });
+    const group = {
+      name: "networking.k8s.io",
+      versions: [{ groupVersion: "networking.k8s.io/v1", version: "v1" }],
+      preferredVersion: { groupVersion: "networking.k8s.io/v1", version: "v1" },
+    };
     const served = { ...group, versions: [...group.versions, { groupVersion: "networking.k8s.io/v1beta1", version: "v1beta1" }] };
     assert.deepEqual(withV1beta1Served({ kind: "APIGroup", apiVersion: "v1", ...group }), { kind: "APIGroup", apiVersion: "v1", ...served });
     const apps = { name: "apps", versions: [{ groupVersion: "apps/v1", version: "v1" }], preferredVersion: { groupVersion: "apps/v1", version: "v1" } };
-    assert.deepEqual(withV1beta1Served({ kind: "APIGroupList", apiVersion: "v1", groups: [apps, group] }), { kind: "APIGroupList", apiVersion: "v1", groups: [apps, served] });
+    assert.deepEqual(withV1beta1Served({ kind: "APIGroupList", apiVersion: "v1", groups: [apps, group] }), {
+      kind: "APIGroupList",
+      apiVersion: "v1",
+      groups: [apps, served],
+    });
     assert.deepEqual(withV1beta1Served({ kind: "APIGroup", ...served }), { kind: "APIGroup", ...served }, "added once");
   });
 });
@@ -267,7 +319,15 @@ describe("routes", () => {
   });
 
   test("everything else passes, discovery aside", () => {
-    for (const p of ["/version", "/api/v1/endpoints", "/api/v1/namespaces/default/secrets/x", v1("/ingresses"), beta("/namespaces/default/ingresses/x/scale"), beta("/ingressclasses/x/status"), beta("/ipaddresses")]) {
+    for (const p of [
+      "/version",
+      "/api/v1/endpoints",
+      "/api/v1/namespaces/default/secrets/x",
+      v1("/ingresses"),
+      beta("/namespaces/default/ingresses/x/scale"),
+      beta("/ingressclasses/x/status"),
+      beta("/ipaddresses"),
+    ]) {
       assert.deepEqual(routeFor("GET", p, q("")), { kind: "pass" }, p);
     }
     assert.deepEqual(routeFor("GET", beta(""), q("")), { kind: "resource-list" });
@@ -288,13 +348,17 @@ describe("watch stream framing", () => {
     { type: "MODIFIED", object: { kind: "Ingress", metadata: { annotations: { tricky: 'braces } { and "quotes" \\ and ünïcödé ✓ in a string' } } } },
     { type: "BOOKMARK", object: { kind: "Ingress", metadata: { resourceVersion: "9" } } },
   ];
-  const stream = Buffer.from(events.map((e) => JSON.stringify(e) + "\n").join(""));
+  const stream = Buffer.from(events.map((e) => `${JSON.stringify(e)}\n`).join(""));
 
   test("whole events come out whatever the chunk boundaries, even inside a UTF-8 character", () => {
     for (let cut = 0; cut <= stream.length; cut++) {
       const splitter = new JsonObjectSplitter();
       const texts = [...splitter.push(stream.subarray(0, cut)), ...splitter.push(stream.subarray(cut))];
-      assert.deepEqual(texts.map((t) => JSON.parse(t)), events, `cut at ${cut}`);
+      assert.deepEqual(
+        texts.map((t) => JSON.parse(t)),
+        events,
+        `cut at ${cut}`,
+      );
       assert.equal(splitter.midObject, false);
     }
   });
@@ -302,7 +366,10 @@ describe("watch stream framing", () => {
   test("one byte at a time, events without newlines between them, and a stream cut mid-event", () => {
     const splitter = new JsonObjectSplitter();
     const texts = [...Buffer.from(events.map((e) => JSON.stringify(e)).join(""))].flatMap((b) => splitter.push(Buffer.from([b])));
-    assert.deepEqual(texts.map((t) => JSON.parse(t)), events);
+    assert.deepEqual(
+      texts.map((t) => JSON.parse(t)),
+      events,
+    );
     const cut = new JsonObjectSplitter();
     assert.deepEqual(cut.push(stream.subarray(0, 10)), []);
     assert.equal(cut.midObject, true);
@@ -321,7 +388,11 @@ describe("upstream config", () => {
       tokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token",
     });
     assert.equal(upstreamFromEnv({ KUBERNETES_SERVICE_HOST: "fd00::1", KUBERNETES_SERVICE_PORT: "443" }).url, "https://[fd00::1]:443");
-    assert.deepEqual(upstreamFromEnv({ UPSTREAM_URL: "http://127.0.0.1:8001", TOKEN_FILE: "/tmp/t" }), { url: "http://127.0.0.1:8001", caFile: undefined, tokenFile: "/tmp/t" });
+    assert.deepEqual(upstreamFromEnv({ UPSTREAM_URL: "http://127.0.0.1:8001", TOKEN_FILE: "/tmp/t" }), {
+      url: "http://127.0.0.1:8001",
+      caFile: undefined,
+      tokenFile: "/tmp/t",
+    });
     assert.throws(() => upstreamFromEnv({}), /KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set/);
   });
 
@@ -361,7 +432,9 @@ interface Seen {
 }
 
 /** Bytes the passthrough must not touch: odd spacing, non-ASCII, and a protobuf-like binary body. */
-const endpointsJson = Buffer.from('{"kind":"Endpoints",  "apiVersion":"v1","metadata":{"name":"business-manager","annotations":{"note":"caf\\u00e9 ✓ <&>"}},\n "subsets":[]}\n');
+const endpointsJson = Buffer.from(
+  '{"kind":"Endpoints",  "apiVersion":"v1","metadata":{"name":"business-manager","annotations":{"note":"caf\\u00e9 ✓ <&>"}},\n "subsets":[]}\n',
+);
 const protobufBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 class FakeApiServer {
@@ -430,7 +503,16 @@ class FakeApiServer {
       case `GET ${v1}/namespaces/default/ingresses/business-manager`:
         return json(200, labIngressV1);
       case `GET ${v1}/namespaces/default/ingresses/missing`:
-        return json(404, { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: 'ingresses.networking.k8s.io "missing" not found', reason: "NotFound", details: { name: "missing", group: "networking.k8s.io", kind: "ingresses" }, code: 404 });
+        return json(404, {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Failure",
+          message: 'ingresses.networking.k8s.io "missing" not found',
+          reason: "NotFound",
+          details: { name: "missing", group: "networking.k8s.io", kind: "ingresses" },
+          code: 404,
+        });
       case `GET ${v1}/namespaces/broken/ingresses`:
         res.writeHead(200, { "content-type": "text/html" });
         return res.end("<html>not an API server</html>");
@@ -442,14 +524,25 @@ class FakeApiServer {
         return json(200, { ...object, metadata: { ...object.metadata, resourceVersion: "48300" } });
       }
       case `GET ${v1}`:
-        return json(200, { kind: "APIResourceList", apiVersion: "v1", groupVersion: "networking.k8s.io/v1", resources: [{ name: "ingresses", namespaced: true, kind: "Ingress", verbs: ["get"] }, { name: "networkpolicies", namespaced: true, kind: "NetworkPolicy", verbs: ["get"] }] });
+        return json(200, {
+          kind: "APIResourceList",
+          apiVersion: "v1",
+          groupVersion: "networking.k8s.io/v1",
+          resources: [
+            { name: "ingresses", namespaced: true, kind: "Ingress", verbs: ["get"] },
+            { name: "networkpolicies", namespaced: true, kind: "NetworkPolicy", verbs: ["get"] },
+          ],
+        });
       case "GET /api/v1/namespaces/default/endpoints/business-manager":
-        res.writeHead(200, [
-          ["Content-Type", "application/json"],
-          ["Content-Length", String(endpointsJson.length)],
-          ["Warning", '299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"'],
-          ["Audit-Id", "6a0b4c1e"],
-        ].flat());
+        res.writeHead(
+          200,
+          [
+            ["Content-Type", "application/json"],
+            ["Content-Length", String(endpointsJson.length)],
+            ["Warning", '299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"'],
+            ["Audit-Id", "6a0b4c1e"],
+          ].flat(),
+        );
         return res.end(endpointsJson);
       case "GET /api/v1/namespaces/default/secrets/blob":
         res.writeHead(200, { "content-type": "application/vnd.kubernetes.protobuf" });
@@ -458,7 +551,15 @@ class FakeApiServer {
         res.writeHead(201, { "content-type": "application/json" });
         return res.end(seen.body); // echoes the bytes it got
       default:
-        return json(404, { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: "the server could not find the requested resource", reason: "NotFound", code: 404 });
+        return json(404, {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Failure",
+          message: "the server could not find the requested resource",
+          reason: "NotFound",
+          code: 404,
+        });
     }
   }
 }
@@ -477,7 +578,14 @@ interface Answer {
 }
 
 /** One request to the adapter over plain HTTP, as the controller sends it through -proxy. */
-function request(port: number, method: string, path: string, body?: Buffer | string, headers: http.OutgoingHttpHeaders = {}, tls?: { ca: string }): Promise<Answer> {
+function request(
+  port: number,
+  method: string,
+  path: string,
+  body?: Buffer | string,
+  headers: http.OutgoingHttpHeaders = {},
+  tls?: { ca: string },
+): Promise<Answer> {
   return within(
     new Promise<Answer>((resolve, reject) => {
       const options = { host: "127.0.0.1", port, method, path, headers, ...(tls ? { ca: tls.ca } : {}) };
@@ -510,8 +618,7 @@ function openLines(port: number, path: string) {
         r.setEncoding("utf8");
         r.on("data", (text: string) => {
           buffered += text;
-          let newline: number;
-          while ((newline = buffered.indexOf("\n")) >= 0) {
+          for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
             const line = buffered.slice(0, newline);
             buffered = buffered.slice(newline + 1);
             const waiter = waiters.shift();
@@ -528,7 +635,10 @@ function openLines(port: number, path: string) {
   return {
     opened,
     ended: () => res?.readableEnded ?? false,
-    next: (): Promise<unknown> => within(lines.length ? Promise.resolve(lines.shift()!) : new Promise<string>((resolve) => waiters.push(resolve)), 5000, `a line from ${path}`).then((l) => JSON.parse(l)),
+    next: (): Promise<unknown> =>
+      within(lines.length ? Promise.resolve(lines.shift()!) : new Promise<string>((resolve) => waiters.push(resolve)), 5000, `a line from ${path}`).then((l) =>
+        JSON.parse(l),
+      ),
     close: () => req.destroy(),
   };
 }
@@ -559,7 +669,14 @@ describe("adapter end to end", () => {
 
   before(async () => {
     ca = await createCa("k8slab test CA");
-    const serving = await issueCertificate(ca, { name: "kube-apiserver", commonName: "kube-apiserver", dns: ["localhost"], ips: ["127.0.0.1"], usages: ["server"], nodes: [] });
+    const serving = await issueCertificate(ca, {
+      name: "kube-apiserver",
+      commonName: "kube-apiserver",
+      dns: ["localhost"],
+      ips: ["127.0.0.1"],
+      usages: ["server"],
+      nodes: [],
+    });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-ingress-adapter-"));
     tokenFile = path.join(dir, "token");
     fs.writeFileSync(tokenFile, "token-one\n");
@@ -575,7 +692,10 @@ describe("adapter end to end", () => {
   });
 
   test("a v1beta1 list comes back converted, asked upstream as v1 JSON with the pod's token", async () => {
-    const answer = await request(adapter.port, "GET", "/apis/networking.k8s.io/v1beta1/ingresses?limit=500&resourceVersion=0", undefined, { accept: "application/json, */*", "accept-encoding": "gzip" });
+    const answer = await request(adapter.port, "GET", "/apis/networking.k8s.io/v1beta1/ingresses?limit=500&resourceVersion=0", undefined, {
+      accept: "application/json, */*",
+      "accept-encoding": "gzip",
+    });
     assert.equal(answer.status, 200);
     assert.equal(answer.headers["content-type"], "application/json");
     assert.deepEqual(json(answer), ingressListV1beta1);
@@ -584,7 +704,10 @@ describe("adapter end to end", () => {
     assert.equal(seen.headers.accept, "application/json");
     assert.equal(seen.headers["accept-encoding"], undefined, "no gzip: the adapter has to read it");
     assert.equal(seen.headers.authorization, "Bearer token-one");
-    assert.ok(log.some((l) => l.startsWith("GET /apis/networking.k8s.io/v1beta1/ingresses?limit=500&resourceVersion=0 200 v1beta1->v1 ")), log.join("\n"));
+    assert.ok(
+      log.some((l) => l.startsWith("GET /apis/networking.k8s.io/v1beta1/ingresses?limit=500&resourceVersion=0 200 v1beta1->v1 ")),
+      log.join("\n"),
+    );
   });
 
   test("a v1beta1 get of an Ingress and of the IngressClass; an upstream 404 Status comes back as it is", async () => {
@@ -606,7 +729,7 @@ describe("adapter end to end", () => {
     assert.equal(client.statusCode, 200);
 
     // The first event arrives in two pieces; the client must get it whole, before anything else is sent.
-    const added = JSON.stringify({ type: "ADDED", object: labIngressV1 }) + "\n";
+    const added = `${JSON.stringify({ type: "ADDED", object: labIngressV1 })}\n`;
     upstream.res.write(added.slice(0, 100));
     await new Promise((r) => setTimeout(r, 50));
     upstream.res.write(added.slice(100));
@@ -615,7 +738,7 @@ describe("adapter end to end", () => {
     // Two events in one chunk.
     const modified = { type: "MODIFIED", object: namedPortIngressV1 };
     const bookmark = { type: "BOOKMARK", object: { kind: "Ingress", apiVersion: "networking.k8s.io/v1", metadata: { resourceVersion: "48240" } } };
-    upstream.res.write(JSON.stringify(modified) + "\n" + JSON.stringify(bookmark) + "\n");
+    upstream.res.write(`${JSON.stringify(modified)}\n${JSON.stringify(bookmark)}\n`);
     assert.deepEqual(await watch.next(), { type: "MODIFIED", object: namedPortIngressV1beta1 });
     assert.deepEqual(await watch.next(), { type: "BOOKMARK", object: { ...bookmark.object, apiVersion: "networking.k8s.io/v1beta1" } });
     assert.equal(watch.ended(), false, "the stream is still open");
@@ -635,7 +758,7 @@ describe("adapter end to end", () => {
     const watch = openLines(adapter.port, "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses?watch=1");
     const upstream = await fake.stream("/apis/networking.k8s.io/v1/namespaces/default/ingresses?watch=1");
     await watch.opened;
-    upstream.res.end(JSON.stringify({ type: "ERROR", object: goneStatus }) + "\n");
+    upstream.res.end(`${JSON.stringify({ type: "ERROR", object: goneStatus })}\n`);
     assert.deepEqual(await watch.next(), { type: "ERROR", object: goneStatus });
     await within(
       (async () => {
@@ -648,10 +771,16 @@ describe("adapter end to end", () => {
 
   test("a PUT of ingresses/status goes up as v1 and comes back as v1beta1", async () => {
     const update = { ...labIngressV1beta1, status: { loadBalancer: { ingress: [{ ip: "10.240.0.11" }] } } };
-    const answer = await request(adapter.port, "PUT", "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager/status", JSON.stringify(update), {
-      "content-type": "application/json",
-      accept: "application/json, */*",
-    });
+    const answer = await request(
+      adapter.port,
+      "PUT",
+      "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager/status",
+      JSON.stringify(update),
+      {
+        "content-type": "application/json",
+        accept: "application/json, */*",
+      },
+    );
     assert.equal(answer.status, 200, answer.body.toString());
     const sent = fake.last("/apis/networking.k8s.io/v1/namespaces/default/ingresses/business-manager/status")!;
     assert.equal(sent.method, "PUT");
@@ -661,9 +790,15 @@ describe("adapter end to end", () => {
 
     // A protobuf body cannot be converted: refused here rather than sent to v1 as a v1beta1 object.
     const before = fake.seen.length;
-    const protobuf = await request(adapter.port, "PUT", "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager/status", Buffer.from("k8s\0\n\x0b"), {
-      "content-type": "application/vnd.kubernetes.protobuf",
-    });
+    const protobuf = await request(
+      adapter.port,
+      "PUT",
+      "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager/status",
+      Buffer.from("k8s\0\n\x0b"),
+      {
+        "content-type": "application/vnd.kubernetes.protobuf",
+      },
+    );
     assert.equal(protobuf.status, 415);
     assert.match(json(protobuf).message, /must be JSON/);
     assert.equal(fake.seen.length, before, "nothing went upstream");
@@ -682,7 +817,9 @@ describe("adapter end to end", () => {
     assert.ok(secret.body.equals(protobufBytes));
     assert.equal(secret.headers["content-type"], "application/vnd.kubernetes.protobuf");
 
-    const event = Buffer.from('{"kind":"Event","apiVersion":"v1","involvedObject":{"kind":"Ingress","apiVersion":"networking.k8s.io/v1beta1"},  "message":"caf\u00e9"}');
+    const event = Buffer.from(
+      '{"kind":"Event","apiVersion":"v1","involvedObject":{"kind":"Ingress","apiVersion":"networking.k8s.io/v1beta1"},  "message":"caf\u00e9"}',
+    );
     const posted = await request(adapter.port, "POST", "/api/v1/namespaces/default/events", event, { "content-type": "application/json" });
     assert.equal(posted.status, 201);
     assert.ok(fake.last("/api/v1/namespaces/default/events")!.body.equals(event), "the request body arrived unchanged");
@@ -690,12 +827,20 @@ describe("adapter end to end", () => {
 
     const version = await request(adapter.port, "GET", "/version");
     assert.deepEqual(json(version), { major: "1", minor: "34", gitVersion: "v1.34.4" });
-    assert.ok(log.some((l) => /^GET \/version 200 passthrough [\d.]+ms$/.test(l)), log.join("\n"));
+    assert.ok(
+      log.some((l) => /^GET \/version 200 passthrough [\d.]+ms$/.test(l)),
+      log.join("\n"),
+    );
   });
 
   test("discovery: /apis/networking.k8s.io/v1beta1 lists Ingress from v1", async () => {
     const answer = await request(adapter.port, "GET", "/apis/networking.k8s.io/v1beta1");
-    assert.deepEqual(json(answer), { kind: "APIResourceList", apiVersion: "v1", groupVersion: "networking.k8s.io/v1beta1", resources: [{ name: "ingresses", namespaced: true, kind: "Ingress", verbs: ["get"] }] });
+    assert.deepEqual(json(answer), {
+      kind: "APIResourceList",
+      apiVersion: "v1",
+      groupVersion: "networking.k8s.io/v1beta1",
+      resources: [{ name: "ingresses", namespaced: true, kind: "Ingress", verbs: ["get"] }],
+    });
   });
 
   test("the token file is re-read: after rotation the new token goes upstream", async () => {
@@ -742,7 +887,14 @@ describe("adapter end to end", () => {
   });
 
   test("serving HTTPS (in-cluster config mode): clients must present the pod's token", async () => {
-    const serving = await issueCertificate(ca, { name: "ingress-adapter", commonName: "ingress-adapter", dns: [], ips: ["127.0.0.1"], usages: ["server"], nodes: [] });
+    const serving = await issueCertificate(ca, {
+      name: "ingress-adapter",
+      commonName: "ingress-adapter",
+      dns: [],
+      ips: ["127.0.0.1"],
+      usages: ["server"],
+      nodes: [],
+    });
     const secure = await startAdapter({ tls: { cert: serving.certPem, key: serving.keyPem } });
     const tls = { ca: ca.certPem };
     const anonymous = await request(secure.port, "GET", "/apis/networking.k8s.io/v1beta1/ingressclasses/nginx", undefined, {}, tls);
@@ -753,7 +905,10 @@ describe("adapter end to end", () => {
     const ok = await request(secure.port, "GET", "/apis/networking.k8s.io/v1beta1/ingressclasses/nginx", undefined, { authorization: "Bearer token-one" }, tls);
     assert.equal(ok.status, 200);
     assert.deepEqual(json(ok), ingressClassV1beta1);
-    await assert.rejects(startIngressAdapter({ host: "127.0.0.1", port: 0, upstream: "https://127.0.0.1:1", tls: { cert: serving.certPem, key: serving.keyPem }, log: () => {} }), /needs tokenFile/);
+    await assert.rejects(
+      startIngressAdapter({ host: "127.0.0.1", port: 0, upstream: "https://127.0.0.1:1", tls: { cert: serving.certPem, key: serving.keyPem }, log: () => {} }),
+      /needs tokenFile/,
+    );
   });
 
   test("the bundle runs on a bare node, configured by environment alone, and stops on SIGTERM", async () => {
@@ -766,7 +921,13 @@ describe("adapter end to end", () => {
     fs.writeFileSync(path.join(dir, "ca.crt"), ca.certPem);
     const child = spawn(process.execPath, [path.join(outDir, "ingress-adapter.mjs")], {
       cwd: outDir,
-      env: { PATH: process.env.PATH ?? "", PORT: "0", UPSTREAM_URL: `https://127.0.0.1:${fake.port}`, UPSTREAM_CA_FILE: path.join(dir, "ca.crt"), TOKEN_FILE: tokenFile },
+      env: {
+        PATH: process.env.PATH ?? "",
+        PORT: "0",
+        UPSTREAM_URL: `https://127.0.0.1:${fake.port}`,
+        UPSTREAM_CA_FILE: path.join(dir, "ca.crt"),
+        TOKEN_FILE: tokenFile,
+      },
     });
     let output = "";
     child.stdout.on("data", (c) => (output += c));

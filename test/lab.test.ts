@@ -1,10 +1,11 @@
 // Lab files: every fixture under test/fixtures/labs is checked; invalid ones list, in "# expect:" lines, exactly the problems they must produce.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { test } from "node:test";
 import { parseLab } from "../core/index.js";
 import { loadLab } from "../scripts/lab-file.js";
 
@@ -20,7 +21,10 @@ for (const file of files.filter((f) => f.startsWith("invalid-"))) {
     assert.equal(result.ok, false);
     const lines = result.ok ? [] : result.problems.map((p) => `${p.path}: ${p.reason}`);
     for (const want of expected) {
-      assert.ok(lines.some((l) => l.startsWith(want)), `missing "${want}" in:\n${lines.join("\n")}`);
+      assert.ok(
+        lines.some((l) => l.startsWith(want)),
+        `missing "${want}" in:\n${lines.join("\n")}`,
+      );
     }
     assert.equal(lines.length, expected.length, `unexpected extra problems:\n${lines.join("\n")}`);
   });
@@ -118,7 +122,10 @@ test("an empty document reports the required sections", () => {
 });
 
 test("node subnets must have room for every node", () => {
-  const text = readFileSync(path.join(fixtures, "valid-minimal.yaml"), "utf8").replace("flannel: {backend: vxlan}", "nodeSubnetPrefix: 17\n  flannel: {backend: vxlan}");
+  const text = readFileSync(path.join(fixtures, "valid-minimal.yaml"), "utf8").replace(
+    "flannel: {backend: vxlan}",
+    "nodeSubnetPrefix: 17\n  flannel: {backend: vxlan}",
+  );
   const result = parseLab(text, "/tmp/tight.yaml");
   assert.deepEqual(result.ok ? [] : result.problems, [
     { path: "pods.nodeSubnetPrefix", reason: "/17 subnets of 172.30.0.0/16 leave room for 0 nodes, the lab has 2" },

@@ -1,6 +1,7 @@
 // CIDR arithmetic used by lab validation and derivation.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
+import { test } from "node:test";
 import { cidrProblem, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "../core/net.js";
 
 test("parses addresses strictly", () => {

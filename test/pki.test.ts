@@ -1,8 +1,9 @@
 // The PKI: which certificates exist, and that generated ones verify and carry the names clients check.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
-import { createPublicKey, X509Certificate, createPrivateKey } from "node:crypto";
+import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import path from "node:path";
+import { test } from "node:test";
 import { loadLab } from "../scripts/lab-file.js";
 import { certificateCatalog } from "../scripts/pki/catalog.js";
 import { createCa, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.js";

@@ -1,11 +1,12 @@
 // The live access's shell plumbing, run locally: the node agent (with the host's perl); several steps
 // in one session, split back into one Exec each; entering a pod's container by its id; the two-step packet capture.
-import { after, test } from "node:test";
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { after, test } from "node:test";
 import { AGENT_SCRIPT, startAgent } from "../scripts/probes/agent.js";
 import { capture } from "../scripts/probes/capture.js";
 import { enterContainer } from "../scripts/probes/live.js";
@@ -34,11 +35,17 @@ test("steps: each command's stdout, stderr and exit code come back apart, in ord
 });
 
 test("steps: a batch that never printed (cut off, or the session failed) leaves every step failed with the batch's error", () => {
-  const steps = splitSteps({ where: "node1", command: "…", exitCode: 255, stdout: "", stderr: "ssh: connect to host 127.0.0.1 port 2221: Connection refused\n", ms: 5 }, ["ip -j route show", "ip -j neigh show"]);
-  assert.deepEqual(steps.map((s) => [s.exitCode, s.stderr.trim()]), [
-    [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
-    [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
-  ]);
+  const steps = splitSteps(
+    { where: "node1", command: "…", exitCode: 255, stdout: "", stderr: "ssh: connect to host 127.0.0.1 port 2221: Connection refused\n", ms: 5 },
+    ["ip -j route show", "ip -j neigh show"],
+  );
+  assert.deepEqual(
+    steps.map((s) => [s.exitCode, s.stderr.trim()]),
+    [
+      [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
+      [255, "ssh: connect to host 127.0.0.1 port 2221: Connection refused"],
+    ],
+  );
 });
 
 test("entering a pod: only a containerd id of 64 hex digits becomes part of the node's command", () => {
@@ -160,5 +167,12 @@ test("steps: the steps a batch that overran never reached overran too; those it 
   const commands = ["echo first", "sleep 30", "echo never"];
   const partial = sh(`${stepsScript(commands.slice(0, 1))}`);
   const steps = splitSteps({ ...partial, exitCode: 124, overran: true }, commands);
-  assert.deepEqual(steps.map((s) => [s.exitCode, s.overran]), [[0, undefined], [124, true], [124, true]]);
+  assert.deepEqual(
+    steps.map((s) => [s.exitCode, s.overran]),
+    [
+      [0, undefined],
+      [124, true],
+      [124, true],
+    ],
+  );
 });

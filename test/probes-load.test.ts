@@ -1,8 +1,9 @@
 // How busy a node is: the readings of /proc the probes and the soak take, parsed, and CPU time per process between two readings.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpuPerMinute, describeLoad, NODE_LOAD_COMMAND, parseNodeLoad, parseProcessCpu, PROCESS_CPU_COMMAND } from "../scripts/probes/load.js";
+import { test } from "node:test";
+import { cpuPerMinute, describeLoad, NODE_LOAD_COMMAND, PROCESS_CPU_COMMAND, parseNodeLoad, parseProcessCpu } from "../scripts/probes/load.js";
 
 test("node load: PSI's cpu 'some' line and the load average", () => {
   const load = parseNodeLoad("some avg10=96.50 avg60=94.20 avg300=90.00 total=123456\nloadavg 17.20 16.90 15.00 5/300 1234\n");
@@ -33,10 +34,31 @@ test("process CPU: comm with spaces and parentheses, own and reaped children's t
 });
 
 test("process CPU: seconds per minute between two readings, busiest first, idle and vanished processes left out", () => {
-  const before = { byCommand: new Map([["etcd", 100], ["kubelet", 50], ["sleep", 1]]), busy: 1000 };
-  const after = { byCommand: new Map([["etcd", 130], ["kubelet", 60], ["idle", 5]]), busy: 1090 };
+  const before = {
+    byCommand: new Map([
+      ["etcd", 100],
+      ["kubelet", 50],
+      ["sleep", 1],
+    ]),
+    busy: 1000,
+  };
+  const after = {
+    byCommand: new Map([
+      ["etcd", 130],
+      ["kubelet", 60],
+      ["idle", 5],
+    ]),
+    busy: 1090,
+  };
   const d = cpuPerMinute(before, after, 600);
-  assert.deepEqual(d, { busy: 9, byCommand: [["etcd", 3], ["kubelet", 1], ["idle", 0.5]] });
+  assert.deepEqual(d, {
+    busy: 9,
+    byCommand: [
+      ["etcd", 3],
+      ["kubelet", 1],
+      ["idle", 0.5],
+    ],
+  });
 });
 
 test("process CPU: the command runs here and finds this test's own process", () => {
@@ -44,5 +66,8 @@ test("process CPU: the command runs here and finds this test's own process", () 
   assert.equal(r.status, 0, r.stderr);
   const cpu = parseProcessCpu(r.stdout);
   assert.ok(cpu.busy > 0);
-  assert.ok([...cpu.byCommand.keys()].some((c) => c.startsWith("node") || c === "MainThread"), [...cpu.byCommand.keys()].join(","));
+  assert.ok(
+    [...cpu.byCommand.keys()].some((c) => c.startsWith("node") || c === "MainThread"),
+    [...cpu.byCommand.keys()].join(","),
+  );
 });

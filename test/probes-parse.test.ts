@@ -1,8 +1,9 @@
 // The probes' parsers on recorded outputs (test/fixtures/probes): iproute2, etcdctl, iptables-save, tcpdump, ping, dig, curl.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import { test } from "node:test";
 import {
   curlCommand,
   nodePortRules,
@@ -38,7 +39,9 @@ test("routes, neighbours and FDB entries from ip -j and bridge -j", () => {
   const route = parseRoutes(fixture("healthy/node1-routes.json")).find((r) => r.dev === "flannel.1");
   assert.deepEqual(route, { dst: "172.30.2.0/24", gateway: "172.30.2.0", dev: "flannel.1", flags: ["onlink"] });
   assert.deepEqual(parseNeighbours(fixture("healthy/node1-neigh-flannel.json")), [{ dst: "172.30.2.0", mac: "9a:41:d3:5e:07:c2", state: ["PERMANENT"] }]);
-  assert.deepEqual(parseFdb(fixture("healthy/node1-fdb-flannel.json")), [{ mac: "9a:41:d3:5e:07:c2", dst: "192.168.0.22", flags: ["self"], state: "permanent" }]);
+  assert.deepEqual(parseFdb(fixture("healthy/node1-fdb-flannel.json")), [
+    { mac: "9a:41:d3:5e:07:c2", dst: "192.168.0.22", flags: ["self"], state: "permanent" },
+  ]);
   assert.deepEqual(parseFdb(fixture("faults/flanneld-stopped-node2-fdb-flannel.json")), []);
   // Learned bridge entries have an empty state and name the port.
   const learned = parseFdb(fixture("healthy/node1-fdb-cni0.json")).find((e) => e.mac === "1e:6b:52:0d:a3:f4");
@@ -66,11 +69,14 @@ test("iptables-save: KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP -> DNAT, with counter
   const after = serviceRules(parseIptablesNat(fixture("healthy/node1-nat-counters-after.txt")), "10.254.83.121", 80);
   assert.equal(before.svcChain, "KUBE-SVC-7QXJX3NLLCHBKGHZ");
   assert.equal(before.entry?.comment, "default/business-manager:http cluster IP");
-  assert.deepEqual(before.endpoints.map((e) => [e.dnatTo, e.probability]), [
-    ["172.30.1.5:80", 0.33333333349],
-    ["172.30.2.3:80", 0.5],
-    ["172.30.2.6:80", undefined],
-  ]);
+  assert.deepEqual(
+    before.endpoints.map((e) => [e.dnatTo, e.probability]),
+    [
+      ["172.30.1.5:80", 0.33333333349],
+      ["172.30.2.3:80", 0.5],
+      ["172.30.2.6:80", undefined],
+    ],
+  );
   const spread = after.endpoints.map((e, i) => e.packets! - before.endpoints[i].packets!);
   assert.deepEqual(spread, [9, 18, 3], "the burst's 30 connections, as the DNAT rules counted them");
   assert.equal(after.entry!.packets! - before.entry!.packets!, 30);
@@ -110,7 +116,11 @@ test("tcpdump: VXLAN packets with the inner packet tcpdump prints under each", (
 test("ping summaries: replies, loss, ttl", () => {
   assert.deepEqual(parsePing(fixture("healthy/toolbox-node1-ping-node2-pod.txt")), { transmitted: 6, received: 6, ttl: 62, avgMs: 0.125 });
   assert.deepEqual(parsePing(fixture("faults/flanneld-stopped-ping-node2-pod.txt")), { transmitted: 6, received: 0 });
-  assert.deepEqual(parsePing("5 packets transmitted, 4 packets received, 20% packet loss\nround-trip min/avg/max = 0.1/0.2/0.4 ms"), { transmitted: 5, received: 4, avgMs: 0.2 }, "busybox");
+  assert.deepEqual(
+    parsePing("5 packets transmitted, 4 packets received, 20% packet loss\nround-trip min/avg/max = 0.1/0.2/0.4 ms"),
+    { transmitted: 5, received: 4, avgMs: 0.2 },
+    "busybox",
+  );
   assert.equal(parsePing(""), undefined);
 });
 
@@ -138,7 +148,17 @@ test("curl: status, peer and body, or curl's reason", () => {
   assert.equal(ok.status, 200);
   assert.equal(ok.remote, "192.168.0.21:80");
   assert.equal(JSON.parse(ok.body).businessManager.pod, "business-manager-6d8f9c7b5-p8tzr");
-  const refused = parseCurl({ stdout: fixture("faults/ingress-stopped-curl.txt"), stderr: "curl: (7) Failed to connect to 192.168.0.21 port 80 after 0 ms: Could not connect to server\n", exitCode: 7 });
-  assert.deepEqual([refused.status, refused.remote, refused.error], [0, undefined, "curl: (7) Failed to connect to 192.168.0.21 port 80 after 0 ms: Could not connect to server"]);
-  assert.match(curlCommand("http://192.168.0.21:80/", { host: "k8s.test.com" }), /^curl -sS --connect-timeout 2 -m 5 -H 'Host: k8s\.test\.com' -w '\\nk8slab-curl: /);
+  const refused = parseCurl({
+    stdout: fixture("faults/ingress-stopped-curl.txt"),
+    stderr: "curl: (7) Failed to connect to 192.168.0.21 port 80 after 0 ms: Could not connect to server\n",
+    exitCode: 7,
+  });
+  assert.deepEqual(
+    [refused.status, refused.remote, refused.error],
+    [0, undefined, "curl: (7) Failed to connect to 192.168.0.21 port 80 after 0 ms: Could not connect to server"],
+  );
+  assert.match(
+    curlCommand("http://192.168.0.21:80/", { host: "k8s.test.com" }),
+    /^curl -sS --connect-timeout 2 -m 5 -H 'Host: k8s\.test\.com' -w '\\nk8slab-curl: /,
+  );
 });

@@ -1,13 +1,14 @@
 // Each tier's probe on recorded outputs of the reference lab, healthy and broken, and the runner's tiered verdicts.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import path from "node:path";
-import { type Lab } from "../core/index.js";
+import { test } from "node:test";
+import type { Lab } from "../core/index.js";
 import { loadLab } from "../scripts/lab-file.js";
 import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.js";
-import { runProbes, type RunOptions } from "../scripts/probes/runner.js";
+import { type RunOptions, runProbes } from "../scripts/probes/runner.js";
 import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.js";
-import { replay, type Recording } from "./fixtures/probes/replay.js";
+import { type Recording, replay } from "./fixtures/probes/replay.js";
 import { faults, healthy, withFault } from "./fixtures/probes/scenarios.js";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -35,12 +36,18 @@ const verdicts = (report: ProbeReport) => Object.fromEntries(report.results.map(
 
 test("a healthy lab: all nine tiers pass, bottom-up, each with its evidence", async () => {
   const report = await probe(healthy);
-  assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS]);
+  assert.deepEqual(
+    report.results.map((r) => r.tier),
+    [...TIER_IDS],
+  );
   assert.ok(report.ok);
   for (const r of report.results) {
     assert.equal(r.verdict, "pass", `${r.tier}: ${r.firstBrokenHop}`);
     assert.ok(r.evidence.length > 0 && r.hops.length > 0, r.tier);
-    assert.ok(r.evidence.every((e) => e.command && typeof e.exitCode === "number"), r.tier);
+    assert.ok(
+      r.evidence.every((e) => e.command && typeof e.exitCode === "number"),
+      r.tier,
+    );
   }
 });
 
@@ -53,16 +60,31 @@ for (const tier of TIER_IDS) {
 
 test("pod-cross-node explains the path with live values, and the capture proves the encapsulation", async () => {
   const r = result(await probe(healthy, { tiers: ["pod-cross-node"] }), "pod-cross-node");
-  assert.deepEqual(r.hops.map((h) => h.name), [
-    "pod eth0 (node1)", "veth (node1)", "cni0 (node1)", "flannel.1 (node1)", "FDB entry (node1)",
-    "eth0 as UDP 8472", "flannel.1 (node2)", "cni0 (node2)", "pod eth0 (node2)",
-  ]);
+  assert.deepEqual(
+    r.hops.map((h) => h.name),
+    [
+      "pod eth0 (node1)",
+      "veth (node1)",
+      "cni0 (node1)",
+      "flannel.1 (node1)",
+      "FDB entry (node1)",
+      "eth0 as UDP 8472",
+      "flannel.1 (node2)",
+      "cni0 (node2)",
+      "pod eth0 (node2)",
+    ],
+  );
   assert.match(hop(r, "veth (node1)").detail, /veth3f9c2a1b \(ifindex 5\), a port of cni0/);
   assert.match(hop(r, "cni0 (node1)").detail, /cni0 172\.30\.1\.1\/24 .* routes 172\.30\.2\.5 via 172\.30\.2\.0 dev flannel\.1/);
   assert.match(hop(r, "FDB entry (node1)").detail, /9a:41:d3:5e:07:c2 dst 192\.168\.0\.22/);
-  assert.match(hop(r, "eth0 as UDP 8472").detail, /6 x 192\.168\.0\.21\.\d+ > 192\.168\.0\.22\.8472 VNI 1, inside: IP 172\.30\.1\.4 > 172\.30\.2\.5: ICMP echo request/);
+  assert.match(
+    hop(r, "eth0 as UDP 8472").detail,
+    /6 x 192\.168\.0\.21\.\d+ > 192\.168\.0\.22\.8472 VNI 1, inside: IP 172\.30\.1\.4 > 172\.30\.2\.5: ICMP echo request/,
+  );
   assert.ok(r.evidence.some((e) => e.where === "node2" && /tcpdump .*-i eth0 .*udp dst port 8472/.test(e.command)));
-  const order = r.evidence.map((e) => (/setsid .*tcpdump/.test(e.command) ? "listen" : /^ping /m.test(e.command) ? "ping" : /vxlan-from-.*\.rc/.test(e.command) ? "collect" : "")).filter(Boolean);
+  const order = r.evidence
+    .map((e) => (/setsid .*tcpdump/.test(e.command) ? "listen" : /^ping /m.test(e.command) ? "ping" : /vxlan-from-.*\.rc/.test(e.command) ? "collect" : ""))
+    .filter(Boolean);
   assert.deepEqual(order, ["listen", "ping", "collect"], "the ping is sent only once node2's capture listens");
 });
 
@@ -120,7 +142,13 @@ test("flannel: a lease whose VTEP MAC no longer matches the device is a broken h
 });
 
 test("underlay: UDP 8472 dropped between the nodes", async () => {
-  const dropped: Recording = { where: "node2", command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21-[\d.]+\.rc/, stdout: "", stderrFile: "healthy/capture-stderr.txt", exitCode: 124 };
+  const dropped: Recording = {
+    where: "node2",
+    command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21-[\d.]+\.rc/,
+    stdout: "",
+    stderrFile: "healthy/capture-stderr.txt",
+    exitCode: 124,
+  };
   const r = result(await probe([dropped, ...healthy], { tiers: ["underlay"] }), "underlay");
   assert.equal(hop(r, "node1 -> node2 ICMP").ok, true);
   assert.match(r.firstBrokenHop!, /^node1 -> node2 UDP 8472: datagrams sent from 192\.168\.0\.21:58472, none seen on node2's eth0/);
@@ -152,7 +180,8 @@ test("service: fewer ready endpoints than replicas is a broken hop", async () =>
   const two: Recording = {
     where: "kubectl",
     command: /service-name=business-manager /,
-    stdout: "172.30.1.5\ttrue\tnode1\tbusiness-manager-6d8f9c7b5-h2kxw\n172.30.2.3\ttrue\tnode2\tbusiness-manager-6d8f9c7b5-p8tzr\n172.30.2.6\tfalse\tnode2\tbusiness-manager-6d8f9c7b5-wq4nd\n",
+    stdout:
+      "172.30.1.5\ttrue\tnode1\tbusiness-manager-6d8f9c7b5-h2kxw\n172.30.2.3\ttrue\tnode2\tbusiness-manager-6d8f9c7b5-p8tzr\n172.30.2.6\tfalse\tnode2\tbusiness-manager-6d8f9c7b5-wq4nd\n",
   };
   const r = result(await probe([two, ...healthy], { tiers: ["service"] }), "service");
   assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: .*EndpointSlice: 2 ready of 3 replicas/);
@@ -207,7 +236,10 @@ test("dns: a pod that became ready after the run's first EndpointSlice read is n
   // Still not ready on the second look: CoreDNS answers with a pod that is not ready.
   const stale = result(await probe([headless([starting]), ...healthy], { tiers: ["dns"] }), "dns");
   assert.equal(stale.verdict, "fail");
-  assert.match(stale.firstBrokenHop!, /^A data-product-headless\.default\.svc\.cluster\.local: 172\.30\.1\.6, 172\.30\.1\.7, 172\.30\.2\.4 .*ready pods: 172\.30\.1\.6, 172\.30\.2\.4$/);
+  assert.match(
+    stale.firstBrokenHop!,
+    /^A data-product-headless\.default\.svc\.cluster\.local: 172\.30\.1\.6, 172\.30\.1\.7, 172\.30\.2\.4 .*ready pods: 172\.30\.1\.6, 172\.30\.2\.4$/,
+  );
 });
 
 test("a one-node lab: the underlay and cross-node tiers are skipped, not failed", async () => {
@@ -222,7 +254,11 @@ const stub = (id: TierId, run: Tier["run"] = async (ctx) => void ctx.hop("ok", "
 
 test("blocked names the lowest broken tier, through tiers that are themselves blocked", async () => {
   const modules = TIER_IDS.map((id) =>
-    id === "pod-same-node" ? stub(id, async () => broken("bridge", "down", "fix it")) : id === "pod-cross-node" ? stub(id, async () => broken("vxlan", "down")) : stub(id),
+    id === "pod-same-node"
+      ? stub(id, async () => broken("bridge", "down", "fix it"))
+      : id === "pod-cross-node"
+        ? stub(id, async () => broken("vxlan", "down"))
+        : stub(id),
   );
   const report = await runProbes(lab, replay([]), { modules });
   assert.deepEqual(verdicts(report), {
@@ -273,7 +309,11 @@ test("every tier runs from the start of the run; only a tier's `after` waits for
     for (const dep of TIER_DEPENDENCIES[tier].hard) assert.ok(reported.indexOf(dep) < reported.indexOf(tier), `${tier} was reported before ${dep}`);
   }
   assert.ok(at("start nodeport") > at("end service"), "NodePort's requests wait for the service tier's counters");
-  assert.deepEqual(report.results.map((r) => r.tier), [...TIER_IDS], "reported bottom-up whatever the order they ended in");
+  assert.deepEqual(
+    report.results.map((r) => r.tier),
+    [...TIER_IDS],
+    "reported bottom-up whatever the order they ended in",
+  );
 });
 
 test("a tier above a broken one is blocked whatever its own run saw, and is not run again when it overran", async () => {
@@ -282,7 +322,10 @@ test("a tier above a broken one is blocked whatever its own run saw, and is not 
     id === "underlay"
       ? stub(id, async (ctx) => void ctx.hop("ICMP", "no replies", false))
       : id === "business-flow"
-        ? stub(id, async (ctx) => void (businessFlowRuns++, await ctx.onNode("node1", "sleep infinity", 1)))
+        ? stub(id, async (ctx) => {
+            businessFlowRuns++;
+            await ctx.onNode("node1", "sleep infinity", 1);
+          })
         : stub(id),
   );
   const report = await runProbes(lab, replay([{ where: "node1", command: /^sleep/, hang: true }]), { modules, tierTimeoutSec: 0.2 });
@@ -295,14 +338,23 @@ test("a tier above a broken one is blocked whatever its own run saw, and is not 
 
 test("--tier runs only the selected tiers, and blocks among them only", async () => {
   const calls: string[] = [];
-  const modules = TIER_IDS.map((id) => stub(id, async (ctx) => void (calls.push(id), ctx.hop("ok", "fine", id !== "service"))));
+  const modules = TIER_IDS.map((id) =>
+    stub(id, async (ctx) => {
+      calls.push(id);
+      ctx.hop("ok", "fine", id !== "service");
+    }),
+  );
   const report = await runProbes(lab, replay([]), { modules, tiers: ["dns", "service"] });
   assert.deepEqual(calls.sort(), ["dns", "service"]);
   assert.deepEqual(verdicts(report), { service: "fail", dns: "blocked by service" });
 });
 
 /** How busy the nodes say they are when a tier comes out inconclusive. */
-const busyNodes: Recording = { where: /^node[12]$/, command: /^read -r some <\/proc\/pressure\/cpu/, stdout: "some avg10=96.50 avg60=94.20 avg300=90.00 total=123\nloadavg 17.20 16.90 15.00 5/300 1234\n" };
+const busyNodes: Recording = {
+  where: /^node[12]$/,
+  command: /^read -r some <\/proc\/pressure\/cpu/,
+  stdout: "some avg10=96.50 avg60=94.20 avg300=90.00 total=123\nloadavg 17.20 16.90 15.00 5/300 1234\n",
+};
 
 test("a probe that throws fails its tier; a step that never answers, twice, leaves it inconclusive, not failed", async () => {
   const thrown = stub("underlay", async () => {
@@ -313,7 +365,11 @@ test("a probe that throws fails its tier; a step that never answers, twice, leav
 
   const hangs = stub("underlay", async (ctx) => void (await ctx.onNode("node1", "sleep infinity", 1)));
   const started = Date.now();
-  const hung = await runProbes(lab, replay([busyNodes, { where: "node1", command: /./, hang: true }]), { modules: [hangs], tiers: ["underlay"], tierTimeoutSec: 0.2 });
+  const hung = await runProbes(lab, replay([busyNodes, { where: "node1", command: /./, hang: true }]), {
+    modules: [hangs],
+    tiers: ["underlay"],
+    tierTimeoutSec: 0.2,
+  });
   assert.equal(result(hung, "underlay").verdict, "inconclusive");
   assert.match(result(hung, "underlay").reason!, /did not finish within 0\.2 s/);
   assert.ok(!hung.ok);
@@ -326,7 +382,10 @@ test("a step that overran its deadline once is asked again: the tier passes on t
   const report = await probe([{ ...digService, overran: 1 }, ...healthy], { tiers: ["dns"] });
   const dns = result(report, "dns");
   assert.equal(dns.verdict, "pass");
-  assert.match(dns.retried!, /^`dig \+time=2 \+tries=1 @10\.254\.0\.2 business-manager\.default\.svc\.cluster\.local A` on pod k8slab-probe\/toolbox-7xk2p overran its deadline/);
+  assert.match(
+    dns.retried!,
+    /^`dig \+time=2 \+tries=1 @10\.254\.0\.2 business-manager\.default\.svc\.cluster\.local A` on pod k8slab-probe\/toolbox-7xk2p overran its deadline/,
+  );
   assert.equal(dns.evidence.filter((e) => /business-manager\.default/.test(e.command)).length, 2, "both runs' evidence is kept");
   assert.ok(report.ok);
 });
@@ -336,11 +395,24 @@ test("a step that overran twice: the tier is inconclusive with the nodes' CPU pr
   const dns = result(report, "dns");
   assert.equal(dns.verdict, "inconclusive");
   assert.equal(dns.firstBrokenHop, undefined, "no hop is called broken");
-  assert.match(dns.reason!, /overran its deadline \(15\.0 s\), twice .*node1: CPU pressure 96\.5% \(10 s\) 94\.2% \(60 s\), load 17\.2 16\.9 15; node2: CPU pressure/);
-  assert.ok(dns.evidence.some((e) => e.where === "node2" && /pressure/.test(e.command)), "the load reads are evidence");
+  assert.match(
+    dns.reason!,
+    /overran its deadline \(15\.0 s\), twice .*node1: CPU pressure 96\.5% \(10 s\) 94\.2% \(60 s\), load 17\.2 16\.9 15; node2: CPU pressure/,
+  );
+  assert.ok(
+    dns.evidence.some((e) => e.where === "node2" && /pressure/.test(e.command)),
+    "the load reads are evidence",
+  );
   assert.deepEqual(verdicts(report), {
-    underlay: "pass", flannel: "pass", "pod-same-node": "pass", "pod-cross-node": "pass", service: "pass",
-    dns: "inconclusive", nodeport: "pass", ingress: "pass", "business-flow": "blocked by dns",
+    underlay: "pass",
+    flannel: "pass",
+    "pod-same-node": "pass",
+    "pod-cross-node": "pass",
+    service: "pass",
+    dns: "inconclusive",
+    nodeport: "pass",
+    ingress: "pass",
+    "business-flow": "blocked by dns",
   });
   assert.ok(!report.ok);
 });
@@ -355,15 +427,17 @@ test("a kubectl read that overran is made afresh by the retry, not served from t
 
 test("every tier's lookups start with the run, before any tier has ended", async () => {
   const events: string[] = [];
-  const modules = TIER_IDS.map((id): Tier => ({
-    ...stub(id, async (ctx) => {
-      events.push(`start ${id}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      events.push(`end ${id}`);
-      ctx.hop("ok", "fine", true);
+  const modules = TIER_IDS.map(
+    (id): Tier => ({
+      ...stub(id, async (ctx) => {
+        events.push(`start ${id}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        events.push(`end ${id}`);
+        ctx.hop("ok", "fine", true);
+      }),
+      lookups: async () => void events.push(`lookups ${id}`),
     }),
-    lookups: async () => void events.push(`lookups ${id}`),
-  }));
+  );
   const report = await runProbes(lab, replay([]), { modules });
   assert.ok(report.ok, JSON.stringify(verdicts(report)));
   const at = (e: string) => events.indexOf(e);
@@ -375,17 +449,18 @@ test("every tier's lookups start with the run, before any tier has ended", async
 test("a node read a tier's lookups made is handed to the tier's first identical call, then made afresh", async () => {
   const access = replay([{ where: "node1", command: /^iptables-save/, stdout: "rules\n" }]);
   const read = (ctx: Pick<ClusterReader, "onNode">) => ctx.onNode("node1", "iptables-save -t nat", 5);
-  const modules = TIER_IDS.map((id): Tier =>
-    id === "service"
-      ? {
-          ...stub(id, async (ctx) => {
-            await read(ctx); // answered by the lookup
-            await read(ctx); // a second look: made now
-            ctx.hop("ok", "fine", true);
-          }),
-          lookups: (ctx) => read(ctx),
-        }
-      : stub(id),
+  const modules = TIER_IDS.map(
+    (id): Tier =>
+      id === "service"
+        ? {
+            ...stub(id, async (ctx) => {
+              await read(ctx); // answered by the lookup
+              await read(ctx); // a second look: made now
+              ctx.hop("ok", "fine", true);
+            }),
+            lookups: (ctx) => read(ctx),
+          }
+        : stub(id),
   );
   const report = await runProbes(lab, access, { modules });
   assert.ok(report.ok);

@@ -1,9 +1,10 @@
 // The Pulumi program's tier graph under mocks: names, type tokens, parents and order.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
-import path from "node:path";
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import path from "node:path";
+import { test } from "node:test";
 import { promisify } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
 import { COMMAND_TYPE } from "../infra/provider/command.ts";
@@ -17,7 +18,14 @@ const run = promisify(execFile);
 const keyDir = "/var/lib/k8slab-test/two-node";
 const keyFile = path.join(keyDir, "id_ed25519");
 
-type CommandInputs = { create: string; delete?: string; stdin?: string; environment?: Record<string, string>; triggers?: unknown[]; connection?: { port: number } };
+type CommandInputs = {
+  create: string;
+  delete?: string;
+  stdin?: string;
+  environment?: Record<string, string>;
+  triggers?: unknown[];
+  connection?: { port: number };
+};
 /** Every Command the program declared, by resource name (names repeat across tiers, so a list each). */
 const commands = new Map<string, CommandInputs[]>();
 const first = (name: string) => commands.get(name)?.[0];
@@ -35,7 +43,10 @@ async function answerCommand(name: string, inputs: CommandInputs) {
     stdout = (await run("/bin/sh", ["-c", inputs.create], { cwd: root, env: { ...process.env, ...inputs.environment } })).stdout;
   } else if (inputs.create.endsWith("vm-up")) {
     const spec = JSON.parse(inputs.environment?.K8SLAB_SPEC ?? "{}");
-    stdout = JSON.stringify({ name: spec.name, ssh: { host: "127.0.0.1", port: spec.sshPort, user: "root", keyFile, knownHostsFile: `${keyDir}/known_hosts` } });
+    stdout = JSON.stringify({
+      name: spec.name,
+      ssh: { host: "127.0.0.1", port: spec.sshPort, user: "root", keyFile, knownHostsFile: `${keyDir}/known_hosts` },
+    });
   }
   return { ...inputs, stdout, stderr: "" };
 }
@@ -77,7 +88,10 @@ test("one tier per DESIGN.md tier, in order, with k8slab:tier type tokens", asyn
     ["ingress", "Ingress"],
     ["workloads", "Workloads"],
   ];
-  assert.deepEqual(TIER_ORDER.map(([name]) => name), expected.map(([name]) => name));
+  assert.deepEqual(
+    TIER_ORDER.map(([name]) => name),
+    expected.map(([name]) => name),
+  );
   const urns = await Promise.all(tiers.map(urnOf));
   // A top-level component's URN: urn:pulumi:STACK::PROJECT::TYPE::NAME (no parent type before it).
   assert.deepEqual(
@@ -92,18 +106,18 @@ test("each tier builds on the one below it", () => {
 });
 
 /** Resolves an Output in a test (mocks resolve everything). */
-const valueOf = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
+const resolved = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
 /** The SDK records a component's children on it; not in its typings. */
 const childrenOf = (r: pulumi.Resource) => [...((r as unknown as { __childResources?: Set<pulumi.Resource> }).__childResources ?? [])];
 
 test("pki: every certificate is signed by the lab CA, keys are secrets, all parented to the tier", async () => {
   const pki = tiers[TIER_ORDER.findIndex(([name]) => name === "pki")] as import("../infra/tiers/pki.js").Pki;
-  const ca = new X509Certificate(await valueOf(pki.caCertPem));
+  const ca = new X509Certificate(await resolved(pki.caCertPem));
   assert.match(ca.subject, /CN=k8slab two-node CA/);
   const names = Object.keys(pki.certs);
   assert.ok(names.includes("kubelet-node2") && names.includes("admin"));
   for (const [name, issued] of Object.entries(pki.certs)) {
-    const cert = new X509Certificate(await valueOf(issued.certPem));
+    const cert = new X509Certificate(await resolved(issued.certPem));
     assert.ok(cert.verify(ca.publicKey), `${name} is signed by the lab CA`);
     assert.ok(cert.subject.startsWith(`CN=${issued.spec.commonName}`), name);
     assert.equal(await pulumi.isSecret(issued.keyPem), true, `${name}'s key is a secret`);
@@ -111,7 +125,7 @@ test("pki: every certificate is signed by the lab CA, keys are secrets, all pare
   assert.equal(await pulumi.isSecret(pki.serviceAccount.privateKeyPem), true);
   const children = childrenOf(pki);
   assert.equal(children.length, names.length + 2 + 2, "CA + certificates + service-account key + one files step per node");
-  for (const child of children) assert.match(await valueOf(child.urn), /::k8slab:tier:Pki\$k8slab:index:Command::/);
+  for (const child of children) assert.match(await resolved(child.urn), /::k8slab:tier:Pki\$k8slab:index:Command::/);
 });
 
 test("machines: one VM per node on the lab LAN, reachable through loopback forwards", async () => {
@@ -122,7 +136,13 @@ test("machines: one VM per node on the lab LAN, reachable through loopback forwa
   assert.equal(lan.delete, "node_modules/.bin/tsx scripts/machines/cli.ts down two-node");
   assert.deepEqual(JSON.parse(lan.environment!.K8SLAB_SPEC), { lab: "two-node", netns: "k8slab-two-node", bridge: "lan0", gatewayCidr: "192.168.0.1/24" });
   const specs = ["node1", "node2"].map((n) => JSON.parse(first(`vm-${n}`)!.environment!.K8SLAB_SPEC));
-  assert.deepEqual(specs.map((s) => [s.name, s.address, s.sshPort, s.memoryMiB]), [["node1", "192.168.0.21", 2221, 3072], ["node2", "192.168.0.22", 2222, 2048]]);
+  assert.deepEqual(
+    specs.map((s) => [s.name, s.address, s.sshPort, s.memoryMiB]),
+    [
+      ["node1", "192.168.0.21", 2221, 3072],
+      ["node2", "192.168.0.22", 2222, 2048],
+    ],
+  );
   assert.deepEqual(specs[0].extraForwards, [{ host: 16443, guest: 6443 }], "the API server is forwarded from the control plane only");
   assert.deepEqual(specs[1].extraForwards, []);
   assert.match(first("vm-node2")!.delete!, /"name":"node2".*vm-down$/);
@@ -131,7 +151,7 @@ test("machines: one VM per node on the lab LAN, reachable through loopback forwa
   assert.deepEqual(guest.accel.tcg, ["-accel", "tcg,thread=multi"]);
   assert.ok(!JSON.stringify(first("vm-node1")!.triggers).includes("tcg"));
   const node2 = machines.connections.node2;
-  const conn = await valueOf(node2);
+  const conn = await resolved(node2);
   assert.deepEqual([conn.host, conn.port, conn.user], ["127.0.0.1", 2222, "root"]);
   assert.deepEqual([conn.keyFile, conn.knownHostsFile], [keyFile, `${keyDir}/known_hosts`], "the key stays a file: no key material in state");
 });
@@ -173,7 +193,11 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
   assert.match(ready.environment!.KUBECONFIG, /labs\/two-node\/admin\.kubeconfig$/);
   // A config change restarts a unit: its digest is part of the command's inputs.
   assert.match(commands.get("kubelet-node2")![0].environment!.K8SLAB_CONFIG_SHA256, /^[0-9a-f]{64}$/);
-  assert.notEqual(first("kube-controller-manager")!.environment!.K8SLAB_CONFIG_SHA256, first("kube-scheduler")!.environment!.K8SLAB_CONFIG_SHA256, "each unit its own digest");
+  assert.notEqual(
+    first("kube-controller-manager")!.environment!.K8SLAB_CONFIG_SHA256,
+    first("kube-scheduler")!.environment!.K8SLAB_CONFIG_SHA256,
+    "each unit its own digest",
+  );
   assert.match(first("flanneld-node2")!.create, /ip link show flannel\.1 /, "flannel is ready once flannel.<VNI> exists");
 });
 
@@ -200,7 +224,10 @@ test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from t
   };
   const dns = obj("kubernetes:core/v1:Service::kube-dns");
   assert.equal(dns.spec.clusterIP, "10.254.0.2");
-  assert.deepEqual(dns.spec.ports.filter((p: any) => p.port === 53).map((p: any) => p.protocol), ["UDP", "TCP"]);
+  assert.deepEqual(
+    dns.spec.ports.filter((p: any) => p.port === 53).map((p: any) => p.protocol),
+    ["UDP", "TCP"],
+  );
   assert.equal(obj("kubernetes:apps/v1:Deployment::coredns").spec.replicas, 2);
   assert.match(obj("kubernetes:core/v1:ConfigMap::coredns").data.Corefile, /kubernetes cluster\.local in-addr\.arpa ip6\.arpa/);
   for (const name of ["data-product", "business-manager"]) assert.equal(obj(`kubernetes:apps/v1:Deployment::${name}`).spec.replicas, 3, name);

@@ -1,10 +1,11 @@
 // bash started by Node (stdin a socketpair) with SHLVL=0 reads ~/.bashrc; the CLI's first import stops that.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { test } from "node:test";
 
 const root = path.join(import.meta.dirname, "..");
 
@@ -13,7 +14,11 @@ function bashReadsRc(withGuard: boolean): boolean {
   try {
     fs.writeFileSync(path.join(home, ".bashrc"), 'echo read > "$HOME/marker"\n');
     const script = `${withGuard ? 'await import("./scripts/quiet-bash.ts");' : ""} (await import("node:child_process")).spawnSync("bash", ["-c", "true"], { stdio: "pipe" });`;
-    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: root, env: { ...process.env, HOME: home, SHLVL: "0" }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: root,
+      env: { ...process.env, HOME: home, SHLVL: "0" },
+      encoding: "utf8",
+    });
     assert.equal(r.status, 0, r.stderr);
     return fs.existsSync(path.join(home, "marker"));
   } finally {

@@ -1,15 +1,25 @@
 // Rendered node files for the reference lab, compared with the readable copies under test/snapshots/.
 // After an intended change, refresh them with K8SLAB_UPDATE_SNAPSHOTS=1 npm test and review the diff.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Lab } from "../core/index.js";
-import { loadLab } from "../scripts/lab-file.js";
+import { test } from "node:test";
+import type { Lab } from "../core/index.js";
 import { parseLab } from "../core/lab.js";
-import { allNodeFiles, controlPlaneFiles, etcdFiles, flanneldInputs, flannelFiles, kubeProxyFiles, nodeAgentFiles, renderKubeconfig } from "../infra/render/index.js";
 import { apiServerSANs } from "../core/node.js";
+import {
+  allNodeFiles,
+  controlPlaneFiles,
+  etcdFiles,
+  flanneldInputs,
+  flannelFiles,
+  kubeProxyFiles,
+  nodeAgentFiles,
+  renderKubeconfig,
+} from "../infra/render/index.js";
 import { unitDigest } from "../infra/tiers/remote.js";
+import { loadLab } from "../scripts/lab-file.js";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -36,7 +46,8 @@ for (const [node, files] of perNode) {
 
 test("every node's files carry the lab's values, not another node's", () => {
   // What runs on every node (the control plane's own files name node1 by design).
-  const text = (i: number) => [...nodeAgentFiles(lab, lab.nodes[i], PAUSE), ...flannelFiles(lab, lab.nodes[i]), ...kubeProxyFiles(lab, lab.nodes[i])].map((f) => f.content).join("\n");
+  const text = (i: number) =>
+    [...nodeAgentFiles(lab, lab.nodes[i], PAUSE), ...flannelFiles(lab, lab.nodes[i]), ...kubeProxyFiles(lab, lab.nodes[i])].map((f) => f.content).join("\n");
   assert.match(text(1), /--node-ip=192\.168\.0\.22/);
   assert.match(text(1), /FLANNEL_SUBNET=172\.30\.2\.1\/24/);
   assert.match(text(1), /FLANNEL_MTU=1450/);
@@ -63,7 +74,13 @@ function unitDigests(l: Lab): Record<string, string> {
   const out: Record<string, string> = {};
   for (const node of l.nodes) {
     const files = [...nodeAgentFiles(l, node, PAUSE), ...kubeProxyFiles(l, node), ...(node.isControlPlane ? [...etcdFiles(l), ...controlPlaneFiles(l)] : [])];
-    for (const unit of ["containerd", "k8slab-netstamp", "kubelet", "kube-proxy", ...(node.isControlPlane ? ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] : [])]) {
+    for (const unit of [
+      "containerd",
+      "k8slab-netstamp",
+      "kubelet",
+      "kube-proxy",
+      ...(node.isControlPlane ? ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] : []),
+    ]) {
       out[`${node.name}/${unit}`] = unitDigest(files, unit);
     }
     out[`${node.name}/flanneld`] = unitDigest(flanneldInputs(l, node), "flanneld");
@@ -73,7 +90,9 @@ function unitDigests(l: Lab): Record<string, string> {
 
 const changedUnits = (a: Lab, b: Lab) => {
   const [before, after] = [unitDigests(a), unitDigests(b)];
-  return Object.keys(before).filter((k) => before[k] !== after[k]).sort();
+  return Object.keys(before)
+    .filter((k) => before[k] !== after[k])
+    .sort();
 };
 
 test("a VNI change renames flannel's device and restarts flanneld on every node, and nothing else", () => {
@@ -107,7 +126,14 @@ test("the API server certificate covers the Service IP, the node and the host fo
 });
 
 test("a kubeconfig embeds base64 PEM and one matching context", () => {
-  const k = renderKubeconfig({ clusterName: "two-node", server: "https://127.0.0.1:16443", caCertPem: "CA", user: "admin", clientCertPem: "CERT", clientKeyPem: "KEY" });
+  const k = renderKubeconfig({
+    clusterName: "two-node",
+    server: "https://127.0.0.1:16443",
+    caCertPem: "CA",
+    user: "admin",
+    clientCertPem: "CERT",
+    clientKeyPem: "KEY",
+  });
   assert.match(k, /certificate-authority-data: Q0E=/);
   assert.match(k, /client-key-data: S0VZ/);
   assert.match(k, /current-context: admin@two-node/);

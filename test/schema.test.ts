@@ -1,8 +1,9 @@
 // labs/lab.schema.json is generated from the zod schema; this keeps the committed copy current.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { test } from "node:test";
 import { labJsonSchema } from "../core/index.js";
 
 test("labs/lab.schema.json matches the schema (regenerate with `npm run schema`)", () => {

@@ -1,7 +1,8 @@
 // The soak scripts' pure parts: their command line, and the percentile they report.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import path from "node:path";
+import { test } from "node:test";
 import { soakArgs } from "../scripts/soak/args.js";
 import { percentile } from "../scripts/soak/soak.js";
 

@@ -1,10 +1,11 @@
 // A killed `pulumi up` leaves its file-backend lock behind; the next up/down removes it, and only it.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { test } from "node:test";
 import { clearStaleLocks } from "../scripts/stack.ts";
 
 test("clearStaleLocks removes the locks of pulumi processes gone from this host, and keeps the others", async () => {

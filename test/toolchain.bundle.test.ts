@@ -1,10 +1,11 @@
 // Bundle state logic: complete, stale, checksum mismatch, interrupted, resume and the cache
 // lock, all on fake bundles in temporary directories; nothing is built or downloaded.
 import assert from "node:assert/strict";
-import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { formatDuration, peakRssFromLog } from "../scripts/toolchain/build.js";
 import {
   type BundleState,
   checkBundle,
@@ -19,7 +20,6 @@ import {
   toBuild,
   writeState,
 } from "../scripts/toolchain/bundle.js";
-import { formatDuration, peakRssFromLog } from "../scripts/toolchain/build.js";
 import { artifactOutputs, buildKey, parseManifest, sha256Hex } from "../scripts/toolchain/manifest.js";
 
 const manifest = parseManifest(`
@@ -71,7 +71,10 @@ describe("checkBundle", () => {
 
   it("lists missing artifacts of an empty bundle, in manifest order", () => {
     const checks = checkBundle(manifest, emptyState(), keysOf(), {});
-    assert.deepEqual(toBuild(checks).map((c) => c.name), ["pause", "crictl", "cni-plugins"]);
+    assert.deepEqual(
+      toBuild(checks).map((c) => c.name),
+      ["pause", "crictl", "cni-plugins"],
+    );
     assert.equal(describeStatus(checks[0].status), "not built");
   });
 
@@ -85,7 +88,10 @@ describe("checkBundle", () => {
     );
     const checks = checkBundle(bumped, state, keysOf(bumped), diskFor(state));
     const todo = toBuild(checks);
-    assert.deepEqual(todo.map((c) => c.name), ["crictl"]);
+    assert.deepEqual(
+      todo.map((c) => c.name),
+      ["crictl"],
+    );
     assert.equal(todo[0].status.state, "stale");
     assert.match(describeStatus(todo[0].status), /v1\.34\.0 .* -> v1\.35\.0/);
   });
@@ -100,7 +106,10 @@ describe("checkBundle", () => {
     const state = completeState(content);
     const checks = checkBundle(manifest, state, keysOf(), diskFor(state, { "bin/crictl": sha256Hex("tampered"), "cni/bin/loopback": null }));
     const bad = toBuild(checks);
-    assert.deepEqual(bad.map((c) => c.name), ["crictl", "cni-plugins"]);
+    assert.deepEqual(
+      bad.map((c) => c.name),
+      ["crictl", "cni-plugins"],
+    );
     assert.deepEqual(bad[1].status, { state: "corrupt", files: ["cni/bin/loopback"] });
     assert.match(describeStatus(bad[0].status), /checksum mismatch.*bin\/crictl/);
   });
@@ -108,7 +117,10 @@ describe("checkBundle", () => {
   it("reports the artifact a crashed or interrupted run was building, and only that one", () => {
     const state = { ...completeState(content), building: { name: "crictl", pid: 4242, startedAt: "2026-11-21T00:00:00Z" } };
     const todo = toBuild(checkBundle(manifest, state, keysOf(), diskFor(state)));
-    assert.deepEqual(todo.map((c) => [c.name, c.status.state]), [["crictl", "interrupted"]]);
+    assert.deepEqual(
+      todo.map((c) => [c.name, c.status.state]),
+      [["crictl", "interrupted"]],
+    );
   });
 
   it("tells a build still running in another process from an interrupted one", () => {
@@ -124,7 +136,10 @@ describe("checkBundle", () => {
     let state = recordBuilt(emptyState(), manifest, "pause", completeState(content).artifacts.pause);
     state = { ...state, building: { name: "crictl", pid: 1, startedAt: "x" } };
     const todo = toBuild(checkBundle(manifest, state, keysOf(), diskFor(state)));
-    assert.deepEqual(todo.map((c) => `${c.name}:${c.status.state}`), ["crictl:interrupted", "cni-plugins:missing"]);
+    assert.deepEqual(
+      todo.map((c) => `${c.name}:${c.status.state}`),
+      ["crictl:interrupted", "cni-plugins:missing"],
+    );
   });
 });
 

@@ -3,16 +3,8 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { parseGoMod, renderWrapperGoMod, stagingVersion, maxGoVersion } from "../scripts/toolchain/gomod.js";
-import {
-  artifactOutputs,
-  buildKey,
-  expandLdflags,
-  modulePin,
-  parseManifest,
-  pluginInstallPath,
-  pluginVersion,
-} from "../scripts/toolchain/manifest.js";
+import { maxGoVersion, parseGoMod, renderWrapperGoMod, stagingVersion } from "../scripts/toolchain/gomod.js";
+import { artifactOutputs, buildKey, expandLdflags, modulePin, parseManifest, pluginInstallPath, pluginVersion } from "../scripts/toolchain/manifest.js";
 import { manifestFile, repoRoot, wrapperSourceDir } from "../scripts/toolchain/paths.js";
 
 const minimal = (extra = "") => `
@@ -32,7 +24,21 @@ describe("the repository's versions.yaml", () => {
 
   it("pins every artifact the lab needs", () => {
     const outs = manifest.artifacts.flatMap(artifactOutputs);
-    for (const bin of ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "etcd", "etcdctl", "flanneld", "coredns", "crictl", "nginx-ingress", "pause"]) {
+    for (const bin of [
+      "kube-apiserver",
+      "kube-controller-manager",
+      "kube-scheduler",
+      "kubelet",
+      "kube-proxy",
+      "kubectl",
+      "etcd",
+      "etcdctl",
+      "flanneld",
+      "coredns",
+      "crictl",
+      "nginx-ingress",
+      "pause",
+    ]) {
       assert.ok(outs.includes(`bin/${bin}`), `bin/${bin}`);
     }
     for (const cni of ["bridge", "host-local", "loopback", "portmap", "flannel"]) assert.ok(outs.includes(`cni/bin/${cni}`), cni);
@@ -74,7 +80,10 @@ describe("parseManifest", () => {
   });
 
   it("rejects unknown keys, naming the field", () => {
-    assert.throws(() => parseManifest(minimal().replace("version: v1.34.0", "version: v1.34.0\n    colour: blue")), /artifacts\.0.*colour|Unrecognized key.*colour/);
+    assert.throws(
+      () => parseManifest(minimal().replace("version: v1.34.0", "version: v1.34.0\n    colour: blue")),
+      /artifacts\.0.*colour|Unrecognized key.*colour/,
+    );
   });
 
   it("rejects a version that is not vX.Y.Z", () => {
@@ -87,11 +96,17 @@ describe("parseManifest", () => {
     version: v1.33.0
     packages:
       - { pkg: sigs.k8s.io/cri-tools/cmd/crictl, out: bin/crictl }`;
-    assert.throws(() => parseManifest(minimal(dup)), (e: Error) => /duplicate artifact crictl/.test(e.message) && /bin\/crictl is also produced by crictl/.test(e.message));
+    assert.throws(
+      () => parseManifest(minimal(dup)),
+      (e: Error) => /duplicate artifact crictl/.test(e.message) && /bin\/crictl is also produced by crictl/.test(e.message),
+    );
   });
 
   it("wants exactly one of module and local", () => {
-    assert.throws(() => parseManifest(minimal().replace("module: sigs.k8s.io/cri-tools", "module: sigs.k8s.io/cri-tools\n    local: x")), /exactly one of module or local/);
+    assert.throws(
+      () => parseManifest(minimal().replace("module: sigs.k8s.io/cri-tools", "module: sigs.k8s.io/cri-tools\n    local: x")),
+      /exactly one of module or local/,
+    );
   });
 
   it("keeps outputs inside the bundle", () => {
@@ -104,7 +119,11 @@ describe("buildKey", () => {
   const a = m.artifacts[0];
 
   it("changes when a pin changes, and only for that artifact", () => {
-    const other = parseManifest(minimal().replace("crictl\n", "crictl2\n").replace(/bin\/crictl/, "bin/crictl2")).artifacts[0];
+    const other = parseManifest(
+      minimal()
+        .replace("crictl\n", "crictl2\n")
+        .replace(/bin\/crictl/, "bin/crictl2"),
+    ).artifacts[0];
     const bumped = { ...a, version: "v1.35.0" };
     assert.notEqual(buildKey(bumped, "go1.26.8"), buildKey(a, "go1.26.8"));
     assert.equal(buildKey(other, "go1.26.8"), buildKey(other, "go1.26.8"));
@@ -175,10 +194,17 @@ replace (
 `;
 
   it("parses block and single-line directives", () => {
-    const g = parseGoMod(`module github.com/pulumi/pulumi/pkg/v3\n\ngo 1.26.6\n\nreplace github.com/pulumi/pulumi/sdk/v3 => ../sdk\n\nreplace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e\n`);
+    const g = parseGoMod(
+      `module github.com/pulumi/pulumi/pkg/v3\n\ngo 1.26.6\n\nreplace github.com/pulumi/pulumi/sdk/v3 => ../sdk\n\nreplace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e\n`,
+    );
     assert.equal(g.module, "github.com/pulumi/pulumi/pkg/v3");
     assert.equal(g.go, "1.26.6");
-    assert.deepEqual(g.replaces[1], { from: "github.com/atotto/clipboard", fromVersion: undefined, to: "github.com/tgummerer/clipboard", toVersion: "v0.0.0-20241001131231-d02d263e614e" });
+    assert.deepEqual(g.replaces[1], {
+      from: "github.com/atotto/clipboard",
+      fromVersion: undefined,
+      to: "github.com/tgummerer/clipboard",
+      toVersion: "v0.0.0-20241001131231-d02d263e614e",
+    });
   });
 
   it("points every Kubernetes staging repo at its published v0 version", () => {
@@ -206,7 +232,9 @@ artifacts:
     version: v3.260.0
     also: { github.com/pulumi/pulumi/sdk/v3: v3.260.0 }
     packages: [{ pkg: github.com/pulumi/pulumi/pkg/v3/cmd/pulumi, out: pulumi/bin/pulumi }]`);
-    const upstream = parseGoMod(`module github.com/pulumi/pulumi/pkg/v3\ngo 1.26.6\nreplace github.com/pulumi/pulumi/sdk/v3 => ../sdk\nreplace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e\n`);
+    const upstream = parseGoMod(
+      `module github.com/pulumi/pulumi/pkg/v3\ngo 1.26.6\nreplace github.com/pulumi/pulumi/sdk/v3 => ../sdk\nreplace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e\n`,
+    );
     const sdk = parseGoMod("module github.com/pulumi/pulumi/sdk/v3\ngo 1.25\n");
     const out = renderWrapperGoMod(m.artifacts[0], [upstream, sdk]);
     assert.doesNotMatch(out, /\.\.\/sdk/);

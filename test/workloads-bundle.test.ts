@@ -1,11 +1,12 @@
 // The bundled workloads run on a bare `node`, from a directory with no node_modules, and talk to each other.
-import { after, test } from "node:test";
+
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { after, test } from "node:test";
 
 const root = path.join(import.meta.dirname, "..");
 const outDir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-workloads-"));

@@ -1,13 +1,14 @@
 // The two demo workloads in one process: business-manager over HTTP, data-product over gRPC, on 127.0.0.1.
-import { after, before, test } from "node:test";
+
 import assert from "node:assert/strict";
 import net from "node:net";
 import os from "node:os";
+import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { type BusinessManagerArgs, keepConnected, type RunningBusinessManager, startBusinessManager } from "../workloads/business-manager/server.js";
+import { type RunningDataProduct, startDataProduct } from "../workloads/data-product/server.js";
 import { podIdentity, portFromEnv } from "../workloads/shared/env.js";
-import { DATA_PRODUCT_SERVICE, loadWorkloadProtos, type HealthCheckResponse } from "../workloads/shared/protos.js";
-import { startDataProduct, type RunningDataProduct } from "../workloads/data-product/server.js";
-import { keepConnected, startBusinessManager, type BusinessManagerArgs, type RunningBusinessManager } from "../workloads/business-manager/server.js";
+import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos } from "../workloads/shared/protos.js";
 
 // What the downward API would set in each Deployment.
 const dataProductPod = podIdentity({ POD_NAME: "data-product-7d9f-abcde", POD_IP: "172.30.2.7", NODE_NAME: "node2" });
@@ -72,8 +73,14 @@ test("GET / names both hops and the product", async () => {
   assert.deepEqual(body.dataProduct, { pod: "data-product-7d9f-abcde", ip: "172.30.2.7", node: "node2" });
   assert.deepEqual(body.product, { id: "1", name: "VXLAN tunnel (one VNI)", priceCents: 1450, currency: "EUR" });
   assert.equal(typeof body.latencyMs, "number");
-  assert.ok(businessManagerLog.some((l) => /^GET \/ 200 [\d.]+ms$/.test(l)), businessManagerLog.join("\n"));
-  assert.ok(dataProductLog.some((l) => /^GetProduct id="1" OK peer=127\.0\.0\.1:\d+$/.test(l)), dataProductLog.join("\n"));
+  assert.ok(
+    businessManagerLog.some((l) => /^GET \/ 200 [\d.]+ms$/.test(l)),
+    businessManagerLog.join("\n"),
+  );
+  assert.ok(
+    dataProductLog.some((l) => /^GetProduct id="1" OK peer=127\.0\.0\.1:\d+$/.test(l)),
+    dataProductLog.join("\n"),
+  );
 });
 
 test("GET /products/:id asks for that product; an unknown one is a 404 naming the gRPC status", async () => {

@@ -41,4 +41,4 @@ for (const app of APPS) {
   console.log(`${outfile}  sha256:${sha256}  ${(bytes.length / 1024).toFixed(0)} KiB`);
 }
 // `sha256sum -c SHA256SUMS` in the output directory checks the bundles before an image is built.
-fs.writeFileSync(path.join(outDir, "SHA256SUMS"), sums.join("\n") + "\n");
+fs.writeFileSync(path.join(outDir, "SHA256SUMS"), `${sums.join("\n")}\n`);

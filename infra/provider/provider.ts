@@ -5,8 +5,8 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type * as provider from "@pulumi/pulumi/provider/index.js";
-import { sshArgv } from "../../scripts/machines/ssh.ts";
 import { shq } from "../../core/shell.ts";
+import { sshArgv } from "../../scripts/machines/ssh.ts";
 import type { SshEndpoint } from "./command.ts";
 
 /** Local commands run from the project root, as they would from `pulumi up` there. */
@@ -49,10 +49,11 @@ export function diffCommand(olds: Record<string, unknown>, news: Record<string, 
   return { changes: changed.length > 0, replaces: changed.filter((k) => REPLACING_KEYS.has(k)) };
 }
 
-
 /** The script as bash runs it: strict mode, environment exported first (sshd passes no variables). */
 export function scriptFor(command: string, environment: Record<string, string> = {}): string {
-  const exports = Object.entries(environment).map(([k, v]) => `export ${k}=${shq(v)}\n`).join("");
+  const exports = Object.entries(environment)
+    .map(([k, v]) => `export ${k}=${shq(v)}\n`)
+    .join("");
   return `set -euo pipefail\n${exports}${command}`;
 }
 

@@ -27,7 +27,7 @@ export function renderCorefile(lab: Lab): string {
     `    prometheus :${COREDNS_METRICS_PORT}`,
     "    cache 30",
     "    loop",
-    "    reload",  // picks up an edited ConfigMap without a restart
+    "    reload", // picks up an edited ConfigMap without a restart
     "    loadbalance",
     "}",
     ".:53 {",

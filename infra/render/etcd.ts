@@ -3,7 +3,6 @@ import type { Lab } from "../../core/index.js";
 import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
 
-
 export function renderEtcdUnit(lab: Lab): string {
   const node = lab.controlPlane;
   const peer = `https://${node.address}:${ETCD_PEER_PORT}`;
@@ -42,12 +41,5 @@ export function renderEtcdUnit(lab: Lab): string {
 /** flannel's network config, stored at <prefix>/config: the pod network and the VXLAN backend. */
 export function renderFlannelNetConf(lab: Lab): string {
   const { cidr, nodeSubnetPrefix, flannel } = lab.pods;
-  return (
-    JSON.stringify(
-      { Network: cidr, SubnetLen: nodeSubnetPrefix, Backend: { Type: flannel.backend, VNI: flannel.vni, Port: flannel.port } },
-      null,
-      2,
-    ) + "\n"
-  );
+  return `${JSON.stringify({ Network: cidr, SubnetLen: nodeSubnetPrefix, Backend: { Type: flannel.backend, VNI: flannel.vni, Port: flannel.port } }, null, 2)}\n`;
 }
-

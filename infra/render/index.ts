@@ -1,8 +1,10 @@
 // Every plain-text file a node receives, rendered from the Lab. Remote steps only copy these and start units.
 import type { Lab, LabNode } from "../../core/index.js";
+import { configPath, NODE_PATHS } from "../../core/node.js";
 import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.js";
 import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.js";
 import {
+  NETSTAMP_UNIT,
   renderCniConfig,
   renderContainerdConfig,
   renderFlanneldUnit,
@@ -12,9 +14,7 @@ import {
   renderKubeProxyConfig,
   renderKubeProxyUnit,
   renderNetstampUnit,
-  NETSTAMP_UNIT,
 } from "./node.js";
-import { configPath, NODE_PATHS } from "../../core/node.js";
 
 export interface NodeFile {
   path: string;
@@ -88,7 +88,7 @@ export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeF
   return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
 }
 
-export { NETSTAMP_UNIT } from "./node.js";
+export { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "./coredns.js";
 
-export { renderKubeconfig, type KubeconfigSpec } from "./kubeconfig.js";
-export { renderCorefile, COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT } from "./coredns.js";
+export { type KubeconfigSpec, renderKubeconfig } from "./kubeconfig.js";
+export { NETSTAMP_UNIT } from "./node.js";

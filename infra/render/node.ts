@@ -1,8 +1,7 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
 import type { Lab, LabNode } from "../../core/index.js";
 import { FLANNEL_ETCD_PREFIX } from "../../core/names.js";
-import { etcdEndpoint } from "../../core/node.js";
-import { configPath, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
+import { configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
 import { renderUnit } from "./systemd.js";
 
 /** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */
@@ -52,7 +51,7 @@ export function renderCniConfig(lab: Lab): string {
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   };
-  return JSON.stringify(conf, null, 2) + "\n";
+  return `${JSON.stringify(conf, null, 2)}\n`;
 }
 
 export function renderKubeletConfig(lab: Lab, node: LabNode): string {

@@ -1,11 +1,11 @@
 // ControlPlane: kube-apiserver, kube-controller-manager and kube-scheduler as systemd units on the
 // control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
 import * as k8s from "@pulumi/kubernetes";
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
+import { API_SERVER_PORT, pki } from "../../core/node.js";
 import { labPaths } from "../../core/paths.ts";
 import { Command } from "../provider/command.js";
 import { controlPlaneFiles } from "../render/index.js";
-import { API_SERVER_PORT, pki } from "../../core/node.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
 import { Pki } from "./pki.js";

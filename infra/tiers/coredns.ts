@@ -1,8 +1,8 @@
 // CoreDns: cluster DNS at the lab's dnsIP (the address kubelet writes into every pod's resolv.conf).
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.js";
 import { CLUSTER_DNS } from "../../core/names.js";
+import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 
@@ -17,66 +17,84 @@ export class CoreDns extends Tier {
 
     const sa = new k8s.core.v1.ServiceAccount("coredns", { metadata: meta }, o);
     // What the kubernetes plugin watches to answer for Services and Pods.
-    const role = new k8s.rbac.v1.ClusterRole("coredns", {
-      metadata: { name: "system:coredns" },
-      rules: [
-        { apiGroups: [""], resources: ["endpoints", "services", "pods", "namespaces"], verbs: ["list", "watch"] },
-        { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
-      ],
-    }, o);
-    new k8s.rbac.v1.ClusterRoleBinding("coredns", {
-      metadata: { name: "system:coredns" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
-      subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: NS }],
-    }, o);
+    const role = new k8s.rbac.v1.ClusterRole(
+      "coredns",
+      {
+        metadata: { name: "system:coredns" },
+        rules: [
+          { apiGroups: [""], resources: ["endpoints", "services", "pods", "namespaces"], verbs: ["list", "watch"] },
+          { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
+        ],
+      },
+      o,
+    );
+    new k8s.rbac.v1.ClusterRoleBinding(
+      "coredns",
+      {
+        metadata: { name: "system:coredns" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
+        subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: NS }],
+      },
+      o,
+    );
     const corefile = new k8s.core.v1.ConfigMap("coredns", { metadata: meta, data: { Corefile: renderCorefile(lab) } }, o);
 
-    new k8s.apps.v1.Deployment("coredns", {
-      metadata: { ...meta, labels: DNS_LABELS },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: DNS_LABELS },
-        template: {
-          metadata: { labels: DNS_LABELS },
-          spec: {
-            serviceAccountName: sa.metadata.name,
-            priorityClassName: "system-cluster-critical",
-            // CoreDNS must not ask itself: it answers from the API, never from resolv.conf.
-            dnsPolicy: "Default",
-            containers: [{
-              name: "coredns",
-              image: this.imageRef(args, "coredns"),
-              imagePullPolicy: "Never",
-              args: ["-conf", "/etc/coredns/Corefile"],
-              ports: [
-                { name: "dns", containerPort: DNS_PORT, protocol: "UDP" },
-                { name: "dns-tcp", containerPort: DNS_PORT, protocol: "TCP" },
-                { name: "metrics", containerPort: COREDNS_METRICS_PORT, protocol: "TCP" },
+    new k8s.apps.v1.Deployment(
+      "coredns",
+      {
+        metadata: { ...meta, labels: DNS_LABELS },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: DNS_LABELS },
+          template: {
+            metadata: { labels: DNS_LABELS },
+            spec: {
+              serviceAccountName: sa.metadata.name,
+              priorityClassName: "system-cluster-critical",
+              // CoreDNS must not ask itself: it answers from the API, never from resolv.conf.
+              dnsPolicy: "Default",
+              containers: [
+                {
+                  name: "coredns",
+                  image: this.imageRef(args, "coredns"),
+                  imagePullPolicy: "Never",
+                  args: ["-conf", "/etc/coredns/Corefile"],
+                  ports: [
+                    { name: "dns", containerPort: DNS_PORT, protocol: "UDP" },
+                    { name: "dns-tcp", containerPort: DNS_PORT, protocol: "TCP" },
+                    { name: "metrics", containerPort: COREDNS_METRICS_PORT, protocol: "TCP" },
+                  ],
+                  volumeMounts: [{ name: "config", mountPath: "/etc/coredns", readOnly: true }],
+                  // Generous: emulated CPUs (TCG) make the first answers slow.
+                  readinessProbe: { httpGet: { path: "/ready", port: COREDNS_READY_PORT }, periodSeconds: 5, timeoutSeconds: 5 },
+                  livenessProbe: { httpGet: { path: "/health", port: COREDNS_HEALTH_PORT }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
+                  resources: { requests: { cpu: "50m", memory: "40Mi" }, limits: { memory: "170Mi" } },
+                },
               ],
-              volumeMounts: [{ name: "config", mountPath: "/etc/coredns", readOnly: true }],
-              // Generous: emulated CPUs (TCG) make the first answers slow.
-              readinessProbe: { httpGet: { path: "/ready", port: COREDNS_READY_PORT }, periodSeconds: 5, timeoutSeconds: 5 },
-              livenessProbe: { httpGet: { path: "/health", port: COREDNS_HEALTH_PORT }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
-              resources: { requests: { cpu: "50m", memory: "40Mi" }, limits: { memory: "170Mi" } },
-            }],
-            volumes: [{ name: "config", configMap: { name: corefile.metadata.name } }],
+              volumes: [{ name: "config", configMap: { name: corefile.metadata.name } }],
+            },
           },
         },
       },
-    }, o);
+      o,
+    );
 
-    new k8s.core.v1.Service(CLUSTER_DNS.service, {
-      metadata: { name: CLUSTER_DNS.service, namespace: NS, labels: DNS_LABELS },
-      spec: {
-        clusterIP: lab.services.dnsIP,
-        selector: DNS_LABELS,
-        ports: [
-          { name: "dns", port: DNS_PORT, protocol: "UDP" },
-          { name: "dns-tcp", port: DNS_PORT, protocol: "TCP" },
-          { name: "metrics", port: COREDNS_METRICS_PORT, protocol: "TCP" },
-        ],
+    new k8s.core.v1.Service(
+      CLUSTER_DNS.service,
+      {
+        metadata: { name: CLUSTER_DNS.service, namespace: NS, labels: DNS_LABELS },
+        spec: {
+          clusterIP: lab.services.dnsIP,
+          selector: DNS_LABELS,
+          ports: [
+            { name: "dns", port: DNS_PORT, protocol: "UDP" },
+            { name: "dns-tcp", port: DNS_PORT, protocol: "TCP" },
+            { name: "metrics", port: COREDNS_METRICS_PORT, protocol: "TCP" },
+          ],
+        },
       },
-    }, o);
+      o,
+    );
     this.registerOutputs({});
   }
 }

@@ -1,8 +1,8 @@
 // Flannel: flanneld with the VXLAN backend on every node. It leases the node's /24 in etcd and
 // programs flannel.1 (VNI, UDP port, MTU), plus one route, one neighbour and one FDB entry per peer.
 import type * as pulumi from "@pulumi/pulumi";
-import { flannelFiles, flanneldInputs } from "../render/index.js";
 import { NODE_PATHS } from "../../core/node.js";
+import { flanneldInputs, flannelFiles } from "../render/index.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
 import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";

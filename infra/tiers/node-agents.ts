@@ -1,13 +1,13 @@
 // NodeAgents: containerd + runc, the CNI chain and kubelet on every node (node1 is a worker too),
 // then the wait until every node has registered and is Ready.
 import * as pulumi from "@pulumi/pulumi";
+import type { Lab } from "../../core/index.js";
+import { CONTROL_PLANE_TAINT } from "../../core/names.js";
+import { shq } from "../../core/shell.ts";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.js";
-import { shq } from "../../core/shell.ts";
 import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
-import type { Lab } from "../../core/index.js";
-import { CONTROL_PLANE_TAINT } from "../../core/names.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { ControlPlane } from "./control-plane.js";
 import { Machines } from "./machines.js";
@@ -28,7 +28,10 @@ export function nodeRolesScript(lab: Lab): string {
   const { key, effect } = CONTROL_PLANE_TAINT;
   return lab.nodes
     .flatMap((n) => [
-      `"$KUBECTL" label node ${n.name} --overwrite ${n.roles.map((r) => `node-role.kubernetes.io/${r}=`).join(" ")} ${["control-plane", "worker"].filter((r) => !n.roles.includes(r as never)).map((r) => `node-role.kubernetes.io/${r}-`).join(" ")}`.trimEnd(),
+      `"$KUBECTL" label node ${n.name} --overwrite ${n.roles.map((r) => `node-role.kubernetes.io/${r}=`).join(" ")} ${["control-plane", "worker"]
+        .filter((r) => !n.roles.includes(r as never))
+        .map((r) => `node-role.kubernetes.io/${r}-`)
+        .join(" ")}`.trimEnd(),
       n.isWorker
         ? `"$KUBECTL" taint node ${n.name} ${key}:${effect}- 2>/dev/null || true # a worker: no taint (none to remove is fine)`
         : `"$KUBECTL" taint node ${n.name} --overwrite ${key}:${effect}`,
@@ -61,18 +64,25 @@ export class NodeAgents extends Tier {
       const loaded = new Command(
         `images-${node.name}`,
         {
-          create: pulumi.output(connection).apply((ep) => importImagesCommand(images.map((i) => i.archive), ep)),
+          create: pulumi.output(connection).apply((ep) =>
+            importImagesCommand(
+              images.map((i) => i.archive),
+              ep,
+            ),
+          ),
           // A rebuilt image is loaded again (update); its digest is what changed.
           environment: { K8SLAB_IMAGES_SHA256: images.map((i) => `${i.ref}=${i.sha256}`).join(" ") },
           timeoutSec: 1200,
         },
         this.childOpts({}, [containerd]),
       );
-      kubelets.push(nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
-        ready: "systemctl is-active --quiet kubelet",
-        what: "kubelet",
-        configDigest: unitDigest(files, "kubelet"),
-      }));
+      kubelets.push(
+        nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
+          ready: "systemctl is-active --quiet kubelet",
+          what: "kubelet",
+          configDigest: unitDigest(files, "kubelet"),
+        }),
+      );
     }
     // From this machine, with the admin kubeconfig: Ready means kubelet, containerd and the CNI config all check out.
     const kubectl = { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: this.below(ControlPlane).kubeconfigFile };

@@ -1,14 +1,13 @@
 // Pki: the lab CA and every certificate and key the cluster's parts present to each other.
 import * as pulumi from "@pulumi/pulumi";
-import { certificateCatalog, type CertSpec } from "../../scripts/pki/catalog.js";
+import { apiServerURL, kubeconfigPath, pki } from "../../core/node.js";
+import { type CertSpec, certificateCatalog } from "../../scripts/pki/catalog.js";
 import type { KeyPairPem } from "../../scripts/pki/generate.js";
 import { Command } from "../provider/command.js";
 import { renderKubeconfig } from "../render/index.js";
-import { apiServerURL } from "../../core/node.js";
-import { kubeconfigPath, pki } from "../../core/node.js";
 import { Tier, type TierArgs } from "../tier.js";
 import { Machines } from "./machines.js";
-import { nodeFiles, type NodeFileInput } from "./remote.js";
+import { type NodeFileInput, nodeFiles } from "./remote.js";
 
 /** The kubeconfig each component on a node reads, and whose certificate it presents. */
 function kubeconfigsFor(isControlPlane: boolean, nodeName: string): { who: string; cert: string }[] {
@@ -52,11 +51,16 @@ export class Pki extends Tier {
     this.caCertPem = pulumi.unsecret(ca.certPem);
     this.certs = {};
     for (const spec of certificateCatalog(args.lab)) {
-      const issued = generate<KeyPairPem>(`cert-${spec.name}`, "issue", {
-        K8SLAB_CERT_SPEC: JSON.stringify(spec),
-        K8SLAB_CA_CERT: ca.certPem,
-        K8SLAB_CA_KEY: ca.keyPem,
-      }, [JSON.stringify(spec)]);
+      const issued = generate<KeyPairPem>(
+        `cert-${spec.name}`,
+        "issue",
+        {
+          K8SLAB_CERT_SPEC: JSON.stringify(spec),
+          K8SLAB_CA_CERT: ca.certPem,
+          K8SLAB_CA_KEY: ca.keyPem,
+        },
+        [JSON.stringify(spec)],
+      );
       this.certs[spec.name] = { spec, certPem: pulumi.unsecret(issued.certPem), keyPem: issued.keyPem };
     }
     const sa = generate<{ publicKeyPem: string; privateKeyPem: string }>("service-account", "service-account", {});
@@ -88,9 +92,11 @@ export class Pki extends Tier {
   kubeconfig(clusterName: string, server: string, cert: string): pulumi.Output<string> {
     const issued = this.certs[cert];
     return pulumi.secret(
-      pulumi.all([this.caCertPem, issued.certPem, issued.keyPem]).apply(([caCertPem, clientCertPem, clientKeyPem]) =>
-        renderKubeconfig({ clusterName, server, caCertPem, user: issued.spec.commonName, clientCertPem, clientKeyPem }),
-      ),
+      pulumi
+        .all([this.caCertPem, issued.certPem, issued.keyPem])
+        .apply(([caCertPem, clientCertPem, clientKeyPem]) =>
+          renderKubeconfig({ clusterName, server, caCertPem, user: issued.spec.commonName, clientCertPem, clientKeyPem }),
+        ),
     );
   }
 }

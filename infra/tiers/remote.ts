@@ -16,15 +16,17 @@ const b64 = (s: string) => Buffer.from(s).toString("base64");
 
 /** A bash script that writes each file atomically (base64, so any content survives the trip). */
 export function installScript(files: { path: string; content: string; mode?: string }[]): string {
-  return files
-    .map((f) => [
-      `install -d -m 0755 "$(dirname ${f.path})"`,
-      `base64 -d > ${f.path}.k8slab-new <<'EOF'`,
-      b64(f.content),
-      "EOF",
-      `chmod ${f.mode ?? "0644"} ${f.path}.k8slab-new && mv ${f.path}.k8slab-new ${f.path}`,
-    ].join("\n"))
-    .join("\n") + "\n";
+  return `${files
+    .map((f) =>
+      [
+        `install -d -m 0755 "$(dirname ${f.path})"`,
+        `base64 -d > ${f.path}.k8slab-new <<'EOF'`,
+        b64(f.content),
+        "EOF",
+        `chmod ${f.mode ?? "0644"} ${f.path}.k8slab-new && mv ${f.path}.k8slab-new ${f.path}`,
+      ].join("\n"),
+    )
+    .join("\n")}\n`;
 }
 
 /**
@@ -86,7 +88,9 @@ export function waitFor(ready: string, what: string, timeoutSec: number): string
 
 /** What a set of rendered files says, as one digest. */
 export const filesDigest = (files: { path: string; content: string }[]) =>
-  createHash("sha256").update(JSON.stringify(files.map(({ path, content }) => ({ path, content })))).digest("hex");
+  createHash("sha256")
+    .update(JSON.stringify(files.map(({ path, content }) => ({ path, content }))))
+    .digest("hex");
 
 /** What the files `unit` reads say, as one digest: the unit restarts when, and only when, it changes. */
 export const unitDigest = (files: NodeFile[], unit: string) => filesDigest(files.filter((f) => f.readBy.includes(unit)));

@@ -22,84 +22,120 @@ export class Workloads extends Tier {
     const provider = this.below(ControlPlane).k8s;
     const o = (...after: pulumi.Resource[]) => this.childOpts({ provider }, after);
 
-    const deployment = (w: { name: string; replicas: number; port: number }, env: k8s.types.input.core.v1.EnvVar[], probes: Partial<k8s.types.input.core.v1.Container>, dependsOn: pulumi.Resource[] = []) =>
-      new k8s.apps.v1.Deployment(w.name, {
-        metadata: { name: w.name, namespace: NS, labels: appLabels(w.name) },
-        spec: {
-          replicas: w.replicas,
-          selector: { matchLabels: appLabels(w.name) },
-          template: {
-            metadata: { labels: appLabels(w.name) },
-            spec: {
-              // Spread the replicas over the nodes, so Service traffic crosses the VXLAN overlay.
-              topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: appLabels(w.name) } }],
-              containers: [{
-                name: w.name,
-                image: this.imageRef(args, w.name),
-                imagePullPolicy: "Never",
-                env: [...identityEnv, { name: "PORT", value: String(w.port) }, ...env],
-                ports: [{ name: "serve", containerPort: w.port }],
-                ...probes,
-                resources: { requests: { cpu: "20m", memory: "48Mi" }, limits: { memory: "192Mi" } },
-              }],
+    const deployment = (
+      w: { name: string; replicas: number; port: number },
+      env: k8s.types.input.core.v1.EnvVar[],
+      probes: Partial<k8s.types.input.core.v1.Container>,
+      dependsOn: pulumi.Resource[] = [],
+    ) =>
+      new k8s.apps.v1.Deployment(
+        w.name,
+        {
+          metadata: { name: w.name, namespace: NS, labels: appLabels(w.name) },
+          spec: {
+            replicas: w.replicas,
+            selector: { matchLabels: appLabels(w.name) },
+            template: {
+              metadata: { labels: appLabels(w.name) },
+              spec: {
+                // Spread the replicas over the nodes, so Service traffic crosses the VXLAN overlay.
+                topologySpreadConstraints: [
+                  { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: appLabels(w.name) } },
+                ],
+                containers: [
+                  {
+                    name: w.name,
+                    image: this.imageRef(args, w.name),
+                    imagePullPolicy: "Never",
+                    env: [...identityEnv, { name: "PORT", value: String(w.port) }, ...env],
+                    ports: [{ name: "serve", containerPort: w.port }],
+                    ...probes,
+                    resources: { requests: { cpu: "20m", memory: "48Mi" }, limits: { memory: "192Mi" } },
+                  },
+                ],
+              },
             },
           },
         },
-      }, o(...dependsOn));
+        o(...dependsOn),
+      );
 
     // Probe timings are generous: Node.js runs 10x slower on emulated CPUs.
     const dp = deployment(dataProduct, [], {
       readinessProbe: { grpc: { port: dataProduct.port }, periodSeconds: 5, timeoutSeconds: 5 },
       livenessProbe: { grpc: { port: dataProduct.port }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
     });
-    new k8s.core.v1.Service(dataProduct.name, {
-      metadata: { name: dataProduct.name, namespace: NS, labels: appLabels(dataProduct.name) },
-      spec: { selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve", appProtocol: "grpc" }] },
-    }, o());
-    // Headless: DNS answers with every ready pod's IP instead of one ClusterIP (the DNS probe shows both).
-    new k8s.core.v1.Service(headlessService(dataProduct.name), {
-      metadata: { name: headlessService(dataProduct.name), namespace: NS, labels: appLabels(dataProduct.name) },
-      spec: { clusterIP: "None", selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve" }] },
-    }, o());
-
-    deployment(businessManager, [{ name: "DATA_PRODUCT_ADDR", value: `${dataProduct.name}:${dataProduct.port}` }], {
-      readinessProbe: { httpGet: { path: "/readyz", port: "serve" }, periodSeconds: 5, timeoutSeconds: 5 },
-      livenessProbe: { httpGet: { path: "/healthz", port: "serve" }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
-    }, [dp]);
-    // A NodePort Service is a ClusterIP Service too: one object gives both paths the probes take.
-    new k8s.core.v1.Service(businessManager.name, {
-      metadata: { name: businessManager.name, namespace: NS, labels: appLabels(businessManager.name) },
-      spec: {
-        type: "NodePort",
-        selector: appLabels(businessManager.name),
-        ports: [{ name: "http", port: businessManager.port, targetPort: "serve", nodePort: businessManager.nodePort }],
+    new k8s.core.v1.Service(
+      dataProduct.name,
+      {
+        metadata: { name: dataProduct.name, namespace: NS, labels: appLabels(dataProduct.name) },
+        spec: { selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve", appProtocol: "grpc" }] },
       },
-    }, o());
+      o(),
+    );
+    // Headless: DNS answers with every ready pod's IP instead of one ClusterIP (the DNS probe shows both).
+    new k8s.core.v1.Service(
+      headlessService(dataProduct.name),
+      {
+        metadata: { name: headlessService(dataProduct.name), namespace: NS, labels: appLabels(dataProduct.name) },
+        spec: { clusterIP: "None", selector: appLabels(dataProduct.name), ports: [{ name: "grpc", port: dataProduct.port, targetPort: "serve" }] },
+      },
+      o(),
+    );
+
+    deployment(
+      businessManager,
+      [{ name: "DATA_PRODUCT_ADDR", value: `${dataProduct.name}:${dataProduct.port}` }],
+      {
+        readinessProbe: { httpGet: { path: "/readyz", port: "serve" }, periodSeconds: 5, timeoutSeconds: 5 },
+        livenessProbe: { httpGet: { path: "/healthz", port: "serve" }, initialDelaySeconds: 60, timeoutSeconds: 10, failureThreshold: 5 },
+      },
+      [dp],
+    );
+    // A NodePort Service is a ClusterIP Service too: one object gives both paths the probes take.
+    new k8s.core.v1.Service(
+      businessManager.name,
+      {
+        metadata: { name: businessManager.name, namespace: NS, labels: appLabels(businessManager.name) },
+        spec: {
+          type: "NodePort",
+          selector: appLabels(businessManager.name),
+          ports: [{ name: "http", port: businessManager.port, targetPort: "serve", nodePort: businessManager.nodePort }],
+        },
+      },
+      o(),
+    );
 
     // The probes' vantage points: one toolbox pod per node (curl, dig, ip, ping, tcpdump), in a namespace of their own.
     const probeNs = new k8s.core.v1.Namespace(TOOLBOX.namespace, { metadata: { name: TOOLBOX.namespace } }, o());
-    new k8s.apps.v1.DaemonSet(TOOLBOX.daemonSet, {
-      metadata: { name: TOOLBOX.daemonSet, namespace: TOOLBOX.namespace, labels: TOOLBOX.labels },
-      spec: {
-        selector: { matchLabels: TOOLBOX.labels },
-        template: {
-          metadata: { labels: TOOLBOX.labels },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            // A vantage point on every node, control-plane-only ones too.
-            tolerations: [{ key: CONTROL_PLANE_TAINT.key, operator: "Exists", effect: CONTROL_PLANE_TAINT.effect }],
-            containers: [{
-              name: TOOLBOX.daemonSet,
-              image: this.imageRef(args, TOOLBOX.image),
-              imagePullPolicy: "Never",
-              // tcpdump inside the pod sees the pod's own eth0: capturing needs these capabilities.
-              securityContext: { capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },
-              resources: { requests: { cpu: "10m", memory: "16Mi" } },
-            }],
+    new k8s.apps.v1.DaemonSet(
+      TOOLBOX.daemonSet,
+      {
+        metadata: { name: TOOLBOX.daemonSet, namespace: TOOLBOX.namespace, labels: TOOLBOX.labels },
+        spec: {
+          selector: { matchLabels: TOOLBOX.labels },
+          template: {
+            metadata: { labels: TOOLBOX.labels },
+            spec: {
+              terminationGracePeriodSeconds: 1,
+              // A vantage point on every node, control-plane-only ones too.
+              tolerations: [{ key: CONTROL_PLANE_TAINT.key, operator: "Exists", effect: CONTROL_PLANE_TAINT.effect }],
+              containers: [
+                {
+                  name: TOOLBOX.daemonSet,
+                  image: this.imageRef(args, TOOLBOX.image),
+                  imagePullPolicy: "Never",
+                  // tcpdump inside the pod sees the pod's own eth0: capturing needs these capabilities.
+                  securityContext: { capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },
+                  resources: { requests: { cpu: "10m", memory: "16Mi" } },
+                },
+              ],
+            },
           },
         },
       },
-    }, o(probeNs));
+      o(probeNs),
+    );
     this.registerOutputs({});
   }
 }

@@ -1,27 +1,27 @@
 // Turns directory trees into a deterministic OCI image layout archive that `ctr -n k8s.io images import` loads.
 // Same trees and config in, same bytes out: every tar is written with fixed order, times and owners, gzip without a name or time.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { $ } from 'zx';
-import { sha256File } from '../files.ts';
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { $ } from "zx";
+import { sha256File } from "../files.ts";
 
-export type Compression = 'gzip' | 'none';
+export type Compression = "gzip" | "none";
 export type Digest = `sha256:${string}`;
 
 export const MEDIA = {
-  index: 'application/vnd.oci.image.index.v1+json',
-  manifest: 'application/vnd.oci.image.manifest.v1+json',
-  config: 'application/vnd.oci.image.config.v1+json',
-  layer: 'application/vnd.oci.image.layer.v1.tar',
-  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  index: "application/vnd.oci.image.index.v1+json",
+  manifest: "application/vnd.oci.image.manifest.v1+json",
+  config: "application/vnd.oci.image.config.v1+json",
+  layer: "application/vnd.oci.image.layer.v1.tar",
+  layerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
 } as const;
 
 /** containerd names an imported image after this annotation (ctr import ignores a bare ref.name tag). */
-export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
-export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+export const IMAGE_NAME_ANNOTATION = "io.containerd.image.name";
+export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 /** Every timestamp in an image: builds must not depend on the clock. */
-export const EPOCH = '1970-01-01T00:00:00Z';
+export const EPOCH = "1970-01-01T00:00:00Z";
 
 export interface Descriptor {
   mediaType: string;
@@ -59,8 +59,7 @@ export interface ImageRef {
 
 export const refString = (r: ImageRef) => `${r.name}:${r.tag}`;
 
-
-const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
 
 /**
  * Deterministic tar of everything in dir (not dir itself): GNU format, names sorted, mtime 0,
@@ -69,19 +68,19 @@ const sha256 = (data: string | Buffer) => createHash('sha256').update(data).dige
 export async function tarTree(dir: string, outFile: string): Promise<void> {
   // Top-level names sorted here (tar --sort=name orders inside directories only); an empty tree is an empty tar.
   const top = fs.readdirSync(dir).sort();
-  const members = top.length ? ['--', ...top] : ['--files-from=/dev/null'];
+  const members = top.length ? ["--", ...top] : ["--files-from=/dev/null"];
   await $`tar --create --file=${outFile} --directory=${dir} --format=gnu --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --no-acls --no-xattrs --no-selinux ${members}`.quiet();
 }
 
 /** Tar dir into a layer blob named by its digest inside blobsDir (blobs/sha256). */
-export async function buildLayer(dir: string, blobsDir: string, compression: Compression = 'gzip', comment?: string): Promise<LayerBlob> {
+export async function buildLayer(dir: string, blobsDir: string, compression: Compression = "gzip", comment?: string): Promise<LayerBlob> {
   fs.mkdirSync(blobsDir, { recursive: true });
   const tmp = path.join(blobsDir, `.layer-${process.pid}-${Date.now()}.tar`);
   try {
     await tarTree(dir, tmp);
     const diffId: Digest = `sha256:${await sha256File(tmp)}`;
     let blob = tmp;
-    if (compression === 'gzip') {
+    if (compression === "gzip") {
       // -n: no file name or time in the gzip header; the level is gzip's default, fixed.
       await $`gzip -n -f ${tmp}`.quiet();
       blob = `${tmp}.gz`;
@@ -90,7 +89,7 @@ export async function buildLayer(dir: string, blobsDir: string, compression: Com
     const file = path.join(blobsDir, hex);
     fs.renameSync(blob, file);
     fs.chmodSync(file, 0o644);
-    const mediaType = compression === 'gzip' ? MEDIA.layerGzip : MEDIA.layer;
+    const mediaType = compression === "gzip" ? MEDIA.layerGzip : MEDIA.layer;
     return { mediaType, digest: `sha256:${hex}`, size: fs.statSync(file).size, file, diffId, ...(comment ? { comment } : {}) };
   } finally {
     fs.rmSync(tmp, { force: true });
@@ -111,11 +110,11 @@ export function imageConfig(run: RunConfig, layers: LayerBlob[]): string {
   if (run.stopSignal) config.StopSignal = run.stopSignal;
   return JSON.stringify({
     created: EPOCH,
-    architecture: 'amd64',
-    os: 'linux',
+    architecture: "amd64",
+    os: "linux",
     config,
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
-    history: layers.map((l) => ({ created: EPOCH, created_by: `k8slab images: ${l.comment ?? 'layer'}` })),
+    rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+    history: layers.map((l) => ({ created: EPOCH, created_by: `k8slab images: ${l.comment ?? "layer"}` })),
   });
 }
 
@@ -133,7 +132,7 @@ export function imageIndex(manifest: Descriptor, ref: ImageRef): string {
     manifests: [
       {
         ...descriptor(manifest),
-        platform: { architecture: 'amd64', os: 'linux' },
+        platform: { architecture: "amd64", os: "linux" },
         annotations: { [IMAGE_NAME_ANNOTATION]: refString(ref), [REF_NAME_ANNOTATION]: ref.tag },
       },
     ],
@@ -159,11 +158,11 @@ export interface ImageLayout {
  * (copied across filesystems) from where they were built, then config, manifest, index.json, oci-layout.
  */
 export function writeLayout(dir: string, ref: ImageRef, run: RunConfig, layers: LayerBlob[]): ImageLayout {
-  const blobs = path.join(dir, 'blobs', 'sha256');
+  const blobs = path.join(dir, "blobs", "sha256");
   fs.mkdirSync(blobs, { recursive: true });
-  for (const d of [dir, path.join(dir, 'blobs'), blobs]) fs.chmodSync(d, 0o755);
+  for (const d of [dir, path.join(dir, "blobs"), blobs]) fs.chmodSync(d, 0o755);
   for (const l of layers) {
-    const to = path.join(blobs, l.digest.slice('sha256:'.length));
+    const to = path.join(blobs, l.digest.slice("sha256:".length));
     if (fs.existsSync(to)) continue; // the same layer twice in one image
     try {
       fs.linkSync(l.file, to);
@@ -174,9 +173,9 @@ export function writeLayout(dir: string, ref: ImageRef, run: RunConfig, layers: 
   }
   const config = writeBlob(blobs, MEDIA.config, imageConfig(run, layers));
   const manifest = writeBlob(blobs, MEDIA.manifest, imageManifest(config, layers));
-  fs.writeFileSync(path.join(dir, 'index.json'), imageIndex(manifest, ref), { mode: 0o644 });
-  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }), { mode: 0o644 });
-  for (const f of ['index.json', 'oci-layout']) fs.chmodSync(path.join(dir, f), 0o644);
+  fs.writeFileSync(path.join(dir, "index.json"), imageIndex(manifest, ref), { mode: 0o644 });
+  fs.writeFileSync(path.join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }), { mode: 0o644 });
+  for (const f of ["index.json", "oci-layout"]) fs.chmodSync(path.join(dir, f), 0o644);
   return { dir, manifest, config };
 }
 
@@ -220,10 +219,10 @@ export async function buildOciArchive(opts: {
   const work = opts.workDir ?? `${opts.archive}.work`;
   fs.rmSync(work, { recursive: true, force: true });
   try {
-    const blobs = path.join(work, 'blobs');
+    const blobs = path.join(work, "blobs");
     const layers: LayerBlob[] = [];
     for (const tree of opts.trees) layers.push(await buildLayer(tree, blobs, opts.compression));
-    const layout = writeLayout(path.join(work, 'layout'), opts.ref, opts.run, layers);
+    const layout = writeLayout(path.join(work, "layout"), opts.ref, opts.run, layers);
     return await packLayout(layout, opts.ref, layers, opts.archive);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

@@ -1,14 +1,14 @@
 // Command line of the machine layer, for the Pulumi Machines tier (local.Command) and for people.
 // Each subcommand takes its JSON argument inline, from --file PATH, or on stdin; prints one JSON line on stdout;
 // progress and notices go to stderr. Exit 0 ok, 2 bad input or preflight (one "field: reason" line each), 1 other.
-import fs from 'node:fs';
-import { EXIT } from '../../core/exit.ts';
-import { ensureImage, findImage, imageKey, pruneImages } from './image.ts';
-import { labDown, labNetUp, labStatus } from './lab.ts';
-import { preflightLab, PreflightError } from './preflight.ts';
-import { detectAccel, vmDown, vmUp } from './qemu.ts';
-import { parseLabMachines, SpecError, SshHostSpecSchema, issueLines } from './spec.ts';
-import { sshHostUp, waitForSsh } from './ssh.ts';
+import fs from "node:fs";
+import { EXIT } from "../../core/exit.ts";
+import { ensureImage, findImage, imageKey, pruneImages } from "./image.ts";
+import { labDown, labNetUp, labStatus } from "./lab.ts";
+import { PreflightError, preflightLab } from "./preflight.ts";
+import { detectAccel, vmDown, vmUp } from "./qemu.ts";
+import { issueLines, parseLabMachines, SpecError, SshHostSpecSchema } from "./spec.ts";
+import { sshHostUp, waitForSsh } from "./ssh.ts";
 
 const USAGE = `usage: tsx scripts/machines/cli.ts COMMAND [JSON | --file PATH | < JSON]
 
@@ -41,8 +41,8 @@ function option(args: string[], name: string): string | undefined {
 }
 
 function jsonArg(args: string[]): unknown {
-  const file = option(args, '--file');
-  const text = file ? fs.readFileSync(file, 'utf8') : args[0] !== undefined ? args[0] : fs.readFileSync(0, 'utf8');
+  const file = option(args, "--file");
+  const text = file ? fs.readFileSync(file, "utf8") : args[0] !== undefined ? args[0] : fs.readFileSync(0, "utf8");
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -51,82 +51,91 @@ function jsonArg(args: string[]): unknown {
 }
 
 function print(value: unknown) {
-  process.stdout.write(JSON.stringify(value) + '\n');
+  process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
   switch (cmd) {
-    case 'image': {
-      if (flag(args, '--prune')) {
+    case "image": {
+      if (flag(args, "--prune")) {
         print({ pruned: pruneImages() });
         return EXIT.ok;
       }
-      const m = await ensureImage({ rebuild: flag(args, '--rebuild') });
-      print({ key: m.key, dir: m.dir, kernel: m.kernel, initrd: m.initrd, rootfs: m.rootfs, kernelVersion: m.kernelVersion, reused: m.reused, buildSeconds: m.buildSeconds });
+      const m = await ensureImage({ rebuild: flag(args, "--rebuild") });
+      print({
+        key: m.key,
+        dir: m.dir,
+        kernel: m.kernel,
+        initrd: m.initrd,
+        rootfs: m.rootfs,
+        kernelVersion: m.kernelVersion,
+        reused: m.reused,
+        buildSeconds: m.buildSeconds,
+      });
       return EXIT.ok;
     }
-    case 'image-key': {
+    case "image-key": {
       print({ key: imageKey(), cached: !!findImage() });
       return EXIT.ok;
     }
-    case 'accel': {
+    case "accel": {
       const m = await ensureImage();
       print(await detectAccel(m.kernel));
       return EXIT.ok;
     }
-    case 'preflight': {
+    case "preflight": {
       const problems = await preflightLab(parseLabMachines(jsonArg(args)));
       if (problems.length) throw new PreflightError(problems);
       print({ ok: true });
       return EXIT.ok;
     }
-    case 'net-up':
+    case "net-up":
       print(await labNetUp(jsonArg(args)));
       return EXIT.ok;
-    case 'net-down':
-    case 'down': {
-      const keepLogs = flag(args, '--keep-logs') || process.env.K8SLAB_KEEP_LOGS === '1';
-      const ref = cmd === 'down' && args[0] && !args[0].startsWith('{') ? { lab: args[0] } : (jsonArg(args) as { lab: string; netns?: string });
-      if (!ref?.lab) throw new SpecError(['lab: required']);
+    case "net-down":
+    case "down": {
+      const keepLogs = flag(args, "--keep-logs") || process.env.K8SLAB_KEEP_LOGS === "1";
+      const ref = cmd === "down" && args[0] && !args[0].startsWith("{") ? { lab: args[0] } : (jsonArg(args) as { lab: string; netns?: string });
+      if (!ref?.lab) throw new SpecError(["lab: required"]);
       print(await labDown(ref.lab, { netns: ref.netns, keepLogs }));
       return EXIT.ok;
     }
-    case 'vm-up': {
-      const wait = !flag(args, '--no-wait');
+    case "vm-up": {
+      const wait = !flag(args, "--no-wait");
       print(await vmUp(jsonArg(args) as never, { wait }));
       return EXIT.ok;
     }
-    case 'vm-down': {
+    case "vm-down": {
       const ref = jsonArg(args) as { lab: string; name: string; netns?: string };
-      if (!ref?.lab || !ref?.name) throw new SpecError(['lab, name: required']);
+      if (!ref?.lab || !ref?.name) throw new SpecError(["lab, name: required"]);
       await vmDown(ref);
       print({ removed: ref.name });
       return EXIT.ok;
     }
-    case 'ssh-up': {
-      const lab = option(args, '--lab');
-      if (!lab) throw new SpecError(['--lab: required']);
+    case "ssh-up": {
+      const lab = option(args, "--lab");
+      if (!lab) throw new SpecError(["--lab: required"]);
       const r = SshHostSpecSchema.safeParse(jsonArg(args));
       if (!r.success) throw new SpecError(issueLines(r.error));
       print(await sshHostUp(lab, r.data));
       return EXIT.ok;
     }
-    case 'ssh-wait': {
+    case "ssh-wait": {
       const r = SshHostSpecSchema.safeParse(jsonArg(args));
       if (!r.success) throw new SpecError(issueLines(r.error));
       const { timeoutSec, knownHostsFile, ...ep } = r.data;
-      if (!knownHostsFile) throw new SpecError(['knownHostsFile: required (or use ssh-up --lab LAB)']);
+      if (!knownHostsFile) throw new SpecError(["knownHostsFile: required (or use ssh-up --lab LAB)"]);
       print(await waitForSsh({ ...ep, knownHostsFile }, { timeoutSec }));
       return EXIT.ok;
     }
-    case 'status':
-      if (!args[0]) throw new SpecError(['lab: required']);
+    case "status":
+      if (!args[0]) throw new SpecError(["lab: required"]);
       print(await labStatus(args[0]));
       return EXIT.ok;
     default:
       process.stderr.write(USAGE);
-      return cmd === undefined || cmd === 'help' || cmd === '--help' ? EXIT.ok : EXIT.invalid;
+      return cmd === undefined || cmd === "help" || cmd === "--help" ? EXIT.ok : EXIT.invalid;
   }
 }
 

@@ -1,18 +1,18 @@
 // Builds the node OS image: a Debian trixie rootfs from debootstrap, its kernel+initrd, and an ext4 qcow2 base disk.
 // This file and guest/ are the image's inputs: their hash is the image key (image.ts), so an edit here rebuilds.
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { $ } from 'zx';
-import { removeTree, sha256File } from '../files.ts';
-import { ROOT_LABEL } from './render.ts';
-import { cacheRoot } from './spec.ts';
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { $ } from "zx";
+import { removeTree, sha256File } from "../files.ts";
+import { ROOT_LABEL } from "./render.ts";
+import { cacheRoot } from "./spec.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const guestDir = path.join(here, 'guest');
+export const guestDir = path.join(here, "guest");
 
-export const SUITE = 'trixie';
-export const MIRROR = process.env.K8SLAB_DEBIAN_MIRROR || 'http://deb.debian.org/debian';
+export const SUITE = "trixie";
+export const MIRROR = process.env.K8SLAB_DEBIAN_MIRROR || "http://deb.debian.org/debian";
 /** Size of the base filesystem; overlays see this disk size (sparse, only used blocks are stored). */
 export const ROOT_SIZE_GIB = 20;
 
@@ -37,10 +37,10 @@ export interface ImageManifest extends NodeImage {
 }
 
 /** The image's package list: guest/packages.txt without comments. */
-export function imagePackages(text = fs.readFileSync(path.join(guestDir, 'packages.txt'), 'utf8')): string[] {
+export function imagePackages(text = fs.readFileSync(path.join(guestDir, "packages.txt"), "utf8")): string[] {
   return text
-    .split('\n')
-    .map((l) => l.replace(/#.*/, '').trim())
+    .split("\n")
+    .map((l) => l.replace(/#.*/, "").trim())
     .filter(Boolean);
 }
 
@@ -48,9 +48,9 @@ export function imageOf(dir: string, key: string, kernelVersion: string): NodeIm
   return {
     key,
     dir,
-    kernel: path.join(dir, 'vmlinuz'),
-    initrd: path.join(dir, 'initrd.img'),
-    rootfs: path.join(dir, 'rootfs.qcow2'),
+    kernel: path.join(dir, "vmlinuz"),
+    initrd: path.join(dir, "initrd.img"),
+    rootfs: path.join(dir, "rootfs.qcow2"),
     kernelVersion,
   };
 }
@@ -62,29 +62,29 @@ function log(line: string) {
 /** Units Debian enables that a lab node does not want at boot. */
 const DISABLED_UNITS = [
   // the ingress controller brings its own nginx config later and needs :80 free
-  'nginx.service',
+  "nginx.service",
   // nothing to fetch offline, and periodic jobs disturb timing under TCG
-  'apt-daily.timer',
-  'apt-daily-upgrade.timer',
-  'dpkg-db-backup.timer',
-  'e2scrub_all.timer',
-  'fstrim.timer',
-  'man-db.timer',
+  "apt-daily.timer",
+  "apt-daily-upgrade.timer",
+  "dpkg-db-backup.timer",
+  "e2scrub_all.timer",
+  "fstrim.timer",
+  "man-db.timer",
   // host keys come from the seed disk; on "first boot" this would add RSA/ECDSA keys slowly under TCG
-  'sshd-keygen.service',
+  "sshd-keygen.service",
   // no VGA console (-nodefaults); the serial console is the log
-  'getty@tty1.service',
+  "getty@tty1.service",
 ];
 
 /** Units that only cost boot time (each modprobe is a slow fork/exec under TCG, and they hold up sysinit.target): no GPU, EFI, pstore, configfs or FUSE users on a node. */
 const MASKED_UNITS = [
-  'modprobe@drm.service',
-  'modprobe@efi_pstore.service',
-  'modprobe@configfs.service',
-  'modprobe@fuse.service',
-  'sys-kernel-config.mount',
-  'sys-fs-fuse-connections.mount',
-  'systemd-pstore.service',
+  "modprobe@drm.service",
+  "modprobe@efi_pstore.service",
+  "modprobe@configfs.service",
+  "modprobe@fuse.service",
+  "sys-kernel-config.mount",
+  "sys-fs-fuse-connections.mount",
+  "systemd-pstore.service",
 ];
 
 /**
@@ -92,7 +92,7 @@ const MASKED_UNITS = [
  * of Debian's "most", which makes it a third of the size and saves seconds of unpacking and
  * udev coldplug at every boot under TCG.
  */
-const INITRD_MODULES = ['virtio_pci', 'virtio_blk', 'ext4'];
+const INITRD_MODULES = ["virtio_pci", "virtio_blk", "ext4"];
 
 async function configureRootfs(root: string) {
   const put = (rel: string, content: string | Buffer, mode = 0o644) => {
@@ -102,70 +102,66 @@ async function configureRootfs(root: string) {
     fs.chmodSync(p, mode);
   };
   const guest = (f: string) => fs.readFileSync(path.join(guestDir, f));
-  put('usr/local/sbin/k8slab-seed', guest('k8slab-seed.sh'), 0o755);
-  put('etc/systemd/system/k8slab-seed.service', guest('k8slab-seed.service'));
-  put('etc/ssh/sshd_config.d/k8slab.conf', guest('sshd.conf'));
-  put('etc/modules-load.d/k8slab.conf', guest('modules.conf'));
-  put('etc/sysctl.d/90-k8slab.conf', guest('sysctl.conf'));
-  put('etc/fstab', `LABEL=${ROOT_LABEL}\t/\text4\trw,relatime\t0\t0\n`);
+  put("usr/local/sbin/k8slab-seed", guest("k8slab-seed.sh"), 0o755);
+  put("etc/systemd/system/k8slab-seed.service", guest("k8slab-seed.service"));
+  put("etc/ssh/sshd_config.d/k8slab.conf", guest("sshd.conf"));
+  put("etc/modules-load.d/k8slab.conf", guest("modules.conf"));
+  put("etc/sysctl.d/90-k8slab.conf", guest("sysctl.conf"));
+  put("etc/fstab", `LABEL=${ROOT_LABEL}\t/\text4\trw,relatime\t0\t0\n`);
   // Per VM from the seed disk; never the build host's values.
-  put('etc/hostname', 'localhost\n');
-  put('etc/resolv.conf', '');
-  put('etc/hosts', '127.0.0.1\tlocalhost\n');
+  put("etc/hostname", "localhost\n");
+  put("etc/resolv.conf", "");
+  put("etc/hosts", "127.0.0.1\tlocalhost\n");
   // Empty machine-id: systemd makes a fresh one on each VM's first boot.
-  put('etc/machine-id', '', 0o444);
-  fs.rmSync(path.join(root, 'var/lib/dbus/machine-id'), { force: true });
-  for (const f of fs.readdirSync(path.join(root, 'etc/ssh'))) {
-    if (/^ssh_host_.*_key(\.pub)?$/.test(f)) fs.rmSync(path.join(root, 'etc/ssh', f));
+  put("etc/machine-id", "", 0o444);
+  fs.rmSync(path.join(root, "var/lib/dbus/machine-id"), { force: true });
+  for (const f of fs.readdirSync(path.join(root, "etc/ssh"))) {
+    if (/^ssh_host_.*_key(\.pub)?$/.test(f)) fs.rmSync(path.join(root, "etc/ssh", f));
   }
   await $`chroot ${root} systemctl enable systemd-networkd.service k8slab-seed.service`.quiet();
   await $`chroot ${root} systemctl disable ${DISABLED_UNITS}`.nothrow().quiet();
   await $`chroot ${root} systemctl mask ${MASKED_UNITS}`.quiet();
-  put('etc/initramfs-tools/conf.d/k8slab.conf', 'MODULES=list\n');
-  put('etc/initramfs-tools/modules', INITRD_MODULES.join('\n') + '\n');
+  put("etc/initramfs-tools/conf.d/k8slab.conf", "MODULES=list\n");
+  put("etc/initramfs-tools/modules", `${INITRD_MODULES.join("\n")}\n`);
   await $`chroot ${root} update-initramfs -u -k all`.quiet();
   // Debian's networking.service (ifupdown) is absent in minbase; networkd owns the NIC.
-  fs.rmSync(path.join(root, 'var/cache/apt/archives'), { recursive: true, force: true });
-  fs.mkdirSync(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
-  fs.rmSync(path.join(root, 'var/lib/apt/lists'), { recursive: true, force: true });
-  fs.mkdirSync(path.join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+  fs.rmSync(path.join(root, "var/cache/apt/archives"), { recursive: true, force: true });
+  fs.mkdirSync(path.join(root, "var/cache/apt/archives/partial"), { recursive: true });
+  fs.rmSync(path.join(root, "var/lib/apt/lists"), { recursive: true, force: true });
+  fs.mkdirSync(path.join(root, "var/lib/apt/lists/partial"), { recursive: true });
 }
 
 /** Build the image for key into dir (dir must not be in use; the caller holds the lock). */
 export async function buildImage(key: string, dir: string): Promise<ImageManifest> {
   const started = Date.now();
   const work = `${dir}.build`;
-  const root = path.join(work, 'rootfs');
-  const debs = path.join(cacheRoot(), 'debs');
+  const root = path.join(work, "rootfs");
+  const debs = path.join(cacheRoot(), "debs");
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
   fs.mkdirSync(debs, { recursive: true });
   const packages = imagePackages();
   try {
     log(`debootstrap ${SUITE} (minbase + ${packages.length} packages) from ${MIRROR}`);
-    const boot = await $`debootstrap --variant=minbase --cache-dir=${debs} --include=${packages.join(',')} ${SUITE} ${root} ${MIRROR}`
-      .nothrow()
-      .quiet();
-    fs.writeFileSync(path.join(work, 'debootstrap.log'), boot.stdout + boot.stderr);
+    const boot = await $`debootstrap --variant=minbase --cache-dir=${debs} --include=${packages.join(",")} ${SUITE} ${root} ${MIRROR}`.nothrow().quiet();
+    fs.writeFileSync(path.join(work, "debootstrap.log"), boot.stdout + boot.stderr);
     if (boot.exitCode !== 0) {
-      const tail = (boot.stdout + boot.stderr).trim().split('\n').slice(-15).join('\n');
-      throw new Error(`debootstrap failed (exit ${boot.exitCode}); see ${path.join(work, 'debootstrap.log')}\n${tail}`);
+      const tail = (boot.stdout + boot.stderr).trim().split("\n").slice(-15).join("\n");
+      throw new Error(`debootstrap failed (exit ${boot.exitCode}); see ${path.join(work, "debootstrap.log")}\n${tail}`);
     }
     await configureRootfs(root);
 
-    const kernels = fs.readdirSync(path.join(root, 'boot')).filter((f) => f.startsWith('vmlinuz-'));
-    if (kernels.length !== 1) throw new Error(`expected one kernel in the rootfs /boot, found: ${kernels.join(', ') || 'none'}`);
-    const kernelVersion = kernels[0].slice('vmlinuz-'.length);
+    const kernels = fs.readdirSync(path.join(root, "boot")).filter((f) => f.startsWith("vmlinuz-"));
+    if (kernels.length !== 1) throw new Error(`expected one kernel in the rootfs /boot, found: ${kernels.join(", ") || "none"}`);
+    const kernelVersion = kernels[0].slice("vmlinuz-".length);
     const image = imageOf(work, key, kernelVersion);
-    fs.copyFileSync(path.join(root, 'boot', `vmlinuz-${kernelVersion}`), image.kernel);
-    fs.copyFileSync(path.join(root, 'boot', `initrd.img-${kernelVersion}`), image.initrd);
+    fs.copyFileSync(path.join(root, "boot", `vmlinuz-${kernelVersion}`), image.kernel);
+    fs.copyFileSync(path.join(root, "boot", `initrd.img-${kernelVersion}`), image.initrd);
 
-    const installed = (await $`dpkg-query --admindir=${path.join(root, 'var/lib/dpkg')} -W -f=${'${Package} ${Version}\n'}`.quiet()).stdout
-      .trim()
-      .split('\n');
+    const installed = (await $`dpkg-query --admindir=${path.join(root, "var/lib/dpkg")} -W -f=${"${Package} ${Version}\n"}`.quiet()).stdout.trim().split("\n");
 
     log(`mkfs.ext4 -d rootfs (${ROOT_SIZE_GIB} GiB, sparse) and convert to qcow2`);
-    const raw = path.join(work, 'rootfs.raw');
+    const raw = path.join(work, "rootfs.raw");
     await $`mkfs.ext4 -q -F -L ${ROOT_LABEL} -d ${root} ${raw} ${ROOT_SIZE_GIB}G`.quiet();
     await $`qemu-img convert -f raw -O qcow2 ${raw} ${image.rootfs}`.quiet();
     fs.rmSync(raw);
@@ -182,7 +178,7 @@ export async function buildImage(key: string, dir: string): Promise<ImageManifes
       builtAt: new Date().toISOString(),
       buildSeconds: Math.round((Date.now() - started) / 100) / 10,
     };
-    fs.writeFileSync(path.join(work, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    fs.writeFileSync(path.join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(work, dir);
     log(`built ${key} in ${manifest.buildSeconds} s`);
@@ -193,4 +189,3 @@ export async function buildImage(key: string, dir: string): Promise<ImageManifes
     throw e;
   }
 }
-

@@ -1,40 +1,40 @@
 // The node OS image cache: key from the builder's inputs, lookup, build-once under a lock, prune.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import lockfile from 'proper-lockfile';
-import { buildImage, guestDir, type ImageManifest, ROOT_SIZE_GIB, SUITE } from './image-build.ts';
-import { ROOT_LABEL } from './render.ts';
-import { imagesDir } from './spec.ts';
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import lockfile from "proper-lockfile";
+import { buildImage, guestDir, type ImageManifest, ROOT_SIZE_GIB, SUITE } from "./image-build.ts";
+import { ROOT_LABEL } from "./render.ts";
+import { imagesDir } from "./spec.ts";
 
-export { imagePackages, type ImageManifest, type NodeImage } from './image-build.ts';
+export { type ImageManifest, imagePackages, type NodeImage } from "./image-build.ts";
 
-const builderFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'image-build.ts');
+const builderFile = path.join(path.dirname(fileURLToPath(import.meta.url)), "image-build.ts");
 
 /** Everything the image is built from, hashed: the package list, the builder (image-build.ts) and the guest files baked in. The mirror is not an input: the same suite from another mirror is the same image. */
 export function imageInputs(): Record<string, string> {
   const inputs: Record<string, string> = {
     suite: SUITE,
     size: String(ROOT_SIZE_GIB),
-    'image-build.ts': fs.readFileSync(builderFile, 'utf8'),
-    'render.ts#ROOT_LABEL': ROOT_LABEL,
+    "image-build.ts": fs.readFileSync(builderFile, "utf8"),
+    "render.ts#ROOT_LABEL": ROOT_LABEL,
   };
-  for (const f of fs.readdirSync(guestDir).sort()) inputs[`guest/${f}`] = fs.readFileSync(path.join(guestDir, f), 'utf8');
+  for (const f of fs.readdirSync(guestDir).sort()) inputs[`guest/${f}`] = fs.readFileSync(path.join(guestDir, f), "utf8");
   return inputs;
 }
 
 export function imageKey(inputs: Record<string, string> = imageInputs()): string {
-  const h = createHash('sha256');
+  const h = createHash("sha256");
   for (const k of Object.keys(inputs).sort()) h.update(`${k}\0${inputs[k]}\0`);
-  return `${SUITE}-${h.digest('hex').slice(0, 16)}`;
+  return `${SUITE}-${h.digest("hex").slice(0, 16)}`;
 }
 
 /** The cached image for the current inputs, if it is complete. */
 export function findImage(key = imageKey()): ImageManifest | undefined {
-  const manifest = path.join(imagesDir(), key, 'manifest.json');
+  const manifest = path.join(imagesDir(), key, "manifest.json");
   if (!fs.existsSync(manifest)) return undefined;
-  return JSON.parse(fs.readFileSync(manifest, 'utf8')) as ImageManifest;
+  return JSON.parse(fs.readFileSync(manifest, "utf8")) as ImageManifest;
 }
 
 /** The node image for the current inputs: reused when cached, else built once (concurrent callers wait on a lock). */
@@ -66,10 +66,9 @@ export function pruneImages(): string[] {
   const removed: string[] = [];
   for (const d of fs.readdirSync(imagesDir())) {
     // Leave the current image, locks, and a build another process is running (its lock exists).
-    if (d === keep || d.endsWith('.lock') || (d.endsWith('.build') && fs.existsSync(path.join(imagesDir(), `${d.slice(0, -6)}.lock`)))) continue;
+    if (d === keep || d.endsWith(".lock") || (d.endsWith(".build") && fs.existsSync(path.join(imagesDir(), `${d.slice(0, -6)}.lock`)))) continue;
     fs.rmSync(path.join(imagesDir(), d), { recursive: true, force: true });
     removed.push(d);
   }
   return removed;
 }
-

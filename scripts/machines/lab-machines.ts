@@ -25,4 +25,3 @@ export function machineSpecs(lab: Lab) {
   }));
   return { net, machines };
 }
-

@@ -1,11 +1,11 @@
 // Lab-level actions of the machine layer: bring a lab's LAN and key up, tear everything of a lab down, report status.
-import fs from 'node:fs';
-import path from 'node:path';
-import { netDown, netnsExists, netStatus, netUp, type NetStatus } from './labnet.ts';
-import { labVmNames, readLabNetns, vmDown, vmStatus, type VmStatus } from './qemu.ts';
-import { type LabNetSpec, parseLabNetSpec } from './spec.ts';
-import { labPaths } from '../../core/paths.ts';
-import { ensureLabKey } from './ssh.ts';
+import fs from "node:fs";
+import path from "node:path";
+import { labPaths } from "../../core/paths.ts";
+import { type NetStatus, netDown, netnsExists, netStatus, netUp } from "./labnet.ts";
+import { labVmNames, readLabNetns, type VmStatus, vmDown, vmStatus } from "./qemu.ts";
+import { type LabNetSpec, parseLabNetSpec } from "./spec.ts";
+import { ensureLabKey } from "./ssh.ts";
 
 export interface LabNetUpResult {
   netns: string;
@@ -21,9 +21,9 @@ export async function labNetUp(input: unknown): Promise<LabNetUpResult> {
   const spec: LabNetSpec = parseLabNetSpec(input);
   const l = labPaths(spec.lab);
   fs.mkdirSync(l.dir, { recursive: true, mode: 0o700 });
-  fs.writeFileSync(path.join(l.dir, 'net.json'), JSON.stringify(spec, null, 2) + '\n');
+  fs.writeFileSync(path.join(l.dir, "net.json"), `${JSON.stringify(spec, null, 2)}\n`);
   const key = await ensureLabKey(spec.lab);
-  if (!fs.existsSync(l.knownHosts)) fs.writeFileSync(l.knownHosts, '');
+  if (!fs.existsSync(l.knownHosts)) fs.writeFileSync(l.knownHosts, "");
   await netUp(spec);
   return { netns: spec.netns, bridge: spec.bridge, gatewayCidr: spec.gatewayCidr, ...key, knownHostsFile: l.knownHosts };
 }
@@ -49,7 +49,7 @@ export async function labDown(lab: string, opts: { netns?: string; keepLogs?: bo
     if (opts.keepLogs) {
       for (const f of fs.readdirSync(l.dir)) if (path.join(l.dir, f) !== l.logs) fs.rmSync(path.join(l.dir, f), { recursive: true, force: true });
     } else fs.rmSync(l.dir, { recursive: true, force: true });
-    removed.push(`state ${l.dir}${opts.keepLogs ? ' (logs kept)' : ''}`);
+    removed.push(`state ${l.dir}${opts.keepLogs ? " (logs kept)" : ""}`);
   }
   if (fs.existsSync(l.run)) {
     fs.rmSync(l.run, { recursive: true, force: true });

@@ -1,8 +1,8 @@
 // The lab LAN: one network namespace per lab with a bridge holding the gateway address, and one tap per VM.
 // Nothing here touches the host namespace's interfaces, routes or firewall.
-import fs from 'node:fs';
-import { $ } from 'zx';
-import { type LabNetSpec, macFor } from './spec.ts';
+import fs from "node:fs";
+import { $ } from "zx";
+import { type LabNetSpec, macFor } from "./spec.ts";
 
 export function netnsExists(netns: string): boolean {
   return fs.existsSync(`/run/netns/${netns}`);
@@ -20,7 +20,7 @@ export async function netUp(spec: LabNetSpec): Promise<void> {
   if (!(await linkExists(netns, bridge))) {
     // STP off and no forward delay: ports forward as soon as a VM's tap comes up. A fixed MAC, or
     // the bridge takes its lowest port's and the guests' ARP entry for the gateway goes stale.
-    const mac = macFor(spec.lab, '@gateway');
+    const mac = macFor(spec.lab, "@gateway");
     await $`ip -n ${netns} link add ${bridge} address ${mac} type bridge stp_state 0 forward_delay 0`.quiet();
   }
   // The namespace has no uplink: the gateway routes nowhere, so guests have no outbound path.
@@ -35,7 +35,7 @@ export async function netUp(spec: LabNetSpec): Promise<void> {
 }
 
 /** Delete the namespace (its bridge and any taps go with it). Idempotent. VMs must be stopped first. */
-export async function netDown(spec: Pick<LabNetSpec, 'netns'>): Promise<void> {
+export async function netDown(spec: Pick<LabNetSpec, "netns">): Promise<void> {
   if (netnsExists(spec.netns)) await $`ip netns del ${spec.netns}`.quiet();
 }
 
@@ -71,7 +71,7 @@ export async function netStatus(netns: string): Promise<NetStatus> {
       name: l.ifname,
       state: l.operstate,
       ...(l.master ? { master: l.master } : {}),
-      addresses: l.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+      addresses: l.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
     })),
   };
 }

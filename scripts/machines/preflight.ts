@@ -1,24 +1,24 @@
 // Preflight: every reason the machine layer would fail, found before anything is created, as "check: reason" lines.
-import fs from 'node:fs';
-import net from 'node:net';
-import ipaddr from 'ipaddr.js';
-import { $ } from 'zx';
-import type { LabMachines, MachineSpec } from './spec.ts';
-import { forwardsOf, lanOf } from './spec.ts';
+import fs from "node:fs";
+import net from "node:net";
+import ipaddr from "ipaddr.js";
+import { $ } from "zx";
+import type { LabMachines, MachineSpec } from "./spec.ts";
+import { forwardsOf, lanOf } from "./spec.ts";
 
 /** Host commands the machine layer runs, and the Debian package that provides each. */
 export const HOST_TOOLS: Record<string, string> = {
-  'qemu-system-x86_64': 'qemu-system-x86',
-  'qemu-img': 'qemu-utils',
-  debootstrap: 'debootstrap',
-  'mkfs.ext4': 'e2fsprogs',
-  ip: 'iproute2',
-  nsenter: 'util-linux',
-  socat: 'socat',
-  ssh: 'openssh-client',
-  'ssh-keygen': 'openssh-client',
-  'dpkg-query': 'dpkg',
-  timeout: 'coreutils',
+  "qemu-system-x86_64": "qemu-system-x86",
+  "qemu-img": "qemu-utils",
+  debootstrap: "debootstrap",
+  "mkfs.ext4": "e2fsprogs",
+  ip: "iproute2",
+  nsenter: "util-linux",
+  socat: "socat",
+  ssh: "openssh-client",
+  "ssh-keygen": "openssh-client",
+  "dpkg-query": "dpkg",
+  timeout: "coreutils",
 };
 
 /** QEMU's own overhead on top of guest memory, per VM (TCG translation cache, device state). */
@@ -26,13 +26,13 @@ export const QEMU_OVERHEAD_MIB = 384;
 
 export class PreflightError extends Error {
   constructor(readonly problems: string[]) {
-    super(`preflight failed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-    this.name = 'PreflightError';
+    super(`preflight failed:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+    this.name = "PreflightError";
   }
 }
 
 function onPath(bin: string): boolean {
-  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']);
+  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/sbin"]);
   return dirs.some((d) => {
     try {
       fs.accessSync(`${d}/${bin}`, fs.constants.X_OK);
@@ -44,7 +44,7 @@ function onPath(bin: string): boolean {
 }
 
 export function checkRoot(): string[] {
-  return process.getuid?.() === 0 ? [] : ['root: the machine layer creates namespaces, taps and VMs; run it as root'];
+  return process.getuid?.() === 0 ? [] : ["root: the machine layer creates namespaces, taps and VMs; run it as root"];
 }
 
 export function checkTools(tools: string[] = Object.keys(HOST_TOOLS)): string[] {
@@ -52,7 +52,7 @@ export function checkTools(tools: string[] = Object.keys(HOST_TOOLS)): string[] 
 }
 
 export function checkTun(): string[] {
-  return fs.existsSync('/dev/net/tun') ? [] : ['tun: /dev/net/tun is missing (load the tun module)'];
+  return fs.existsSync("/dev/net/tun") ? [] : ["tun: /dev/net/tun is missing (load the tun module)"];
 }
 
 export interface HostRoute {
@@ -66,8 +66,8 @@ export interface HostRoute {
 export function overlappingRoutes(lanCidr: string, routes: HostRoute[]): HostRoute[] {
   const [lanNet, lanBits] = ipaddr.IPv4.parseCIDR(lanCidr);
   return routes.filter((r) => {
-    if (!r.dst || r.dst === 'default' || r.type === 'broadcast' || r.type === 'multicast') return false;
-    const dst = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+    if (!r.dst || r.dst === "default" || r.type === "broadcast" || r.type === "multicast") return false;
+    const dst = r.dst.includes("/") ? r.dst : `${r.dst}/32`;
     if (!ipaddr.IPv4.isValidCIDR(dst)) return false;
     const [net, bits] = ipaddr.IPv4.parseCIDR(dst);
     // Two prefixes overlap when the shorter one contains the other's network address.
@@ -78,13 +78,13 @@ export function overlappingRoutes(lanCidr: string, routes: HostRoute[]): HostRou
 /** The host namespace's IPv4 routes, read only. */
 export async function hostRoutes(): Promise<HostRoute[]> {
   const r = await $`ip -j -4 route show table all`.nothrow().quiet();
-  return r.exitCode === 0 ? (JSON.parse(r.stdout || '[]') as HostRoute[]) : [];
+  return r.exitCode === 0 ? (JSON.parse(r.stdout || "[]") as HostRoute[]) : [];
 }
 
-export async function checkLanRoutes(lanCidr: string, what = 'net'): Promise<string[]> {
+export async function checkLanRoutes(lanCidr: string, what = "net"): Promise<string[]> {
   return overlappingRoutes(lanCidr, await hostRoutes()).map(
     (r) =>
-      `${what}: the lab LAN ${lanCidr} overlaps the host route ${r.dst}${r.dev ? ` dev ${r.dev}` : ''}${r.table && r.table !== 'main' ? ` table ${r.table}` : ''}; choose another lab LAN`,
+      `${what}: the lab LAN ${lanCidr} overlaps the host route ${r.dst}${r.dev ? ` dev ${r.dev}` : ""}${r.table && r.table !== "main" ? ` table ${r.table}` : ""}; choose another lab LAN`,
   );
 }
 
@@ -92,15 +92,15 @@ export async function checkLanRoutes(lanCidr: string, what = 'net'): Promise<str
 export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
+    srv.once("error", () => resolve(false));
+    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve(true)));
   });
 }
 
 async function portOwner(port: number): Promise<string> {
   const r = await $`ss -Hltnp sport = :${port}`.nothrow().quiet();
   const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(r.stdout);
-  return m ? ` by ${m[1]} pid ${m[2]}` : '';
+  return m ? ` by ${m[1]} pid ${m[2]}` : "";
 }
 
 export async function checkPorts(ports: { port: number; field: string }[]): Promise<string[]> {
@@ -111,31 +111,31 @@ export async function checkPorts(ports: { port: number; field: string }[]): Prom
   return problems;
 }
 
-export function memAvailableMiB(meminfo = fs.readFileSync('/proc/meminfo', 'utf8')): number {
+export function memAvailableMiB(meminfo = fs.readFileSync("/proc/meminfo", "utf8")): number {
   const m = /^MemAvailable:\s+(\d+) kB/m.exec(meminfo);
   return m ? Math.floor(Number(m[1]) / 1024) : 0;
 }
 
-export function checkMemory(machines: Pick<MachineSpec, 'memoryMiB' | 'name'>[], availableMiB = memAvailableMiB()): string[] {
+export function checkMemory(machines: Pick<MachineSpec, "memoryMiB" | "name">[], availableMiB = memAvailableMiB()): string[] {
   const need = machines.reduce((s, m) => s + m.memoryMiB + QEMU_OVERHEAD_MIB, 0);
   return need > availableMiB
     ? [
-        `memory: ${machines.map((m) => `${m.name} ${m.memoryMiB} MiB`).join(' + ')} (+ ${QEMU_OVERHEAD_MIB} MiB QEMU each) needs ${need} MiB, only ${availableMiB} MiB available`,
+        `memory: ${machines.map((m) => `${m.name} ${m.memoryMiB} MiB`).join(" + ")} (+ ${QEMU_OVERHEAD_MIB} MiB QEMU each) needs ${need} MiB, only ${availableMiB} MiB available`,
       ]
     : [];
 }
 
 /** Everything for a whole lab, before net-up: the CLI's `preflight`. */
 export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean } = {}): Promise<string[]> {
-  const lan = lanOf({ address: lab.net.gatewayCidr.split('/')[0], prefixLength: Number(lab.net.gatewayCidr.split('/')[1]) });
+  const lan = lanOf({ address: lab.net.gatewayCidr.split("/")[0], prefixLength: Number(lab.net.gatewayCidr.split("/")[1]) });
   const ports = lab.machines.flatMap((m, i) =>
-    forwardsOf(m).map((f, j) => ({ port: f.host, field: `machines[${i}].${j === 0 ? 'sshPort' : `extraForwards[${j - 1}].host`}` })),
+    forwardsOf(m).map((f, j) => ({ port: f.host, field: `machines[${i}].${j === 0 ? "sshPort" : `extraForwards[${j - 1}].host`}` })),
   );
   return [
     ...checkRoot(),
     ...checkTools(),
     ...checkTun(),
-    ...(await checkLanRoutes(lan, 'net.gatewayCidr')),
+    ...(await checkLanRoutes(lan, "net.gatewayCidr")),
     ...(opts.skipPorts ? [] : await checkPorts(ports)),
     ...checkMemory(lab.machines),
   ];
@@ -143,12 +143,12 @@ export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean
 
 /** What one VM needs right before it starts (its ports: only those not already forwarded by us). */
 export async function preflightVm(spec: MachineSpec, ports: number[]): Promise<string[]> {
-  const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? 'sshPort' : `extraForwards[${j - 1}].host`]));
+  const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? "sshPort" : `extraForwards[${j - 1}].host`]));
   return [
     ...checkRoot(),
-    ...checkTools(['qemu-system-x86_64', 'qemu-img', 'mkfs.ext4', 'ip', 'nsenter', 'socat', 'ssh', 'ssh-keygen', 'timeout']),
+    ...checkTools(["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "ip", "nsenter", "socat", "ssh", "ssh-keygen", "timeout"]),
     ...checkTun(),
-    ...(await checkPorts(ports.map((port) => ({ port, field: fields.get(port) ?? 'port' })))),
+    ...(await checkPorts(ports.map((port) => ({ port, field: fields.get(port) ?? "port" })))),
     ...checkMemory([spec]),
   ];
 }

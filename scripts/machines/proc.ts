@@ -1,11 +1,11 @@
 // Processes this layer starts: pidfiles, "is this pid still ours", stop by pid, detached start.
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import { sleep } from 'zx';
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import { sleep } from "zx";
 
 export function readPid(pidfile: string): number | undefined {
   try {
-    const pid = Number.parseInt(fs.readFileSync(pidfile, 'utf8').trim(), 10);
+    const pid = Number.parseInt(fs.readFileSync(pidfile, "utf8").trim(), 10);
     return Number.isInteger(pid) && pid > 1 ? pid : undefined;
   } catch {
     return undefined;
@@ -14,7 +14,7 @@ export function readPid(pidfile: string): number | undefined {
 
 function cmdline(pid: number): string | undefined {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
   } catch {
     return undefined;
   }
@@ -22,7 +22,7 @@ function cmdline(pid: number): string | undefined {
 
 function isZombie(pid: number): boolean {
   try {
-    return / Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, ''));
+    return / Z /.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\)/, ""));
   } catch {
     return true;
   }
@@ -33,7 +33,7 @@ export function livePid(pidfile: string, marker: string): number | undefined {
   const pid = readPid(pidfile);
   if (pid === undefined) return undefined;
   const cmd = cmdline(pid);
-  return cmd !== undefined && cmd.includes(marker) && !isZombie(pid) ? pid : undefined;
+  return cmd?.includes(marker) && !isZombie(pid) ? pid : undefined;
 }
 
 function alive(pid: number): boolean {
@@ -61,11 +61,11 @@ export async function stopPid(pidfile: string, marker: string, opts: { graceMs?:
         /* already gone */
       }
     };
-    signal('SIGTERM');
+    signal("SIGTERM");
     const deadline = Date.now() + (opts.graceMs ?? 10_000);
     while (alive(pid) && Date.now() < deadline) await sleep(100);
     if (alive(pid)) {
-      signal('SIGKILL');
+      signal("SIGKILL");
       while (alive(pid)) await sleep(50);
     }
     stopped = true;
@@ -79,8 +79,8 @@ export async function stopPid(pidfile: string, marker: string, opts: { graceMs?:
  * with output to logFile (never to the caller's pipes, which Pulumi waits on), and record its pid.
  */
 export function spawnDetached(argv: string[], logFile: string, pidfile: string): number {
-  const out = fs.openSync(logFile, 'a');
-  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', out, out] });
+  const out = fs.openSync(logFile, "a");
+  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ["ignore", out, out] });
   fs.closeSync(out);
   if (child.pid === undefined) throw new Error(`could not start ${argv[0]}`);
   child.unref();

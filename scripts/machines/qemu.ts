@@ -1,30 +1,20 @@
 // The qemu driver: one VM per node on a qcow2 overlay of the shared image, its tap in the lab namespace,
 // its sshd (and extra ports) forwarded to host loopback. vmUp/vmDown are idempotent.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import lockfile from 'proper-lockfile';
-import { $, sleep } from 'zx';
-import { type ImageManifest, ensureImage } from './image.ts';
-import { netnsExists, tapDown, tapUp } from './labnet.ts';
-import { PreflightError, preflightVm } from './preflight.ts';
-import { livePid, spawnDetached, stopPid } from './proc.ts';
-import {
-  type Accel,
-  forwardArgv,
-  knownHostsLine,
-  qemuCommand,
-  qemuName,
-  runFingerprint,
-  SEED_LABEL,
-  seedDirModes,
-  seedFiles,
-} from './render.ts';
-import { type MachineSpec, type MachineSpecInput, type SshEndpoint, cacheRoot, forwardsOf, netOf, parseMachineSpec } from './spec.ts';
-import { tapOf } from '../../core/names.ts';
-import { labPaths, vmPaths } from '../../core/paths.ts';
-import { ensureHostKey, ensureLabKey, waitForSsh } from './ssh.ts';
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import lockfile from "proper-lockfile";
+import { $, sleep } from "zx";
+import { tapOf } from "../../core/names.ts";
+import { labPaths, vmPaths } from "../../core/paths.ts";
+import { ensureImage, type ImageManifest } from "./image.ts";
+import { netnsExists, tapDown, tapUp } from "./labnet.ts";
+import { PreflightError, preflightVm } from "./preflight.ts";
+import { livePid, spawnDetached, stopPid } from "./proc.ts";
+import { type Accel, forwardArgv, knownHostsLine, qemuCommand, qemuName, runFingerprint, SEED_LABEL, seedDirModes, seedFiles } from "./render.ts";
+import { cacheRoot, forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint } from "./spec.ts";
+import { ensureHostKey, ensureLabKey, waitForSsh } from "./ssh.ts";
 
 function note(line: string) {
   process.stderr.write(`${line}\n`);
@@ -40,31 +30,37 @@ function note(line: string) {
  */
 export async function detectAccel(kernel: string): Promise<{ accel: Accel; reason: string }> {
   const forced = process.env.K8SLAB_ACCEL;
-  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: 'K8SLAB_ACCEL' };
-  if (!fs.existsSync('/dev/kvm')) return { accel: 'tcg', reason: '/dev/kvm is missing' };
-  const bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  const qemuVersion = (await $`qemu-system-x86_64 --version`.quiet()).stdout.split('\n')[0];
-  const cacheFile = path.join(cacheRoot(), 'accel.json');
+  if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: "K8SLAB_ACCEL" };
+  if (!fs.existsSync("/dev/kvm")) return { accel: "tcg", reason: "/dev/kvm is missing" };
+  const bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  const qemuVersion = (await $`qemu-system-x86_64 --version`.quiet()).stdout.split("\n")[0];
+  const cacheFile = path.join(cacheRoot(), "accel.json");
   try {
-    const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8'));
+    const c = JSON.parse(fs.readFileSync(cacheFile, "utf8"));
     if (c.bootId === bootId && c.qemuVersion === qemuVersion) return { accel: c.accel, reason: `${c.reason} (cached)` };
   } catch {
     /* no verdict yet */
   }
-  const r = await $`timeout 10 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel ${kernel} -append ${'console=ttyS0 panic=-1'}`
-    .nothrow()
-    .quiet();
-  const ok = r.exitCode === 0 && r.stdout.includes('Kernel panic');
+  const r =
+    await $`timeout 10 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel ${kernel} -append ${"console=ttyS0 panic=-1"}`
+      .nothrow()
+      .quiet();
+  const ok = r.exitCode === 0 && r.stdout.includes("Kernel panic");
   const verdict = {
-    accel: (ok ? 'kvm' : 'tcg') as Accel,
+    accel: (ok ? "kvm" : "tcg") as Accel,
     reason: ok
-      ? 'KVM booted a kernel'
+      ? "KVM booted a kernel"
       : r.exitCode === 124
-        ? 'KVM did not boot a kernel within 10 s'
-        : `KVM failed (${(r.stderr.trim().split('\n').find((l) => /error|fail/i.test(l)) ?? `exit ${r.exitCode}`).slice(0, 120)})`,
+        ? "KVM did not boot a kernel within 10 s"
+        : `KVM failed (${(
+            r.stderr
+              .trim()
+              .split("\n")
+              .find((l) => /error|fail/i.test(l)) ?? `exit ${r.exitCode}`
+          ).slice(0, 120)})`,
   };
   fs.mkdirSync(cacheRoot(), { recursive: true });
-  fs.writeFileSync(cacheFile, JSON.stringify({ bootId, qemuVersion, ...verdict }) + '\n');
+  fs.writeFileSync(cacheFile, `${JSON.stringify({ bootId, qemuVersion, ...verdict })}\n`);
   return verdict;
 }
 
@@ -72,14 +68,14 @@ export async function detectAccel(kernel: string): Promise<{ accel: Accel; reaso
 
 /** Is something listening on 127.0.0.1:port (host namespace)? Read from /proc/net/tcp. */
 export function listening(port: number): boolean {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
   try {
     return fs
-      .readFileSync('/proc/net/tcp', 'utf8')
-      .split('\n')
+      .readFileSync("/proc/net/tcp", "utf8")
+      .split("\n")
       .some((l) => {
         const f = l.trim().split(/\s+/);
-        return f[1] === `0100007F:${hex}` && f[3] === '0A';
+        return f[1] === `0100007F:${hex}` && f[3] === "0A";
       });
   } catch {
     return false;
@@ -98,7 +94,7 @@ async function startForwards(spec: MachineSpec): Promise<void> {
     const deadline = Date.now() + 5000;
     while (!listening(f.host)) {
       if (!livePid(p.fwdPid(f.host), forwardMarker(f.host)) || Date.now() > deadline) {
-        const log = fs.existsSync(p.fwdLog(f.host)) ? fs.readFileSync(p.fwdLog(f.host), 'utf8').trim().split('\n').pop() : '';
+        const log = fs.existsSync(p.fwdLog(f.host)) ? fs.readFileSync(p.fwdLog(f.host), "utf8").trim().split("\n").pop() : "";
         throw new Error(`forward 127.0.0.1:${f.host} -> ${spec.address}:${f.guest} did not start: ${log}`);
       }
       await sleep(50);
@@ -112,8 +108,8 @@ async function stopForwards(lab: string, name: string): Promise<void> {
   if (!fs.existsSync(run)) return;
   const prefix = `${name}.fwd-`;
   for (const f of fs.readdirSync(run)) {
-    if (!f.startsWith(prefix) || !f.endsWith('.pid')) continue;
-    const port = Number(f.slice(prefix.length, -'.pid'.length));
+    if (!f.startsWith(prefix) || !f.endsWith(".pid")) continue;
+    const port = Number(f.slice(prefix.length, -".pid".length));
     // The group: socat forks a child per connection (an open ssh session keeps one).
     await stopPid(p.fwdPid(port), forwardMarker(port), { group: true, graceMs: 2000 });
   }
@@ -130,14 +126,17 @@ interface VmState {
 
 function readState(file: string): VmState | undefined {
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as VmState;
+    return JSON.parse(fs.readFileSync(file, "utf8")) as VmState;
   } catch {
     return undefined;
   }
 }
 
 function fingerprintOf(spec: MachineSpec, imageKey: string, accel: Accel): string {
-  return createHash('sha256').update(JSON.stringify(runFingerprint(spec, imageKey, accel))).digest('hex').slice(0, 16);
+  return createHash("sha256")
+    .update(JSON.stringify(runFingerprint(spec, imageKey, accel)))
+    .digest("hex")
+    .slice(0, 16);
 }
 
 /** Rewrite the lab's known_hosts from every VM's entry (so one file serves ssh -J node1 -> node2). */
@@ -158,26 +157,26 @@ function writeKnownHostsNow(l: ReturnType<typeof labPaths>): void {
     ? fs
         .readdirSync(l.vms)
         .sort()
-        .map((n) => path.join(l.vms, n, 'known_hosts'))
+        .map((n) => path.join(l.vms, n, "known_hosts"))
         .filter((f) => fs.existsSync(f))
-        .map((f) => fs.readFileSync(f, 'utf8'))
+        .map((f) => fs.readFileSync(f, "utf8"))
     : [];
   const tmp = `${l.knownHosts}.${process.pid}`;
-  fs.writeFileSync(tmp, entries.join(''));
+  fs.writeFileSync(tmp, entries.join(""));
   fs.renameSync(tmp, l.knownHosts);
 }
 
 /** The seed disk: a tiny read-only ext4 holding fs/<files>, applied by the guest's k8slab-seed unit. */
 async function writeSeed(spec: MachineSpec, seedImage: string, keys: Parameters<typeof seedFiles>[1]): Promise<void> {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'k8slab-seed-'));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-seed-"));
   try {
-    const fsRoot = path.join(tmp, 'fs');
+    const fsRoot = path.join(tmp, "fs");
     fs.mkdirSync(fsRoot, { mode: 0o755 });
     fs.chmodSync(fsRoot, 0o755);
     for (const f of seedFiles(spec, keys)) {
-      const parts = f.path.split('/');
+      const parts = f.path.split("/");
       for (let i = 1; i < parts.length; i++) {
-        const rel = parts.slice(0, i).join('/');
+        const rel = parts.slice(0, i).join("/");
         const dir = path.join(fsRoot, rel);
         if (!fs.existsSync(dir)) fs.mkdirSync(dir);
         fs.chmodSync(dir, seedDirModes[rel] ?? 0o755);
@@ -210,11 +209,11 @@ export interface VmUpResult {
   sshSeconds?: number;
 }
 
-export function endpointOf(spec: Pick<MachineSpec, 'lab' | 'name' | 'sshPort'>): SshEndpoint {
+export function endpointOf(spec: Pick<MachineSpec, "lab" | "name" | "sshPort">): SshEndpoint {
   return {
-    host: '127.0.0.1',
+    host: "127.0.0.1",
     port: spec.sshPort,
-    user: 'root',
+    user: "root",
     keyFile: labPaths(spec.lab).key,
     knownHostsFile: labPaths(spec.lab).knownHosts,
   };
@@ -222,9 +221,9 @@ export function endpointOf(spec: Pick<MachineSpec, 'lab' | 'name' | 'sshPort'>):
 
 function consoleTail(file: string, lines = 15): string {
   try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
   } catch {
-    return '(no console log)';
+    return "(no console log)";
   }
 }
 
@@ -241,7 +240,7 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
 
   const image = opts.image ?? (await ensureImage());
   const { accel, reason } = await detectAccel(image.kernel);
-  if (accel === 'tcg') note(`qemu: ${reason}; using TCG (-accel tcg,thread=multi), guests run several times slower`);
+  if (accel === "tcg") note(`qemu: ${reason}; using TCG (-accel tcg,thread=multi), guests run several times slower`);
   const fingerprint = fingerprintOf(spec, image.key, accel);
   const prev = readState(p.state);
   const running = livePid(p.pid, marker);
@@ -258,7 +257,10 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   if (running && prev?.fingerprint === fingerprint) {
     // Same spec: a no-op, apart from restoring a forward that died.
     const missing = forwardsOf(spec).filter((f) => !livePid(p.fwdPid(f.host), forwardMarker(f.host)));
-    const problems = await preflightVm(spec, missing.map((f) => f.host));
+    const problems = await preflightVm(
+      spec,
+      missing.map((f) => f.host),
+    );
     if (problems.length) throw new PreflightError(problems);
     await startForwards(spec);
     const sshSeconds = await waitSsh(started);
@@ -269,7 +271,10 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
     await stopVm(spec.lab, spec.name);
   }
 
-  const problems = await preflightVm(spec, forwardsOf(spec).map((f) => f.host));
+  const problems = await preflightVm(
+    spec,
+    forwardsOf(spec).map((f) => f.host),
+  );
   if (!netnsExists(netns)) problems.push(`netns: ${netns} does not exist (run net-up first)`);
   if (problems.length) throw new PreflightError(problems);
 
@@ -298,7 +303,7 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
     throw new Error(`qemu for ${spec.name} did not start (exit ${q.exitCode}): ${q.stderr.trim()}\n${consoleTail(p.console)}`);
   }
   const state: VmState = { fingerprint, imageKey: image.key, accel, startedAt: new Date().toISOString() };
-  fs.writeFileSync(p.state, JSON.stringify(state, null, 2) + '\n');
+  fs.writeFileSync(p.state, `${JSON.stringify(state, null, 2)}\n`);
   await startForwards(spec);
   const sshSeconds = await waitSsh(qemuStarted);
   return result(spec, pid, image.key, accel, true, sshSeconds);
@@ -342,7 +347,7 @@ export async function vmDown(ref: { lab: string; name: string; netns?: string })
 /** The namespace a lab's net-up recorded (net.json), else the default name. */
 export function readLabNetns(lab: string): string {
   try {
-    return JSON.parse(fs.readFileSync(path.join(labPaths(lab).dir, 'net.json'), 'utf8')).netns;
+    return JSON.parse(fs.readFileSync(path.join(labPaths(lab).dir, "net.json"), "utf8")).netns;
   } catch {
     return `k8slab-${lab}`;
   }
@@ -365,7 +370,7 @@ export function labVmNames(lab: string): string[] {
   const l = labPaths(lab);
   const names = new Set<string>();
   if (fs.existsSync(l.vms)) for (const n of fs.readdirSync(l.vms)) names.add(n);
-  if (fs.existsSync(l.run)) for (const f of fs.readdirSync(l.run)) names.add(f.split('.')[0]);
+  if (fs.existsSync(l.run)) for (const f of fs.readdirSync(l.run)) names.add(f.split(".")[0]);
   return [...names].sort();
 }
 
@@ -375,16 +380,16 @@ export function vmStatus(lab: string, name: string): VmStatus {
   const state = readState(p.state);
   let rssMiB: number | undefined;
   if (pid) {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
     rssMiB = m ? Math.round(Number(m[1]) / 1024) : undefined;
   }
-  const kh = fs.existsSync(p.knownHosts) ? fs.readFileSync(p.knownHosts, 'utf8') : '';
+  const kh = fs.existsSync(p.knownHosts) ? fs.readFileSync(p.knownHosts, "utf8") : "";
   const port = /^\[127\.0\.0\.1\]:(\d+)/.exec(kh)?.[1];
   const run = labPaths(lab).run;
   const fwdPorts = fs.existsSync(run)
     ? fs
         .readdirSync(run)
-        .filter((f) => f.startsWith(`${name}.fwd-`) && f.endsWith('.pid'))
+        .filter((f) => f.startsWith(`${name}.fwd-`) && f.endsWith(".pid"))
         .map((f) => Number(f.slice(`${name}.fwd-`.length, -4)))
     : [];
   return {

@@ -1,15 +1,16 @@
 // Pure renderers of the machine layer: QEMU argv, kernel cmdline, per-VM seed files, forwarder argv. No I/O.
-import type { MachineSpec } from './spec.ts';
-import type { VmPaths } from '../../core/paths.ts';
-import { forwardsOf, macFor, netOf, uuidFor } from './spec.ts';
-import { tapOf } from '../../core/names.ts';
+
+import { tapOf } from "../../core/names.ts";
+import type { VmPaths } from "../../core/paths.ts";
+import type { MachineSpec } from "./spec.ts";
+import { forwardsOf, macFor, netOf, uuidFor } from "./spec.ts";
 
 /** Filesystem label of the per-VM seed disk; guest/k8slab-seed.service waits for this label. */
-export const SEED_LABEL = 'k8slabseed';
+export const SEED_LABEL = "k8slabseed";
 /** Filesystem label of the image's root filesystem. */
-export const ROOT_LABEL = 'k8slabroot';
+export const ROOT_LABEL = "k8slabroot";
 
-export type Accel = 'kvm' | 'tcg';
+export type Accel = "kvm" | "tcg";
 
 export interface BootImage {
   kernel: string;
@@ -23,15 +24,7 @@ export interface BootImage {
  * and lab VMs are not a security boundary.
  */
 export function kernelCmdline(): string {
-  return [
-    'root=/dev/vda',
-    'rw',
-    'rootfstype=ext4',
-    'console=ttyS0,115200',
-    'net.ifnames=0',
-    'mitigations=off',
-    'panic=10',
-  ].join(' ');
+  return ["root=/dev/vda", "rw", "rootfstype=ext4", "console=ttyS0,115200", "net.ifnames=0", "mitigations=off", "panic=10"].join(" ");
 }
 
 /**
@@ -41,7 +34,7 @@ export function kernelCmdline(): string {
  * cost is not in cryptography.
  */
 export function accelArgs(accel: Accel): string[] {
-  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi'];
+  return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,thread=multi"];
 }
 
 /**
@@ -49,11 +42,11 @@ export function accelArgs(accel: Accel): string[] {
  * input of each VM, so a change here restarts the VMs (on their disks) at the next `up`.
  */
 export function guestRunInputs(): Record<string, unknown> {
-  return { accel: { tcg: accelArgs('tcg'), kvm: accelArgs('kvm') }, cmdline: kernelCmdline() };
+  return { accel: { tcg: accelArgs("tcg"), kvm: accelArgs("kvm") }, cmdline: kernelCmdline() };
 }
 
 /** Name QEMU runs under; also how a pid from a pidfile is recognised as ours. */
-export function qemuName(spec: Pick<MachineSpec, 'lab' | 'name'>): string {
+export function qemuName(spec: Pick<MachineSpec, "lab" | "name">): string {
   return `k8slab-${spec.lab}-${spec.name}`;
 }
 
@@ -61,33 +54,53 @@ export function qemuName(spec: Pick<MachineSpec, 'lab' | 'name'>): string {
 export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel): string[] {
   const { lab, name } = spec;
   return [
-    '-name', `${qemuName(spec)},process=${qemuName(spec)}`,
-    '-machine', 'q35',
+    "-name",
+    `${qemuName(spec)},process=${qemuName(spec)}`,
+    "-machine",
+    "q35",
     ...accelArgs(accel),
-    '-smp', String(spec.cpus),
-    '-m', `${spec.memoryMiB}M`,
-    '-uuid', uuidFor(lab, name),
-    '-nodefaults', '-no-user-config', '-display', 'none',
-    '-kernel', image.kernel,
-    '-initrd', image.initrd,
-    '-append', kernelCmdline(),
+    "-smp",
+    String(spec.cpus),
+    "-m",
+    `${spec.memoryMiB}M`,
+    "-uuid",
+    uuidFor(lab, name),
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-kernel",
+    image.kernel,
+    "-initrd",
+    image.initrd,
+    "-append",
+    kernelCmdline(),
     // cache=unsafe: no host fsync for guest flushes (etcd fsyncs a lot); the overlay is disposable.
-    '-drive', `file=${paths.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap`,
-    '-drive', `file=${paths.seed},if=virtio,format=raw,readonly=on`,
-    '-netdev', `tap,id=lan,ifname=${tapOf(name)},script=no,downscript=no`,
-    '-device', `virtio-net-pci,netdev=lan,mac=${macFor(lab, name)}`,
-    '-device', 'virtio-rng-pci',
-    '-chardev', `file,id=console,path=${paths.console},append=on`,
-    '-serial', 'chardev:console',
-    '-qmp', `unix:${paths.qmp},server=on,wait=off`,
-    '-pidfile', paths.pid,
-    '-daemonize',
+    "-drive",
+    `file=${paths.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap`,
+    "-drive",
+    `file=${paths.seed},if=virtio,format=raw,readonly=on`,
+    "-netdev",
+    `tap,id=lan,ifname=${tapOf(name)},script=no,downscript=no`,
+    "-device",
+    `virtio-net-pci,netdev=lan,mac=${macFor(lab, name)}`,
+    "-device",
+    "virtio-rng-pci",
+    "-chardev",
+    `file,id=console,path=${paths.console},append=on`,
+    "-serial",
+    "chardev:console",
+    "-qmp",
+    `unix:${paths.qmp},server=on,wait=off`,
+    "-pidfile",
+    paths.pid,
+    "-daemonize",
   ];
 }
 
 /** The command that starts QEMU with its tap inside the lab namespace (nsenter leaves /sys alone). */
 export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel): string[] {
-  return ['nsenter', `--net=/run/netns/${netOf(spec).netns}`, 'qemu-system-x86_64', ...qemuArgv(spec, image, paths, accel)];
+  return ["nsenter", `--net=/run/netns/${netOf(spec).netns}`, "qemu-system-x86_64", ...qemuArgv(spec, image, paths, accel)];
 }
 
 /**
@@ -96,7 +109,7 @@ export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths,
  */
 export function forwardArgv(netns: string, hostPort: number, address: string, guestPort: number): string[] {
   const inner = `nsenter --net=/run/netns/${netns} socat STDIO TCP\\:${address}\\:${guestPort}`;
-  return ['socat', `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork`, `EXEC:${inner}`];
+  return ["socat", `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork`, `EXEC:${inner}`];
 }
 
 export interface SeedFile {
@@ -117,29 +130,29 @@ export interface SeedKeys {
 /** systemd-networkd config for the LAN NIC, matched by its MAC. */
 export function networkdConfig(spec: MachineSpec): string {
   return [
-    '# k8slab: the lab LAN (static; no DHCP on the lab bridge)',
-    '[Match]',
+    "# k8slab: the lab LAN (static; no DHCP on the lab bridge)",
+    "[Match]",
     `MACAddress=${macFor(spec.lab, spec.name)}`,
-    '',
-    '[Network]',
+    "",
+    "[Network]",
     `Address=${spec.address}/${spec.prefixLength}`,
     `Gateway=${spec.gateway}`,
-    'LinkLocalAddressing=no',
-    'IPv6AcceptRA=no',
-    '',
-  ].join('\n');
+    "LinkLocalAddressing=no",
+    "IPv6AcceptRA=no",
+    "",
+  ].join("\n");
 }
 
 export function hostsFile(spec: MachineSpec): string {
-  const lines = ['127.0.0.1\tlocalhost', `${spec.address}\t${spec.name}`];
+  const lines = ["127.0.0.1\tlocalhost", `${spec.address}\t${spec.name}`];
   for (const h of spec.hosts) if (h.name !== spec.name) lines.push(`${h.address}\t${h.name}`);
-  lines.push('::1\tlocalhost ip6-localhost ip6-loopback', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters');
-  return lines.join('\n') + '\n';
+  lines.push("::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters");
+  return `${lines.join("\n")}\n`;
 }
 
 export function resolvConf(spec: MachineSpec): string {
   const servers = spec.nameservers ?? [spec.gateway];
-  return servers.map((s) => `nameserver ${s}`).join('\n') + '\n';
+  return `${servers.map((s) => `nameserver ${s}`).join("\n")}\n`;
 }
 
 /**
@@ -154,20 +167,20 @@ export function seedFiles(spec: MachineSpec, keys: SeedKeys): SeedFile[] {
     prefixLength: spec.prefixLength,
     gateway: spec.gateway,
     mac: macFor(spec.lab, spec.name),
-    interface: 'eth0',
+    interface: "eth0",
   };
   return [
-    { path: 'etc/hostname', mode: 0o644, content: `${spec.name}\n` },
-    { path: 'etc/hosts', mode: 0o644, content: hostsFile(spec) },
-    { path: 'etc/resolv.conf', mode: 0o644, content: resolvConf(spec) },
-    { path: 'etc/systemd/network/10-k8slab-lan.network', mode: 0o644, content: networkdConfig(spec) },
-    { path: 'etc/k8slab/machine.json', mode: 0o644, content: JSON.stringify(machine, null, 2) + '\n' },
-    { path: 'etc/ssh/ssh_host_ed25519_key', mode: 0o600, content: keys.hostKey },
-    { path: 'etc/ssh/ssh_host_ed25519_key.pub', mode: 0o644, content: keys.hostKeyPub },
-    { path: 'root/.ssh/authorized_keys', mode: 0o600, content: keys.authorizedKey.trim() + '\n' },
+    { path: "etc/hostname", mode: 0o644, content: `${spec.name}\n` },
+    { path: "etc/hosts", mode: 0o644, content: hostsFile(spec) },
+    { path: "etc/resolv.conf", mode: 0o644, content: resolvConf(spec) },
+    { path: "etc/systemd/network/10-k8slab-lan.network", mode: 0o644, content: networkdConfig(spec) },
+    { path: "etc/k8slab/machine.json", mode: 0o644, content: `${JSON.stringify(machine, null, 2)}\n` },
+    { path: "etc/ssh/ssh_host_ed25519_key", mode: 0o600, content: keys.hostKey },
+    { path: "etc/ssh/ssh_host_ed25519_key.pub", mode: 0o644, content: keys.hostKeyPub },
+    { path: "root/.ssh/authorized_keys", mode: 0o600, content: `${keys.authorizedKey.trim()}\n` },
   ];
 }
-export const seedDirModes: Record<string, number> = { root: 0o700, 'root/.ssh': 0o700 };
+export const seedDirModes: Record<string, number> = { root: 0o700, "root/.ssh": 0o700 };
 
 /** known_hosts line for a VM: reachable as [127.0.0.1]:sshPort from the host and by address/name on the LAN. */
 export function knownHostsLine(spec: MachineSpec, hostKeyPub: string): string {

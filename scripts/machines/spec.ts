@@ -1,13 +1,13 @@
 // The machine layer's input shapes (validated with zod, from the lab schema's own field types), and
 // the identities derived for a VM (MAC, SMBIOS UUID). Names come from core/names.ts, paths from core/paths.ts.
-import { createHash } from 'node:crypto';
-import path from 'node:path';
-import ipaddr from 'ipaddr.js';
-import { z } from 'zod';
-import { formatPath, LAN_PREFIX } from '../../core/lab.ts';
-import { LAN_BRIDGE, netnsOf, NETNS_MAX } from '../../core/names.ts';
-import { cpus, dnsLabel, ifName, memoryMiB, port } from '../../core/schema.ts';
-import { cacheRoot } from '../toolchain/paths.ts';
+import { createHash } from "node:crypto";
+import path from "node:path";
+import ipaddr from "ipaddr.js";
+import { z } from "zod";
+import { formatPath, LAN_PREFIX } from "../../core/lab.ts";
+import { LAN_BRIDGE, NETNS_MAX, netnsOf } from "../../core/names.ts";
+import { cpus, dnsLabel, ifName, memoryMiB, port } from "../../core/schema.ts";
+import { cacheRoot } from "../toolchain/paths.ts";
 
 const labName = dnsLabel;
 const nodeName = dnsLabel;
@@ -65,7 +65,7 @@ export type LabMachinesInput = z.input<typeof LabMachinesSchema>;
 export const SshHostSpecSchema = z.strictObject({
   host: z.string().min(1),
   port: port.default(22),
-  user: z.string().min(1).default('root'),
+  user: z.string().min(1).default("root"),
   keyFile: z.string().min(1),
   /** known_hosts file; with none the host key is accepted on first use into the lab's file. */
   knownHostsFile: z.string().optional(),
@@ -92,23 +92,23 @@ export function netOf(spec: MachineSpec): { netns: string; bridge: string } {
 }
 
 function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
+  return createHash("sha256").update(text).digest();
 }
 
 /** Stable, locally administered MAC (QEMU's 52:54:00 prefix) from lab and node name. */
 export function macFor(lab: string, name: string): string {
   const d = digest(`mac/${lab}/${name}`);
-  return ['52', '54', '00', ...[d[0], d[1], d[2]].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+  return ["52", "54", "00", ...[d[0], d[1], d[2]].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
 /** Stable SMBIOS UUID: kubelet and containerd read it as the node's system UUID. */
 export function uuidFor(lab: string, name: string): string {
-  const h = digest(`uuid/${lab}/${name}`).toString('hex');
+  const h = digest(`uuid/${lab}/${name}`).toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** The LAN a machine sits on, as a CIDR (network address/prefix). */
-export function lanOf(spec: Pick<MachineSpec, 'address' | 'prefixLength'>): string {
+export function lanOf(spec: Pick<MachineSpec, "address" | "prefixLength">): string {
   const net = ipaddr.IPv4.networkAddressFromCIDR(`${spec.address}/${spec.prefixLength}`);
   return `${net.toString()}/${spec.prefixLength}`;
 }
@@ -116,7 +116,7 @@ export function lanOf(spec: Pick<MachineSpec, 'address' | 'prefixLength'>): stri
 /** The node images live in the same cache as the toolchain bundle. */
 export { cacheRoot };
 export function imagesDir(): string {
-  return path.join(cacheRoot(), 'images');
+  return path.join(cacheRoot(), "images");
 }
 /** Every host-loopback forward of a machine, ssh first. */
 export function forwardsOf(spec: MachineSpec): { host: number; guest: number }[] {
@@ -130,8 +130,8 @@ export function issueLines(error: z.ZodError, prefix: PropertyKey[] = []): strin
 
 export class SpecError extends Error {
   constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'SpecError';
+    super(problems.join("\n"));
+    this.name = "SpecError";
   }
 }
 
@@ -161,7 +161,7 @@ export function parseLabMachines(input: unknown): LabMachines {
   if (!r.success) throw new SpecError(issueLines(r.error));
   const lab = r.data;
   const problems: string[] = [];
-  const [gw, gwPrefix] = lab.net.gatewayCidr.split('/');
+  const [gw, gwPrefix] = lab.net.gatewayCidr.split("/");
   lab.machines.forEach((m, i) => {
     try {
       parseMachineSpec(m);
@@ -178,13 +178,9 @@ export function parseLabMachines(input: unknown): LabMachines {
   });
   const seen = new Map<string, string>();
   lab.machines.forEach((m, i) => {
-    for (const [what, v] of [
-      ['name', m.name],
-      ['address', m.address],
-      ...forwardsOf(m).map((f) => ['port', String(f.host)]),
-    ] as const) {
+    for (const [what, v] of [["name", m.name], ["address", m.address], ...forwardsOf(m).map((f) => ["port", String(f.host)])] as const) {
       const k = `${what}:${v}`;
-      const where = what === 'port' ? 'sshPort/extraForwards' : what;
+      const where = what === "port" ? "sshPort/extraForwards" : what;
       if (seen.has(k)) problems.push(`machines[${i}].${where}: ${v} is also used by ${seen.get(k)}`);
       else seen.set(k, `machines[${i}]`);
     }

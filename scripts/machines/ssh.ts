@@ -1,10 +1,10 @@
 // SSH for both drivers: the per-lab key, OpenSSH argv, wait-for-ssh, and the ssh driver (existing hosts, no VM).
-import fs from 'node:fs';
-import path from 'node:path';
-import { $, sleep } from 'zx';
-import { type SshEndpoint, type SshHostSpec } from './spec.ts';
-import { labPaths } from '../../core/paths.ts';
-import { shq } from '../../core/shell.ts';
+import fs from "node:fs";
+import path from "node:path";
+import { $, sleep } from "zx";
+import { labPaths } from "../../core/paths.ts";
+import { shq } from "../../core/shell.ts";
+import type { SshEndpoint, SshHostSpec } from "./spec.ts";
 
 /** The lab's ed25519 key pair (no passphrase), created once per lab. */
 export async function ensureLabKey(lab: string): Promise<{ keyFile: string; publicKey: string }> {
@@ -13,9 +13,9 @@ export async function ensureLabKey(lab: string): Promise<{ keyFile: string; publ
   if (!fs.existsSync(p.key) || !fs.existsSync(p.pubKey)) {
     fs.rmSync(p.key, { force: true });
     fs.rmSync(p.pubKey, { force: true });
-    await $`ssh-keygen -q -t ed25519 -N ${''} -C ${`k8slab-${lab}`} -f ${p.key}`.quiet();
+    await $`ssh-keygen -q -t ed25519 -N ${""} -C ${`k8slab-${lab}`} -f ${p.key}`.quiet();
   }
-  return { keyFile: p.key, publicKey: fs.readFileSync(p.pubKey, 'utf8').trim() };
+  return { keyFile: p.key, publicKey: fs.readFileSync(p.pubKey, "utf8").trim() };
 }
 
 /** A fresh ed25519 host key pair for a VM, written next to its overlay. */
@@ -24,39 +24,49 @@ export async function ensureHostKey(file: string): Promise<{ hostKey: string; ho
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.rmSync(file, { force: true });
     fs.rmSync(`${file}.pub`, { force: true });
-    await $`ssh-keygen -q -t ed25519 -N ${''} -C ${'k8slab-host'} -f ${file}`.quiet();
+    await $`ssh-keygen -q -t ed25519 -N ${""} -C ${"k8slab-host"} -f ${file}`.quiet();
   }
-  return { hostKey: fs.readFileSync(file, 'utf8'), hostKeyPub: fs.readFileSync(`${file}.pub`, 'utf8') };
+  return { hostKey: fs.readFileSync(file, "utf8"), hostKeyPub: fs.readFileSync(`${file}.pub`, "utf8") };
 }
 
 /** OpenSSH options for an endpoint: key only, host key checked against the lab's known_hosts. */
 export function sshOptions(ep: SshEndpoint, opts: { connectTimeoutSec?: number; acceptNew?: boolean } = {}): string[] {
   return [
-    '-i', ep.keyFile,
-    '-p', String(ep.port),
-    '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${ep.knownHostsFile}`,
-    '-o', `StrictHostKeyChecking=${opts.acceptNew ? 'accept-new' : 'yes'}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', `ConnectTimeout=${opts.connectTimeoutSec ?? 10}`,
-    '-o', 'ServerAliveInterval=15',
-    '-o', 'LogLevel=ERROR',
+    "-i",
+    ep.keyFile,
+    "-p",
+    String(ep.port),
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    `UserKnownHostsFile=${ep.knownHostsFile}`,
+    "-o",
+    `StrictHostKeyChecking=${opts.acceptNew ? "accept-new" : "yes"}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    `ConnectTimeout=${opts.connectTimeoutSec ?? 10}`,
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "LogLevel=ERROR",
   ];
 }
 
 /** The end of an ssh argv: the user as an option, and `--` so no host name can be read as an option. */
-export function sshDestination(ep: Pick<SshEndpoint, 'user' | 'host'>): string[] {
-  return ['-l', ep.user, '--', ep.host];
+export function sshDestination(ep: Pick<SshEndpoint, "user" | "host">): string[] {
+  return ["-l", ep.user, "--", ep.host];
 }
 
 /** argv for `ssh` running command on the endpoint (command is passed to the remote shell as one string). */
 export function sshArgv(ep: SshEndpoint, command: string, opts: { acceptNew?: boolean; jump?: SshEndpoint } = {}): string[] {
   const jump = opts.jump
     ? // ProxyCommand through the jump host's sshd: the TCP connection to the target starts on the jump host.
-      ['-o', `ProxyCommand=ssh ${[...sshOptions(opts.jump), '-W', '%h:%p', ...sshDestination(opts.jump)].map(shq).join(' ')}`]
+      ["-o", `ProxyCommand=ssh ${[...sshOptions(opts.jump), "-W", "%h:%p", ...sshDestination(opts.jump)].map(shq).join(" ")}`]
     : [];
-  return ['ssh', ...sshOptions(ep, opts), ...jump, ...sshDestination(ep), command];
+  return ["ssh", ...sshOptions(ep, opts), ...jump, ...sshDestination(ep), command];
 }
 
 /** The same ssh invocation as one shell command line, for a pipeline run by bash (stdin flows to the remote command). */
@@ -72,8 +82,8 @@ export async function sshRun(ep: SshEndpoint, command: string, opts: { jump?: Ss
 
 export class SshTimeoutError extends Error {
   constructor(ep: SshEndpoint, seconds: number, last: string) {
-    super(`ssh ${ep.user}@${ep.host}:${ep.port} did not answer within ${seconds} s (last error: ${last || 'none'})`);
-    this.name = 'SshTimeoutError';
+    super(`ssh ${ep.user}@${ep.host}:${ep.port} did not answer within ${seconds} s (last error: ${last || "none"})`);
+    this.name = "SshTimeoutError";
   }
 }
 
@@ -88,14 +98,14 @@ export async function waitForSsh(
   const started = Date.now();
   const timeoutSec = opts.timeoutSec ?? 300;
   let delay = 1000;
-  let last = '';
+  let last = "";
   for (let attempts = 1; ; attempts++) {
     const dead = opts.alive?.();
     if (dead) throw new Error(dead);
-    const [bin, ...args] = sshArgv(ep, 'true', { acceptNew: opts.acceptNew });
-    const r = await $`${bin} ${args}`.nothrow().quiet().timeout('30s');
+    const [bin, ...args] = sshArgv(ep, "true", { acceptNew: opts.acceptNew });
+    const r = await $`${bin} ${args}`.nothrow().quiet().timeout("30s");
     if (r.exitCode === 0) return { seconds: (Date.now() - started) / 1000, attempts };
-    last = r.stderr.trim().split('\n').pop() ?? '';
+    last = r.stderr.trim().split("\n").pop() ?? "";
     if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|Permission denied/.test(r.stderr)) {
       // Not a matter of waiting: wrong key or host key.
       throw new Error(`ssh ${ep.user}@${ep.host}:${ep.port}: ${last}`);

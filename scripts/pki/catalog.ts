@@ -35,7 +35,11 @@ export function certificateCatalog(lab: Lab): CertSpec[] {
     { name: "etcd-peer", commonName: `etcd-peer-${cp.name}`, ...etcdNames, usages: ["server", "client"], nodes: cpOnly },
     client("apiserver-etcd-client", "kube-apiserver-etcd-client", cpOnly),
     // flanneld on every node reads and writes its subnet lease in etcd.
-    client("flannel-etcd-client", "flannel", lab.nodes.map((n) => n.name)),
+    client(
+      "flannel-etcd-client",
+      "flannel",
+      lab.nodes.map((n) => n.name),
+    ),
     { name: "apiserver", commonName: "kube-apiserver", ...apiServerSANs(lab), usages: ["server"], nodes: cpOnly },
     // For logs, exec and port-forward the API server calls the kubelets; system:masters may do that.
     client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", cpOnly, "system:masters"),
@@ -53,7 +57,12 @@ export function certificateCatalog(lab: Lab): CertSpec[] {
       usages: ["server", "client"],
       nodes: [n.name],
     })),
-    client("kube-proxy", "system:kube-proxy", lab.nodes.map((n) => n.name), "system:node-proxier"),
+    client(
+      "kube-proxy",
+      "system:kube-proxy",
+      lab.nodes.map((n) => n.name),
+      "system:node-proxier",
+    ),
     // The admin user stays on the host running k8slab (kubeconfig output); it is never copied to a node.
     client("admin", "admin", [], "system:masters"),
     // The ingress controller's API adapter serves on the node's loopback inside its pod; it reaches

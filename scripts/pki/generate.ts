@@ -1,7 +1,7 @@
 // Creates the lab CA, certificates signed by it, and the service-account key pair (ECDSA P-256, PEM).
 import "reflect-metadata"; // @peculiar/x509's dependency injection needs the Reflect API
-import * as x509 from "@peculiar/x509";
 import { randomBytes } from "node:crypto";
+import * as x509 from "@peculiar/x509";
 import type { CertSpec } from "./catalog.js";
 
 const webcrypto = globalThis.crypto;
@@ -17,10 +17,10 @@ export interface KeyPairPem {
 
 const newKeys = () => webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]) as Promise<CryptoKeyPair>;
 // A positive 16-byte serial: the high bit cleared so DER does not read it as negative.
-const serial = () => ((randomBytes(16)[0] & 0x7f).toString(16).padStart(2, "0") + randomBytes(15).toString("hex"));
+const serial = () => (randomBytes(16)[0] & 0x7f).toString(16).padStart(2, "0") + randomBytes(15).toString("hex");
 
 /** PEM text ending in a newline, as files on the nodes should. */
-const pem = (der: ArrayBuffer, label: string) => x509.PemConverter.encode(der, label).trimEnd() + "\n";
+const pem = (der: ArrayBuffer, label: string) => `${x509.PemConverter.encode(der, label).trimEnd()}\n`;
 
 async function privateKeyPem(key: CryptoKey): Promise<string> {
   return pem(await webcrypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");

@@ -89,7 +89,10 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
   const arm = (id: number) => {
     const p = pending.get(id)!;
     p.started = Date.now();
-    p.timer = setTimeout(() => answer(id, { exitCode: 124, stdout: "", stderr: `k8slab: no answer from ${where} within ${p.timeoutSec + SLACK} s\n`, overran: true }), (p.timeoutSec + SLACK) * 1000);
+    p.timer = setTimeout(
+      () => answer(id, { exitCode: 124, stdout: "", stderr: `k8slab: no answer from ${where} within ${p.timeoutSec + SLACK} s\n`, overran: true }),
+      (p.timeoutSec + SLACK) * 1000,
+    );
   };
   const startTimer = setTimeout(() => {
     stderr += `k8slab: the agent on ${where} did not start within ${startSec} s\n`;
@@ -108,7 +111,12 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
     p.resolve({ where, command: p.command, ms: Date.now() - p.started, ...exec });
   };
   // 255, as ssh itself exits when it cannot connect: the session is gone, whatever ended it.
-  const lost = (exitCode: number) => ({ exitCode: 255, stdout: "", stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n`, unreachable: true as const });
+  const lost = (exitCode: number) => ({
+    exitCode: 255,
+    stdout: "",
+    stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n`,
+    unreachable: true as const,
+  });
 
   child.stdout.on("data", (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
@@ -131,7 +139,12 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
       const body = buffered.subarray(nl + 1);
       buffered = body.subarray(outLen + errLen);
       const overran = header[5] === "1" ? { overran: true as const } : {};
-      answer(Number(header[1]), { exitCode: Number(header[2]), stdout: body.subarray(0, outLen).toString(), stderr: body.subarray(outLen, outLen + errLen).toString(), ...overran });
+      answer(Number(header[1]), {
+        exitCode: Number(header[2]),
+        stdout: body.subarray(0, outLen).toString(),
+        stderr: body.subarray(outLen, outLen + errLen).toString(),
+        ...overran,
+      });
     }
   });
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));

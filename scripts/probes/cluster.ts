@@ -1,6 +1,7 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
-import { TIMEOUT } from "./contract.js";
+
 import { TOOLBOX } from "../../core/names.js";
+import { TIMEOUT } from "./contract.js";
 import { parseRows } from "./parse.js";
 import { broken, type ClusterReader, type Exec, type PodRef, type ProbeContext } from "./types.js";
 
@@ -27,18 +28,38 @@ export interface ServiceInfo {
 const POD_ROWS =
   '{range .items[*]}{.metadata.name}{"\\t"}{.spec.nodeName}{"\\t"}{.status.podIP}{"\\t"}{.status.phase}{"\\t"}{.status.conditions[?(@.type=="Ready")].status}{"\\t"}{.status.containerStatuses[0].containerID}{"\\n"}{end}';
 const SERVICE_ROW = '{.spec.clusterIP}{"\\t"}{.spec.ports[0].port}{"\\t"}{.spec.ports[0].nodePort}{"\\n"}';
-const ENDPOINT_ROWS = '{range .items[*]}{range .endpoints[*]}{.addresses[0]}{"\\t"}{.conditions.ready}{"\\t"}{.nodeName}{"\\t"}{.targetRef.name}{"\\n"}{end}{end}';
+const ENDPOINT_ROWS =
+  '{range .items[*]}{range .endpoints[*]}{.addresses[0]}{"\\t"}{.conditions.ready}{"\\t"}{.nodeName}{"\\t"}{.targetRef.name}{"\\n"}{end}{end}';
 
 /** Pods of a namespace, all of them when there is no selector. */
-export const podsArgs = (namespace: string, selector?: string) => ["get", "pods", "-n", namespace, ...(selector ? ["-l", selector] : []), "-o", `jsonpath=${POD_ROWS}`];
+export const podsArgs = (namespace: string, selector?: string) => [
+  "get",
+  "pods",
+  "-n",
+  namespace,
+  ...(selector ? ["-l", selector] : []),
+  "-o",
+  `jsonpath=${POD_ROWS}`,
+];
 export const serviceArgs = (namespace: string, name: string) => ["get", "service", name, "-n", namespace, "-o", `jsonpath=${SERVICE_ROW}`];
 export const endpointsArgs = (namespace: string, service: string) => [
-  "get", "endpointslices", "-n", namespace, "-l", `kubernetes.io/service-name=${service}`, "-o", `jsonpath=${ENDPOINT_ROWS}`,
+  "get",
+  "endpointslices",
+  "-n",
+  namespace,
+  "-l",
+  `kubernetes.io/service-name=${service}`,
+  "-o",
+  `jsonpath=${ENDPOINT_ROWS}`,
 ];
 
 function read(what: string, exec: Exec): string {
   if (exec.exitCode !== 0) {
-    broken(what, (exec.stderr.trim() || `kubectl exit ${exec.exitCode}`).split("\n")[0], "check that the API server answers: `kubectl get nodes` with the lab's kubeconfig");
+    broken(
+      what,
+      (exec.stderr.trim() || `kubectl exit ${exec.exitCode}`).split("\n")[0],
+      "check that the API server answers: `kubectl get nodes` with the lab's kubeconfig",
+    );
   }
   return exec.stdout;
 }
@@ -46,7 +67,15 @@ function read(what: string, exec: Exec): string {
 /** Pods matching a selector (all phases). */
 export async function podsOf(ctx: ClusterReader, namespace: string, selector?: string): Promise<Pod[]> {
   const out = read(`pods in ${namespace}${selector ? ` (${selector})` : ""}`, await ctx.kubectl(podsArgs(namespace, selector), TIMEOUT.read));
-  return parseRows(out).map(([name, node, ip, phase, ready, containerID]) => ({ namespace, name, node, ip, phase, ready: ready === "True", containerID: containerID ?? "" }));
+  return parseRows(out).map(([name, node, ip, phase, ready, containerID]) => ({
+    namespace,
+    name,
+    node,
+    ip,
+    phase,
+    ready: ready === "True",
+    containerID: containerID ?? "",
+  }));
 }
 
 export const isServing = (p: Pod) => p.phase === "Running" && p.ready && !!p.ip;
@@ -72,14 +101,24 @@ export async function serviceOf(ctx: ClusterReader, namespace: string, name: str
   return { clusterIP: row[0], port: Number(row[1]), ...(row[2] ? { nodePort: Number(row[2]) } : {}) };
 }
 
-export const readyIPs = (endpoints: Endpoint[]) => endpoints.filter((e) => e.ready).map((e) => e.ip).sort();
+export const readyIPs = (endpoints: Endpoint[]) =>
+  endpoints
+    .filter((e) => e.ready)
+    .map((e) => e.ip)
+    .sort();
 
 /**
  * The Service's endpoints as they are now, for comparing with what CoreDNS answered or kube-proxy
  * wrote (`seen`, ready IPs). The run read them when it began: when their ready IPs disagree with
  * `seen`, a pod may have changed readiness since, so they are read again and that read decides.
  */
-export async function endpointsNow(ctx: Pick<ProbeContext, "kubectlAgain">, namespace: string, service: string, first: Endpoint[], seen: string[]): Promise<Endpoint[]> {
+export async function endpointsNow(
+  ctx: Pick<ProbeContext, "kubectlAgain">,
+  namespace: string,
+  service: string,
+  first: Endpoint[],
+  seen: string[],
+): Promise<Endpoint[]> {
   if (readyIPs(first).join() === [...seen].sort().join()) return first;
   return endpointsOf({ kubectl: ctx.kubectlAgain }, namespace, service);
 }

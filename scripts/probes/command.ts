@@ -1,12 +1,12 @@
 // `k8slab probe`: runs the tiers against the live lab and prints the report (terminal or JSON), optionally a JUnit file.
 import fs from "node:fs";
-import { type Lab } from "../../core/index.js";
-import { loadLab } from "../lab-file.js";
 import { EXIT } from "../../core/exit.js";
+import type { Lab } from "../../core/index.js";
+import { loadLab } from "../lab-file.js";
 import { TIER_IDS, type TierId } from "./contract.js";
-import { liveAccess, type LiveOptions } from "./live.js";
+import { type LiveOptions, liveAccess } from "./live.js";
 import { renderJson, renderJunit, renderTerminal } from "./render.js";
-import { runProbes, type RunOptions } from "./runner.js";
+import { type RunOptions, runProbes } from "./runner.js";
 import type { ProbeReport } from "./types.js";
 
 export interface ProbeOptions extends LiveOptions {
@@ -27,7 +27,10 @@ export async function probeLab(lab: Lab, opts: LiveOptions & Pick<RunOptions, "t
 }
 
 export async function probeCommand(file: string, opts: ProbeOptions = {}): Promise<number> {
-  const requested = opts.tiers?.flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
+  const requested = opts.tiers
+    ?.flatMap((t) => t.split(","))
+    .map((t) => t.trim())
+    .filter(Boolean);
   const unknown = requested?.filter((t) => !(TIER_IDS as readonly string[]).includes(t)) ?? [];
   if (unknown.length) {
     console.error(`k8slab probe: unknown tier ${unknown.map((t) => `"${t}"`).join(", ")}; tiers: ${TIER_IDS.join(", ")}`);

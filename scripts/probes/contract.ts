@@ -60,4 +60,3 @@ export const TIER_DEPENDENCIES: Record<TierId, { hard: TierId[]; soft?: TierId[]
   ingress: { hard: ["service"], soft: ["dns"] },
   "business-flow": { hard: ["ingress", "dns"] },
 };
-

@@ -3,13 +3,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
 import type { Lab, LabNode } from "../../core/index.js";
-import { vmStatus } from "../machines/qemu.ts";
-import { type SshEndpoint } from "../machines/spec.ts";
 import { labPaths } from "../../core/paths.ts";
+import { shq } from "../../core/shell.js";
+import { vmStatus } from "../machines/qemu.ts";
+import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.js";
-import { AGENT_SCRIPT, startAgent, type Agent } from "./agent.js";
-import { shq } from "../../core/shell.js";
+import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.js";
 import { splitSteps, stepsScript } from "./steps.js";
 import type { Exec, LabAccess } from "./types.js";
 
@@ -40,7 +40,13 @@ const API_TOO_SLOW = /context deadline exceeded|Client\.Timeout exceeded|TLS han
  * Runs argv on this host, killed after timeoutSec; never rejects. `overran` when it was cut off, or
  * when its own `timeout` ended it at the deadline (exit 124), or its stderr says the other side was too slow (opts.tooSlow).
  */
-async function runLocal(where: string, command: string, argv: string[], timeoutSec: number, opts: { deadlineSec?: number; tooSlow?: RegExp } = {}): Promise<Exec> {
+async function runLocal(
+  where: string,
+  command: string,
+  argv: string[],
+  timeoutSec: number,
+  opts: { deadlineSec?: number; tooSlow?: RegExp } = {},
+): Promise<Exec> {
   const started = Date.now();
   const p = await $`${argv}`.nothrow().quiet().timeout(`${timeoutSec}s`, "SIGKILL");
   const ms = Date.now() - started;
@@ -58,7 +64,13 @@ async function runLocal(where: string, command: string, argv: string[], timeoutS
 }
 
 const refused = (where: string, command: string, exitCode: number, why: string, unreachable = false): Exec => ({
-  where, command, exitCode, stdout: "", stderr: `${why}\n`, ms: 0, ...(unreachable ? { unreachable: true as const } : {}),
+  where,
+  command,
+  exitCode,
+  stdout: "",
+  stderr: `${why}\n`,
+  ms: 0,
+  ...(unreachable ? { unreachable: true as const } : {}),
 });
 
 /** How this host reaches a node's sshd: the VM's forwarded port (qemu), or the host from the lab file (ssh). */
@@ -104,7 +116,11 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   };
 
   const kubectlMissing = () =>
-    !fs.existsSync(kubeconfig) ? `no kubeconfig at ${kubeconfig}` : !fs.existsSync(kubectlBin) ? `no kubectl at ${kubectlBin}: \`npx k8slab toolchain\` builds it` : undefined;
+    !fs.existsSync(kubeconfig)
+      ? `no kubeconfig at ${kubeconfig}`
+      : !fs.existsSync(kubectlBin)
+        ? `no kubectl at ${kubectlBin}: \`npx k8slab toolchain\` builds it`
+        : undefined;
 
   return {
     async onNode(name, command, timeoutSec) {
@@ -119,7 +135,9 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       const command = `kubectl ${args.map(shq).join(" ")}`;
       const missing = kubectlMissing();
       if (missing) return refused("kubectl", command, 1, `k8slab: ${missing}`);
-      return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK, { tooSlow: API_TOO_SLOW });
+      return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK, {
+        tooSlow: API_TOO_SLOW,
+      });
     },
     async inPod(pod, command, timeoutSec) {
       const where = `pod ${pod.namespace}/${pod.name}`;
@@ -133,7 +151,9 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     async fromOutsideClient(command, timeoutSec) {
       // qemu labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
       const inNetns = lab.driver.kind === "qemu" ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
-      return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, { deadlineSec: timeoutSec });
+      return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, {
+        deadlineSec: timeoutSec,
+      });
     },
     async close() {
       await Promise.all([...agents.values()].map((a) => a.close()));

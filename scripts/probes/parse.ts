@@ -118,7 +118,10 @@ export interface FlannelLease {
  * <prefix>/subnets/172.30.1.0-24; values are flannel's one-line JSON lease attributes.
  */
 export function parseFlannelLeases(text: string): FlannelLease[] {
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
   const leases: FlannelLease[] = [];
   for (let i = 0; i < lines.length - 1; i++) {
     const key = /\/subnets\/(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(lines[i]);
@@ -275,7 +278,14 @@ export function parseTcpdumpUdp(text: string): { packets: UdpPacket[]; captured?
     if (m) {
       const vni = /(?:instance|vni) (\d+)/.exec(m[5])?.[1];
       const inline = /\b(IP \d+\.\d+\.\d+\.\d+.*)$/.exec(m[5].replace(/^.*?(?:instance|vni) \d+\s*/, ""))?.[1];
-      packets.push({ src: m[1], srcPort: Number(m[2]), dst: m[3], dstPort: Number(m[4]), ...(vni ? { vni: Number(vni) } : {}), ...(inline ? { inner: inline } : {}) });
+      packets.push({
+        src: m[1],
+        srcPort: Number(m[2]),
+        dst: m[3],
+        dstPort: Number(m[4]),
+        ...(vni ? { vni: Number(vni) } : {}),
+        ...(inline ? { inner: inline } : {}),
+      });
     } else if (/^IP \d/.test(line) && packets.length && !packets[packets.length - 1].inner) {
       packets[packets.length - 1].inner = line.trim();
     }
@@ -400,7 +410,10 @@ export function curlFailure(r: CurlResult): string {
 
 /** Tab-separated rows, as the probes' kubectl jsonpath templates print them. */
 export function parseRows(text: string): string[][] {
-  return text.split("\n").filter((l) => l.trim()).map((l) => l.split("\t"));
+  return text
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => l.split("\t"));
 }
 
 /** What business-manager answers (workloads/business-manager/server.ts): who served, and on failure the gRPC status. */

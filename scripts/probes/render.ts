@@ -15,7 +15,13 @@ function summary(r: TierResult): string {
 
 function counts(report: ProbeReport): string {
   const n = (v: string) => report.results.filter((r) => r.verdict === v).length;
-  return [`${n("pass")} passed`, n("fail") && `${n("fail")} failed`, n("inconclusive") && `${n("inconclusive")} inconclusive`, n("blocked") && `${n("blocked")} blocked`, n("skipped") && `${n("skipped")} skipped`]
+  return [
+    `${n("pass")} passed`,
+    n("fail") && `${n("fail")} failed`,
+    n("inconclusive") && `${n("inconclusive")} inconclusive`,
+    n("blocked") && `${n("blocked")} blocked`,
+    n("skipped") && `${n("skipped")} skipped`,
+  ]
     .filter(Boolean)
     .join(", ");
 }
@@ -39,8 +45,15 @@ function evidenceLines(e: Exec): string[] {
 export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = {}): string {
   const paint = (code: number, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const verdict = (r: TierResult) =>
-    ({ pass: paint(32, "pass"), fail: paint(31, "FAIL"), inconclusive: paint(35, "INCONCL"), blocked: paint(33, "blocked"), skipped: paint(90, "skipped") })[r.verdict];
-  const table = new Table({ head: ["tier", "verdict", "time", "first broken hop / summary"], style: { head: [], border: [], compact: true }, colWidths: [16, 9, 8, 72], wordWrap: true });
+    ({ pass: paint(32, "pass"), fail: paint(31, "FAIL"), inconclusive: paint(35, "INCONCL"), blocked: paint(33, "blocked"), skipped: paint(90, "skipped") })[
+      r.verdict
+    ];
+  const table = new Table({
+    head: ["tier", "verdict", "time", "first broken hop / summary"],
+    style: { head: [], border: [], compact: true },
+    colWidths: [16, 9, 8, 72],
+    wordWrap: true,
+  });
   for (const r of report.results) table.push([r.tier, verdict(r), r.verdict === "blocked" ? "" : seconds(r.durationMs), clip(summary(r), 140)]);
 
   const out = [`k8slab probe: lab ${report.lab}: ${counts(report)} (${seconds(report.durationMs)})`, table.toString()];
@@ -59,7 +72,8 @@ export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = 
     out.push("", `${r.tier} [${verdict(r)}]: ${r.title}`, `  no finding: ${r.reason}`, "  evidence:", ...r.evidence.flatMap(evidenceLines));
   }
   const blocked = report.results.filter((r) => r.verdict === "blocked");
-  if (blocked.length) out.push("", `not judged, because a tier below them failed or is inconclusive: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
+  if (blocked.length)
+    out.push("", `not judged, because a tier below them failed or is inconclusive: ${blocked.map((r) => `${r.tier} (blocked by ${r.blockedBy})`).join(", ")}`);
   return `${out.join("\n")}\n`;
 }
 
@@ -83,7 +97,9 @@ export function renderJunit(report: ProbeReport): string {
   const time = (ms: number) => (ms / 1000).toFixed(3);
   const cases = report.results.map((r) => {
     const hops = r.hops.map((h) => `${h.ok ? "ok  " : "FAIL"} ${h.name}: ${h.detail}`).join("\n");
-    const evidence = r.evidence.map((e) => `$ [${e.where}] ${e.command} (exit ${e.exitCode}, ${e.ms} ms)\n${e.stdout}${e.stderr ? `\n${e.stderr}` : ""}`).join("\n\n");
+    const evidence = r.evidence
+      .map((e) => `$ [${e.where}] ${e.command} (exit ${e.exitCode}, ${e.ms} ms)\n${e.stdout}${e.stderr ? `\n${e.stderr}` : ""}`)
+      .join("\n\n");
     const body =
       r.verdict === "fail"
         ? `      <failure message="${xml(r.firstBrokenHop ?? "failed")}" type="broken-hop">${xml(`${hops}\n\nlikely fix: ${r.likelyFix ?? "-"}`)}</failure>\n`

@@ -25,7 +25,10 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const kubectlReads = new Map<string, Promise<Exec>>();
   // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
   const early = new Map<string, Promise<unknown>>();
-  const keep = <T>(call: unknown[], p: Promise<T>) => (early.set(JSON.stringify(call), p), p);
+  const keep = <T>(call: unknown[], p: Promise<T>) => {
+    early.set(JSON.stringify(call), p);
+    return p;
+  };
   // An answer that overran is no answer: the tier's retry asks again.
   const handOver = async <T extends Exec | Exec[]>(call: unknown[], make: () => Promise<T>): Promise<T> => {
     const key = JSON.stringify(call);
@@ -144,7 +147,9 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now:
   const evidence = [...first.result.evidence, ...second.result.evidence];
   if (!second.overran) return { ...second.result, retried: first.overran, durationMs: now() - started, evidence };
   const loads = await readNodeLoads(lab, access, TIMEOUT.query);
-  const busy = loads.map(({ node, read, load }) => `${node}: ${load ? describeLoad(load) : `no reading (${(read.stderr.trim() || `exit ${read.exitCode}`).split("\n").pop()})`}`);
+  const busy = loads.map(
+    ({ node, read, load }) => `${node}: ${load ? describeLoad(load) : `no reading (${(read.stderr.trim() || `exit ${read.exitCode}`).split("\n").pop()})`}`,
+  );
   return {
     tier: tier.id,
     title: tier.title,
@@ -202,7 +207,17 @@ async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => nu
     skipped = (await Promise.race([tier.run(ctx), deadline]))?.skipped;
   } catch (err) {
     if (err instanceof Overran) overrun = err.message;
-    else hops.push(err instanceof Broken ? err.hop : { name: "probe", detail: `error: ${(err as Error).message}`, ok: false, fix: "a bug in the probe or an output it does not understand: see the evidence" });
+    else
+      hops.push(
+        err instanceof Broken
+          ? err.hop
+          : {
+              name: "probe",
+              detail: `error: ${(err as Error).message}`,
+              ok: false,
+              fix: "a bug in the probe or an output it does not understand: see the evidence",
+            },
+      );
   } finally {
     clearTimeout(timer);
   }

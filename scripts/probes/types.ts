@@ -110,6 +110,7 @@ export interface Tier {
    */
   lookups?(ctx: ClusterReader): Promise<unknown>;
   /** Runs the probe; hops go to ctx.hop. Returns a reason only when the tier does not apply to this lab. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a tier that ran returns nothing; only a skip says why
   run(ctx: ProbeContext): Promise<{ skipped: string } | void>;
 }
 

@@ -3,11 +3,11 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import type { Lab } from "../../core/index.js";
 import { EXIT } from "../../core/exit.js";
-import { liveAccess, type LiveAccess } from "../probes/live.js";
+import type { Lab } from "../../core/index.js";
+import { type LiveAccess, liveAccess } from "../probes/live.js";
+import { cpuPerMinute, type NodeLoad, PROCESS_CPU_COMMAND, parseProcessCpu, readNodeLoads } from "../probes/load.js";
 import { soakArgs } from "./args.js";
-import { cpuPerMinute, parseProcessCpu, PROCESS_CPU_COMMAND, readNodeLoads, type NodeLoad } from "../probes/load.js";
 
 export interface IdleNode {
   node: string;
@@ -53,7 +53,14 @@ export async function measureIdle(lab: Lab, access: LiveAccess, seconds: number,
     nodes: lab.nodes.map((n, i) => {
       const cpu = cpuPerMinute(before[i], after[i], elapsed);
       const s = samples.get(n.name)!;
-      return { node: n.name, busyPerMin: cpu.busy, perMinute: Object.fromEntries(cpu.byCommand), cpuSome60: stat(s.map((x) => x.cpuSome60)), load1: stat(s.map((x) => x.load1)), samples: s };
+      return {
+        node: n.name,
+        busyPerMin: cpu.busy,
+        perMinute: Object.fromEntries(cpu.byCommand),
+        cpuSome60: stat(s.map((x) => x.cpuSome60)),
+        load1: stat(s.map((x) => x.load1)),
+        samples: s,
+      };
     }),
   };
 }
@@ -61,7 +68,9 @@ export async function measureIdle(lab: Lab, access: LiveAccess, seconds: number,
 export function renderIdle(r: IdleReport, top = 12): string {
   const lines = [`lab ${r.lab}: ${r.seconds} s from ${r.startedAt}`];
   for (const n of r.nodes) {
-    lines.push(`${n.node}: busy ${n.busyPerMin} CPU s/min; CPU pressure avg60 mean ${n.cpuSome60.mean}% max ${n.cpuSome60.max}%; load1 mean ${n.load1.mean} max ${n.load1.max}`);
+    lines.push(
+      `${n.node}: busy ${n.busyPerMin} CPU s/min; CPU pressure avg60 mean ${n.cpuSome60.mean}% max ${n.cpuSome60.max}%; load1 mean ${n.load1.mean} max ${n.load1.max}`,
+    );
     for (const [comm, t] of Object.entries(n.perMinute).slice(0, top)) lines.push(`  ${comm.padEnd(24)} ${t.toFixed(1).padStart(6)} s/min`);
   }
   return `${lines.join("\n")}\n`;

@@ -20,7 +20,9 @@ async function main(argv: string[]): Promise<number> {
       at: report.startedAt,
       seconds: Math.round((Date.now() - started) / 100) / 10,
       ok: report.ok,
-      notPassed: report.results.filter((r) => r.verdict !== "pass").map((r) => `${r.tier} ${r.verdict}${r.firstBrokenHop ? `: ${r.firstBrokenHop}` : r.reason ? `: ${r.reason}` : ""}`),
+      notPassed: report.results
+        .filter((r) => r.verdict !== "pass")
+        .map((r) => `${r.tier} ${r.verdict}${r.firstBrokenHop ? `: ${r.firstBrokenHop}` : r.reason ? `: ${r.reason}` : ""}`),
     };
     record.push(run);
     console.log(`run ${i}: ${run.ok ? "pass" : run.notPassed.join("; ")} in ${run.seconds} s`);

@@ -7,12 +7,12 @@ import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import type { Lab } from "../../core/index.js";
 import { EXIT } from "../../core/exit.js";
-import { probeLab } from "../probes/command.js";
+import type { Lab } from "../../core/index.js";
 import { labPaths } from "../../core/paths.ts";
+import { probeLab } from "../probes/command.js";
 import { liveAccess } from "../probes/live.js";
-import { readNodeLoads, type NodeLoad } from "../probes/load.js";
+import { type NodeLoad, readNodeLoads } from "../probes/load.js";
 import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.js";
 import { soakArgs } from "./args.js";
 
@@ -65,11 +65,21 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   const sample = async () => {
     const at = new Date().toISOString();
     const started = Date.now();
-    const r = await $({ nothrow: true, quiet: true })`${bundleBinDir()}/kubectl --kubeconfig=${labPaths(lab.name).adminKubeconfig} --request-timeout=10s get nodes -o ${NODE_READY_ROWS}`;
+    const r = await $({
+      nothrow: true,
+      quiet: true,
+    })`${bundleBinDir()}/kubectl --kubeconfig=${labPaths(lab.name).adminKubeconfig} --request-timeout=10s get nodes -o ${NODE_READY_ROWS}`;
     kubectlSeconds.push((Date.now() - started) / 1000);
     if (r.exitCode !== 0) rec.kubectl.failed++;
-    const ready = new Map(r.stdout.trim().split("\n").map((l) => l.split("\t") as [string, string]));
-    const notReady = lab.nodes.filter((n) => ready.get(n.name) !== "True").map((n) => `${n.name} ${ready.get(n.name) ?? (r.exitCode ? `unknown: ${r.stderr.trim().split("\n").pop()}` : "missing")}`);
+    const ready = new Map(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t") as [string, string]),
+    );
+    const notReady = lab.nodes
+      .filter((n) => ready.get(n.name) !== "True")
+      .map((n) => `${n.name} ${ready.get(n.name) ?? (r.exitCode ? `unknown: ${r.stderr.trim().split("\n").pop()}` : "missing")}`);
     if (notReady.length) rec.notReady.push({ at, nodes: notReady.join(", ") });
     for (const { node, load } of await readNodeLoads(lab, access, SAMPLE_SEC)) {
       if (load) rec.nodes[node].push({ at, cpuSome10: load.cpuSome10, cpuSome60: load.cpuSome60, load1: load.load1 });
@@ -83,9 +93,23 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
         nextProbe += opts.everyMinutes * 60_000;
         const started = Date.now();
         const report = await probeLab(lab);
-        const run = { at: report.startedAt, seconds: round((Date.now() - started) / 1000), ok: report.ok, verdicts: Object.fromEntries(report.results.map((r) => [r.tier, r.verdict])) };
+        const run = {
+          at: report.startedAt,
+          seconds: round((Date.now() - started) / 1000),
+          ok: report.ok,
+          verdicts: Object.fromEntries(report.results.map((r) => [r.tier, r.verdict])),
+        };
         rec.probes.push(run);
-        opts.say(`probe ${rec.probes.length}: ${run.ok ? "all pass" : Object.entries(run.verdicts).filter(([, v]) => v !== "pass").map(([t, v]) => `${t} ${v}`).join(", ")} in ${run.seconds} s`);
+        opts.say(
+          `probe ${rec.probes.length}: ${
+            run.ok
+              ? "all pass"
+              : Object.entries(run.verdicts)
+                  .filter(([, v]) => v !== "pass")
+                  .map(([t, v]) => `${t} ${v}`)
+                  .join(", ")
+          } in ${run.seconds} s`,
+        );
       }
       await sample();
       save();
@@ -102,7 +126,13 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   const changes = up.stderr.match(new RegExp(`^lab ${lab.name}: (\\{.*\\})$`, "m"))?.[1] ?? "(no summary)";
   rec.secondUp = { exitCode: up.exitCode ?? 1, seconds: round((Date.now() - started) / 1000), changes };
 
-  rec.kubectl = { samples: kubectlSeconds.length, failed: rec.kubectl.failed, p50: round(percentile(kubectlSeconds, 50)), p95: round(percentile(kubectlSeconds, 95)), max: round(Math.max(0, ...kubectlSeconds)) };
+  rec.kubectl = {
+    samples: kubectlSeconds.length,
+    failed: rec.kubectl.failed,
+    p50: round(percentile(kubectlSeconds, 50)),
+    p95: round(percentile(kubectlSeconds, 95)),
+    max: round(Math.max(0, ...kubectlSeconds)),
+  };
   const notPassed = rec.probes.filter((p) => !p.ok);
   if (!rec.probes.length) rec.failures.push("no probe run");
   if (notPassed.length) rec.failures.push(`${notPassed.length} of ${rec.probes.length} probe runs did not pass`);
@@ -125,8 +155,12 @@ async function main(argv: string[]): Promise<number> {
   const say = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   say(`soak of lab ${lab.name}: ${hours} h, a probe run every ${everyMinutes} min; record in ${out}`);
   const rec = await soak(lab, { hours, everyMinutes, say, out });
-  const load = Object.entries(rec.nodes).map(([n, s]) => `${n} CPU pressure avg60 max ${Math.max(0, ...s.map((x) => x.cpuSome60))}%`).join(", ");
-  say(`${rec.probes.filter((p) => p.ok).length}/${rec.probes.length} probe runs passed; kubectl p50 ${rec.kubectl.p50} s p95 ${rec.kubectl.p95} s; ${load}; second up: ${rec.secondUp?.changes}`);
+  const load = Object.entries(rec.nodes)
+    .map(([n, s]) => `${n} CPU pressure avg60 max ${Math.max(0, ...s.map((x) => x.cpuSome60))}%`)
+    .join(", ");
+  say(
+    `${rec.probes.filter((p) => p.ok).length}/${rec.probes.length} probe runs passed; kubectl p50 ${rec.kubectl.p50} s p95 ${rec.kubectl.p95} s; ${load}; second up: ${rec.secondUp?.changes}`,
+  );
   say(rec.failures.length ? `FAILED: ${rec.failures.join("; ")}` : "passed");
   return rec.failures.length ? EXIT.failed : EXIT.ok;
 }

@@ -2,12 +2,12 @@
 // go build with the pinned ldflags, then an atomic install into the bundle.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { $ } from "zx";
 import { sha256File } from "./bundle.js";
 import { parseGoMod, renderWrapperGoMod, type UpstreamGoMod } from "./gomod.js";
-import { type Artifact, type VersionFacts, expandLdflags, modulePin, pluginInstallPath, pluginVersion, sha256Hex } from "./manifest.js";
+import { type Artifact, expandLdflags, modulePin, pluginInstallPath, pluginVersion, sha256Hex, type VersionFacts } from "./manifest.js";
 import { bundleDir, goCacheDir, pulumiBinDir, pulumiHome, repoRoot, workDir, wrapperSourceDir } from "./paths.js";
 
 /** Environment of every go command: caches inside the toolchain cache, static, reproducible. */
@@ -116,7 +116,7 @@ async function runLogged(ctx: BuildContext, cmd: string, args: string[], opts: {
 }
 
 /** Where GNU time's resource report for a build log goes. */
-export const rusageFile = (logFile: string) => logFile.replace(/\.log$/, "") + ".rusage";
+export const rusageFile = (logFile: string) => `${logFile.replace(/\.log$/, "")}.rusage`;
 
 export function peakRssFromLog(text: string): number | undefined {
   const values = [...text.matchAll(/Maximum resident set size \(kbytes\): (\d+)/g)].map((m) => Number(m[1]));
@@ -257,7 +257,7 @@ async function syncWrapperBack(name: string, moduleDir: string): Promise<string[
     if (!existsSync(from)) continue;
     let body = await readFile(from, "utf8");
     // The generate step points the wrapper at a local copy; the committed go.mod does not.
-    if (f === "go.mod") body = body.replace(/\nreplace \S+ => \.\.\/src\n?/, "\n").trimEnd() + "\n";
+    if (f === "go.mod") body = `${body.replace(/\nreplace \S+ => \.\.\/src\n?/, "\n").trimEnd()}\n`;
     const to = path.join(target, f);
     const old = existsSync(to) ? await readFile(to, "utf8") : null;
     if (old !== body) {

@@ -4,7 +4,7 @@ import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { sha256File } from "../files.ts";
-import { type Artifact, type Manifest, artifactOutputs } from "./manifest.js";
+import { type Artifact, artifactOutputs, type Manifest } from "./manifest.js";
 
 export { sha256File };
 
@@ -53,7 +53,6 @@ export async function writeState(file: string, state: BundleState): Promise<void
   await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
   await rename(tmp, file);
 }
-
 
 /** What is on disk for each file the state records: its sha256, or null when missing. */
 export type DiskFacts = Record<string, string | null>;

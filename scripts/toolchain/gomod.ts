@@ -139,8 +139,20 @@ export function renderWrapperGoMod(artifact: Artifact, upstream: UpstreamGoMod[]
     "",
   ];
   if (main.godebug.length) lines.push(block("godebug", main.godebug), "");
-  lines.push(block("tool", artifact.packages.map((p) => p.pkg)), "");
-  lines.push(block("require", requires.map(([m, v]) => `${m} ${v}`)), "");
+  lines.push(
+    block(
+      "tool",
+      artifact.packages.map((p) => p.pkg),
+    ),
+    "",
+  );
+  lines.push(
+    block(
+      "require",
+      requires.map(([m, v]) => `${m} ${v}`),
+    ),
+    "",
+  );
   if (replaces.length) lines.push(block("replace", replaces), "");
   if (main.excludes.length) lines.push(block("exclude", main.excludes), "");
   return `${lines.join("\n").trimEnd()}\n`;

@@ -1,9 +1,12 @@
 // `k8slab toolchain [--check] [--json]`: builds what the offline bundle lacks, or verifies
 // it, against scripts/toolchain/versions.yaml. Also the entry point other commands use.
-import { EXIT, exitOnSignal } from "../../core/exit.ts";
+
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
+import { EXIT, exitOnSignal } from "../../core/exit.ts";
+import { withDirLock } from "../files.ts";
+import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.js";
 import {
   type ArtifactCheck,
   type BundleState,
@@ -17,9 +20,7 @@ import {
   toBuild,
   writeState,
 } from "./bundle.js";
-import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.js";
-import { withDirLock } from "../files.ts";
-import { type Artifact, type Manifest, buildKey, manifestDigest, parseManifest, pluginVersion } from "./manifest.js";
+import { type Artifact, buildKey, type Manifest, manifestDigest, parseManifest, pluginVersion } from "./manifest.js";
 import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.js";
 
 export { bundleBinDir, bundleCniDir, bundleDir, cacheRoot, pulumiBinDir, pulumiEnv, pulumiHome } from "./paths.js";
@@ -76,7 +77,9 @@ export interface ToolchainReport {
   }[];
 }
 
-export async function inspect(manifest: Manifest): Promise<{ report: ToolchainReport; checks: ArtifactCheck[]; state: BundleState; keys: Record<string, string>; go: string | null }> {
+export async function inspect(
+  manifest: Manifest,
+): Promise<{ report: ToolchainReport; checks: ArtifactCheck[]; state: BundleState; keys: Record<string, string>; go: string | null }> {
   const state = await readState(stateFile());
   const { keys, go } = await buildKeys(manifest, state);
   const disk = await hashRecordedFiles(bundleDir(), state);
@@ -225,7 +228,12 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
 async function logTail(file: string, lines: number): Promise<string> {
   try {
     const text = await readFile(file, "utf8");
-    return text.trimEnd().split("\n").slice(-lines).map((l) => `    | ${l}`).join("\n");
+    return text
+      .trimEnd()
+      .split("\n")
+      .slice(-lines)
+      .map((l) => `    | ${l}`)
+      .join("\n");
   } catch {
     return "    (no log)";
   }

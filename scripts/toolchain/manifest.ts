@@ -53,9 +53,7 @@ const ArtifactSpec = z
     /** Modules the public checksum database does not know; go.sum in the repo is their only check. */
     noSumDb: z.array(goModulePath).default([]),
     /** Files generated before building, from files of the same module (`go generate` style). */
-    generate: z
-      .array(z.strictObject({ dir: z.string().min(1), run: z.string().min(1) }))
-      .default([]),
+    generate: z.array(z.strictObject({ dir: z.string().min(1), run: z.string().min(1) })).default([]),
     packages: z.array(PackageSpec).min(1),
     /** Build with cgo (CGO_ENABLED=1) for the few upstream binaries that need C; default off. */
     cgo: z.boolean().default(false),
@@ -169,10 +167,13 @@ export function expandLdflags(template: string, version: string, facts: VersionF
     commit: facts.commit ?? "unknown",
     time: facts.time ?? "1970-01-01T00:00:00Z",
   };
-  return template.replace(/\{(\w+)\}/g, (whole, key: string) => {
-    if (!(key in values)) throw new Error(`unknown placeholder ${whole} in ldflags`);
-    return values[key];
-  }).replace(/\s+/g, " ").trim();
+  return template
+    .replace(/\{(\w+)\}/g, (whole, key: string) => {
+      if (!(key in values)) throw new Error(`unknown placeholder ${whole} in ldflags`);
+      return values[key];
+    })
+    .replace(/\s+/g, " ")
+    .trim();
 }
 
 /** Every file the artifact puts into the bundle, relative to the bundle root. */

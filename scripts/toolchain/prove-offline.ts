@@ -27,11 +27,7 @@ export const projectProviders = [{ npm: "@pulumi/kubernetes", plugin: "kubernete
  * port, so the kubernetes provider previews without a cluster.
  */
 export function throwawayProgram(plugins: string[]): string {
-  const lines = [
-    "// Throwaway stack for the offline check: nothing here is ever deployed.",
-    '"use strict";',
-    'const pulumi = require("@pulumi/pulumi");',
-  ];
+  const lines = ["// Throwaway stack for the offline check: nothing here is ever deployed.", '"use strict";', 'const pulumi = require("@pulumi/pulumi");'];
   if (plugins.includes("kubernetes")) {
     lines.push(
       'const k8s = require("@pulumi/kubernetes");',

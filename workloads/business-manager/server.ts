@@ -3,7 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { PodIdentity } from "../shared/env.js";
-import { DATA_PRODUCT_SERVICE, loadWorkloadProtos, type HealthCheckResponse, type Product } from "../shared/protos.js";
+import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos, type Product } from "../shared/protos.js";
 
 export interface BusinessManagerArgs {
   /** Address to bind: "0.0.0.0" in a pod, "127.0.0.1" in tests. */
@@ -65,7 +65,8 @@ export async function startBusinessManager(args: BusinessManagerArgs): Promise<R
    */
   async function callGetProduct(id: string): Promise<Product> {
     const deadline = Date.now() + deadlineMs;
-    const call = (waitForReady: boolean) => unaryCall<Product>((done) => dataProduct.GetProduct({ id }, new grpc.Metadata({ waitForReady }), { deadline }, done));
+    const call = (waitForReady: boolean) =>
+      unaryCall<Product>((done) => dataProduct.GetProduct({ id }, new grpc.Metadata({ waitForReady }), { deadline }, done));
     try {
       return await call(false);
     } catch (err) {
@@ -144,7 +145,7 @@ export async function startBusinessManager(args: BusinessManagerArgs): Promise<R
       if (answer.status === 405) res.setHeader("Allow", "GET");
       if (draining) res.setHeader("Connection", "close");
       res.writeHead(answer.status, { "Content-Type": "application/json" });
-      res.end(JSON.stringify(answer.body, null, 2) + "\n");
+      res.end(`${JSON.stringify(answer.body, null, 2)}\n`);
     },
   );
   await new Promise<void>((resolve, reject) => {

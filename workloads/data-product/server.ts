@@ -3,10 +3,10 @@ import * as grpc from "@grpc/grpc-js";
 import type { PodIdentity } from "../shared/env.js";
 import {
   DATA_PRODUCT_SERVICE,
-  loadWorkloadProtos,
   type GetProductRequest,
   type HealthCheckRequest,
   type HealthCheckResponse,
+  loadWorkloadProtos,
   type Product,
   type ServingStatus,
 } from "../shared/protos.js";

@@ -30,7 +30,7 @@ export function routeFor(method: string, pathname: string, query: URLSearchParam
       return { kind: "translate", upstreamPath: V1_PREFIX + pathname.slice(V1BETA1_PREFIX.length), resource, watch };
     }
   }
-  if (method === "GET" && (pathname === V1BETA1_PREFIX || pathname === V1BETA1_PREFIX + "/")) return { kind: "resource-list" };
+  if (method === "GET" && (pathname === V1BETA1_PREFIX || pathname === `${V1BETA1_PREFIX}/`)) return { kind: "resource-list" };
   if (method === "GET" && ["/apis", "/apis/", "/apis/networking.k8s.io", "/apis/networking.k8s.io/"].includes(pathname)) return { kind: "group-discovery" };
   return { kind: "pass" };
 }

@@ -4,9 +4,9 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
-import { toV1, toV1beta1, V1, V1BETA1, v1beta1ResourceList, watchEventToV1beta1, withV1beta1Served, type WatchEvent } from "./convert.js";
+import { toV1, toV1beta1, V1, V1BETA1, v1beta1ResourceList, type WatchEvent, watchEventToV1beta1, withV1beta1Served } from "./convert.js";
 import { JsonObjectSplitter } from "./json-stream.js";
-import { routeFor, type Route } from "./routes.js";
+import { type Route, routeFor } from "./routes.js";
 import { ServiceAccountToken } from "./upstream.js";
 
 export interface IngressAdapterArgs {
@@ -59,7 +59,17 @@ class StatusError extends Error {
 }
 
 // Headers that belong to one connection, not to the request: never forwarded either way.
-const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+];
 /** Translated requests ask for plain JSON: the adapter reads it, so no protobuf, no Table, no gzip. */
 const JSON_ONLY = { accept: "application/json", "accept-encoding": undefined };
 /** A Status for a PUT of an Ingress is a few KiB; etcd refuses objects over 1.5 MiB anyway. */
@@ -94,7 +104,8 @@ export async function startIngressAdapter(args: IngressAdapterArgs): Promise<Run
     try {
       await handle(req, res, exchange, (r) => (upstreamRequest = r));
     } catch (err) {
-      const { code, message } = err instanceof StatusError ? err : { code: 502, message: `ingress-adapter: API server ${args.upstream}: ${(err as Error).message}` };
+      const { code, message } =
+        err instanceof StatusError ? err : { code: 502, message: `ingress-adapter: API server ${args.upstream}: ${(err as Error).message}` };
       exchange.notes.push(`error: ${(err as Error).message}`);
       sendStatus(res, code, message);
     }
@@ -147,7 +158,10 @@ export async function startIngressAdapter(args: IngressAdapterArgs): Promise<Run
     const headers = upstreamHeaders(req.headers, overrides, body);
     const attempt = () =>
       new Promise<http.IncomingMessage>((resolve, reject) => {
-        const r = transport.request({ hostname: upstream.hostname.replace(/^\[|\]$/g, ""), port: upstream.port, method: req.method, path: basePath + path, headers, agent }, resolve);
+        const r = transport.request(
+          { hostname: upstream.hostname.replace(/^\[|\]$/g, ""), port: upstream.port, method: req.method, path: basePath + path, headers, agent },
+          resolve,
+        );
         track(r);
         // `on`, not `once`: a second error after the answer began must not go unhandled and end the process.
         r.on("error", (err) => reject(Object.assign(err, { reusedSocket: r.reusedSocket })));
@@ -206,7 +220,7 @@ export async function startIngressAdapter(args: IngressAdapterArgs): Promise<Run
           return end("bad watch event: not JSON");
         }
         exchange.events!++;
-        const writable = res.write(JSON.stringify(watchEventToV1beta1(event)) + "\n");
+        const writable = res.write(`${JSON.stringify(watchEventToV1beta1(event))}\n`);
         if (!writable && !paused) {
           paused = true;
           up.pause();
@@ -306,7 +320,15 @@ function requestBodyToV1(body: Buffer, contentType: string | undefined, route: E
 function sendStatus(res: http.ServerResponse, code: number, message: string) {
   // Too late for a status once the answer has begun: cutting the connection is all that is left to say.
   if (res.headersSent || res.destroyed) return void res.destroy();
-  const body = JSON.stringify({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason: STATUS_REASONS[code] ?? "InternalError", code });
+  const body = JSON.stringify({
+    kind: "Status",
+    apiVersion: "v1",
+    metadata: {},
+    status: "Failure",
+    message,
+    reason: STATUS_REASONS[code] ?? "InternalError",
+    code,
+  });
   res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
 }

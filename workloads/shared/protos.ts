@@ -19,8 +19,7 @@ declare const K8SLAB_EMBEDDED_PROTOS: string | undefined;
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: String, enums: String, defaults: true };
 
 export function loadWorkloadProtos(): WorkloadProtos {
-  const embedded: Record<string, string> | undefined =
-    typeof K8SLAB_EMBEDDED_PROTOS === "undefined" ? undefined : JSON.parse(K8SLAB_EMBEDDED_PROTOS);
+  const embedded: Record<string, string> | undefined = typeof K8SLAB_EMBEDDED_PROTOS === "undefined" ? undefined : JSON.parse(K8SLAB_EMBEDDED_PROTOS);
   // proto-loader reads files only, so a bundle writes its protos to a scratch directory first.
   const dir = embedded ? writeProtos(embedded) : PROTO_DIR;
   try {

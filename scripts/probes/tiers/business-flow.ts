@@ -1,7 +1,8 @@
 // Tier 9, the business flow: outside client -> ingress -> business-manager (HTTP) -> data-product (gRPC), end to end.
-import { TIMEOUT } from "../contract.js";
+
 import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { describePod, isServing, podsOf, type Pod } from "../cluster.js";
+import { describePod, isServing, type Pod, podsOf } from "../cluster.js";
+import { TIMEOUT } from "../contract.js";
 import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
 import { upstreamFix } from "./ingress.js";
@@ -10,7 +11,11 @@ const REQUESTS = 3;
 
 const lookups = (ctx: ClusterReader) => {
   const { dataProduct: dp, businessManager: bm } = ctx.lab.workloads;
-  return Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(bm.name)), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dp.name))]);
+  return Promise.all([
+    podsOf(ctx, INGRESS_CONTROLLER.namespace),
+    podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(bm.name)),
+    podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dp.name)),
+  ]);
 };
 
 export const businessFlow: Tier = {
@@ -26,7 +31,9 @@ export const businessFlow: Tier = {
     const url = `http://${node.address}:${INGRESS_CONTROLLER.port}/`;
     // curl outlasts business-manager's 5 s gRPC deadline: a slow data-product shows as its 502 naming the hop.
     const answers = (
-      await Promise.all(Array.from({ length: REQUESTS }, () => ctx.fromOutsideClient(curlCommand(url, { host: lab.ingress.host, maxTimeSec: 10 }), TIMEOUT.query)))
+      await Promise.all(
+        Array.from({ length: REQUESTS }, () => ctx.fromOutsideClient(curlCommand(url, { host: lab.ingress.host, maxTimeSec: 10 }), TIMEOUT.query)),
+      )
     ).map(parseCurl);
     const bodies = answers.map((r) => parseBusinessAnswer(r.body));
     const podOf = (pods: Pod[], name?: string) => pods.find((p) => p.name === name);
@@ -41,7 +48,9 @@ export const businessFlow: Tier = {
     const managers = bodies.map((b) => podOf(bmPods, b?.businessManager?.pod));
     ctx.hop(
       `nginx -> ${bm.name}`,
-      managers.every(Boolean) ? `served by ${listed(managers.map((p) => describePod(p!)))}` : `not answered by a ${bm.name} pod: ${answers.map((r) => r.body.split("\n")[0].slice(0, 80)).join(" | ")}`,
+      managers.every(Boolean)
+        ? `served by ${listed(managers.map((p) => describePod(p!)))}`
+        : `not answered by a ${bm.name} pod: ${answers.map((r) => r.body.split("\n")[0].slice(0, 80)).join(" | ")}`,
       managers.every(Boolean),
       upstreamFix(lab, answers.find((r) => r.status !== 200) ?? answers[0]),
     );

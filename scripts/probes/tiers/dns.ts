@@ -1,8 +1,9 @@
 // Tier 6, DNS: from a pod, the cluster DNS Service answers for a Service, a headless Service and a name that exists nowhere.
+
+import { CLUSTER_DNS, headlessService, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
 import { DNS_MISS_NAME, TIMEOUT } from "../contract.js";
-import { CLUSTER_DNS, headlessService, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { digCommand, parseDig, parseResolvConf, type DigResult } from "../parse.js";
+import { type DigResult, digCommand, parseDig, parseResolvConf } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
 
 const lookups = (ctx: ClusterReader) => {
@@ -61,7 +62,10 @@ export const dns: Tier = {
       `CoreDNS does not answer with the ClusterIP: its kubernetes plugin watches Services (\`kubectl -n ${CLUSTER_DNS.namespace} logs -l ${CLUSTER_DNS.selector}\`)`,
     );
     const headlessDig = parseDig(headlessAnswer.stdout);
-    const podIPs = headlessDig.answers.filter((a) => a.type === "A").map((a) => a.data).sort();
+    const podIPs = headlessDig.answers
+      .filter((a) => a.type === "A")
+      .map((a) => a.data)
+      .sort();
     const expected = readyIPs(await endpointsNow(ctx, WORKLOAD_NAMESPACE, headless, headlessEndpoints, podIPs));
     ctx.hop(
       `A ${fqdn(headless)}`,

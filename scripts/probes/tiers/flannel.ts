@@ -3,12 +3,13 @@ import type { LabNode } from "../../../core/index.js";
 import { FLANNEL_ETCD_PREFIX } from "../../../core/names.js";
 import { etcdctlCommand } from "../../../core/node.js";
 import { TIMEOUT } from "../contract.js";
-import { parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink, type FlannelLease } from "../parse.js";
+import { type FlannelLease, parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink } from "../parse.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
 
 // Within TIMEOUT.read: etcdctl's defaults (2 s to dial, 5 s per request) cut the read off when it
 // started beside the run's other reads on a busy control-plane node under TCG ("context deadline exceeded").
-export const leasesCommand = (ctx: ClusterReader) => `${etcdctlCommand(ctx.lab)} --dial-timeout=8s --command-timeout=10s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
+export const leasesCommand = (ctx: ClusterReader) =>
+  `${etcdctlCommand(ctx.lab)} --dial-timeout=8s --command-timeout=10s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
 
 /** What a node's kernel holds for the overlay, read in one shell. */
 async function readNode(ctx: ClusterReader, node: LabNode) {
@@ -42,7 +43,11 @@ export const flannel: Tier = {
     const { device: dev, vni, port } = lab.pods.flannel;
     const [etcd, nodes] = await lookups(ctx);
     if (etcd.exitCode !== 0) {
-      broken("etcd leases", (etcd.stderr.trim() || `etcdctl exit ${etcd.exitCode}`).split("\n").pop()!, `etcdctl on ${lab.controlPlane.name} could not read ${FLANNEL_ETCD_PREFIX}/subnets: \`systemctl status etcd\` there`);
+      broken(
+        "etcd leases",
+        (etcd.stderr.trim() || `etcdctl exit ${etcd.exitCode}`).split("\n").pop()!,
+        `etcdctl on ${lab.controlPlane.name} could not read ${FLANNEL_ETCD_PREFIX}/subnets: \`systemctl status etcd\` there`,
+      );
     }
     const leases = parseFlannelLeases(etcd.stdout);
     const leaseOf = new Map<string, FlannelLease>();
@@ -76,7 +81,9 @@ export const flannel: Tier = {
         : [];
       ctx.hop(
         `${node.name} ${dev}`,
-        d ? `VNI ${d.vni}, UDP ${d.port}, MTU ${d.mtu}, local ${d.local} on ${d.dev}, VTEP MAC ${d.mac}${problems.length ? `: ${problems.join("; ")}` : ""}` : "missing",
+        d
+          ? `VNI ${d.vni}, UDP ${d.port}, MTU ${d.mtu}, local ${d.local} on ${d.dev}, VTEP MAC ${d.mac}${problems.length ? `: ${problems.join("; ")}` : ""}`
+          : "missing",
         !!d && problems.length === 0,
         restart,
       );
@@ -87,7 +94,9 @@ export const flannel: Tier = {
         const route = seen.routes.find((r) => r.dst === lease.subnet);
         ctx.hop(
           `${node.name} route to ${remote.name}'s pods`,
-          route ? `${route.dst} via ${route.gateway} dev ${route.dev}${route.flags.includes("onlink") ? " onlink" : ""}` : `no route for ${lease.subnet} via ${gw} dev ${dev}`,
+          route
+            ? `${route.dst} via ${route.gateway} dev ${route.dev}${route.flags.includes("onlink") ? " onlink" : ""}`
+            : `no route for ${lease.subnet} via ${gw} dev ${dev}`,
           !!route && route.gateway === gw && route.flags.includes("onlink"),
           restart,
         );
@@ -107,7 +116,10 @@ export const flannel: Tier = {
         );
       }
       // Entries no lease explains: left over from an old VTEP MAC or a node that left.
-      const remotes = lab.nodes.filter((r) => r !== node).map((r) => leaseOf.get(r.name)).filter((l): l is FlannelLease => !!l);
+      const remotes = lab.nodes
+        .filter((r) => r !== node)
+        .map((r) => leaseOf.get(r.name))
+        .filter((l): l is FlannelLease => !!l);
       const stale = [
         ...seen.routes.filter((r) => !remotes.some((l) => l.subnet === r.dst)).map((r) => `route ${r.dst}`),
         ...seen.neighbours.filter((n) => !remotes.some((l) => network(l.subnet) === n.dst && l.vtepMAC === n.mac)).map((n) => `neighbour ${n.dst} ${n.mac}`),
@@ -116,9 +128,18 @@ export const flannel: Tier = {
       // Reported, not failed: no lease points at them, so no packet uses them (flanneld adds the
       // entries for a node's new VTEP MAC after a reboot but never removes the old ones).
       if (stale.length) {
-        ctx.hop(`${node.name} stale entries`, `${stale.join("; ")}: no lease points here, so no packet uses them; \`bridge fdb del\` / \`ip neigh del\` / \`ip route del\` on ${node.name} removes them`, true);
+        ctx.hop(
+          `${node.name} stale entries`,
+          `${stale.join("; ")}: no lease points here, so no packet uses them; \`bridge fdb del\` / \`ip neigh del\` / \`ip route del\` on ${node.name} removes them`,
+          true,
+        );
       }
-      ctx.hop(`${node.name} flanneld`, seen.flanneld, seen.flanneld === "active", `\`systemctl start flanneld\` on ${node.name}; \`journalctl -u flanneld\` says why it stopped`);
+      ctx.hop(
+        `${node.name} flanneld`,
+        seen.flanneld,
+        seen.flanneld === "active",
+        `\`systemctl start flanneld\` on ${node.name}; \`journalctl -u flanneld\` says why it stopped`,
+      );
     });
   },
 };

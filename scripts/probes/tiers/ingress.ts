@@ -1,19 +1,23 @@
 // Tier 8, ingress: the outside client asks nginx on a node's port 80 with the lab's Host header, and business-manager answers.
-import { BUSINESS_READY_PATH, TIMEOUT } from "../contract.js";
+
+import type { Lab } from "../../../core/index.js";
 import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { isServing, podsOf } from "../cluster.js";
-import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl, type CurlResult } from "../parse.js";
-import type { Lab } from "../../../core/index.js";
+import { BUSINESS_READY_PATH, TIMEOUT } from "../contract.js";
+import { type CurlResult, curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
 
 /** What to do when nginx answers, but not with business-manager. */
 export function upstreamFix(lab: Lab, r: CurlResult): string {
-  if (r.status === 404) return `nginx has no rule for Host ${lab.ingress.host}: \`kubectl get ingress -A\` (class ${lab.ingress.className}, backend ${lab.ingress.service})`;
-  if (r.status >= 500) return `nginx has no ready upstream: \`kubectl -n ${WORKLOAD_NAMESPACE} get endpointslices -l kubernetes.io/service-name=${lab.ingress.service}\` and the controller's logs`;
+  if (r.status === 404)
+    return `nginx has no rule for Host ${lab.ingress.host}: \`kubectl get ingress -A\` (class ${lab.ingress.className}, backend ${lab.ingress.service})`;
+  if (r.status >= 500)
+    return `nginx has no ready upstream: \`kubectl -n ${WORKLOAD_NAMESPACE} get endpointslices -l kubernetes.io/service-name=${lab.ingress.service}\` and the controller's logs`;
   return `unexpected answer: see the evidence`;
 }
 
-const lookups = (ctx: ClusterReader) => Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(ctx.lab.ingress.service))]);
+const lookups = (ctx: ClusterReader) =>
+  Promise.all([podsOf(ctx, INGRESS_CONTROLLER.namespace), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(ctx.lab.ingress.service))]);
 
 export const ingress: Tier = {
   id: "ingress",
@@ -29,7 +33,9 @@ export const ingress: Tier = {
     const answers = await Promise.all(
       targets.map(async (node) => ({
         node,
-        r: parseCurl(await ctx.fromOutsideClient(curlCommand(`http://${node.address}:${INGRESS_CONTROLLER.port}${BUSINESS_READY_PATH}`, { host }), TIMEOUT.query)),
+        r: parseCurl(
+          await ctx.fromOutsideClient(curlCommand(`http://${node.address}:${INGRESS_CONTROLLER.port}${BUSINESS_READY_PATH}`, { host }), TIMEOUT.query),
+        ),
       })),
     );
     for (const { node, r } of answers) {
@@ -47,7 +53,9 @@ export const ingress: Tier = {
       const known = backends.some((p) => p.name === served?.pod);
       ctx.hop(
         `nginx -> ${service}`,
-        served ? `${served.pod} ${served.ip} on ${served.node} answered ${BUSINESS_READY_PATH}${known ? "" : ` (not a pod of ${service})`}` : `HTTP ${r.status}: ${r.body.split("\n")[0].slice(0, 120)}`,
+        served
+          ? `${served.pod} ${served.ip} on ${served.node} answered ${BUSINESS_READY_PATH}${known ? "" : ` (not a pod of ${service})`}`
+          : `HTTP ${r.status}: ${r.body.split("\n")[0].slice(0, 120)}`,
         r.status === 200 && known,
         upstreamFix(lab, r),
       );

@@ -1,7 +1,8 @@
 // Tier 7, NodePort: from the outside client to every node's NodePort, through KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*.
+
+import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { serviceOf } from "../cluster.js";
 import { TIMEOUT } from "../contract.js";
-import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.js";
 import type { ClusterReader, Tier } from "../types.js";
 
@@ -37,7 +38,9 @@ export const nodeport: Tier = {
       );
       ctx.hop(
         `${client} -> ${node.name}:${port}`,
-        answer.status ? `HTTP ${answer.status} from ${answer.remote ?? node.address}${answer.seconds !== undefined ? ` in ${Math.round(answer.seconds * 1000)} ms` : ""}` : curlFailure(answer),
+        answer.status
+          ? `HTTP ${answer.status} from ${answer.remote ?? node.address}${answer.seconds !== undefined ? ` in ${Math.round(answer.seconds * 1000)} ms` : ""}`
+          : curlFailure(answer),
         answer.status === 200,
         `the rule is there but ${node.address}:${port} does not answer: the service tier shows whether the pods behind it answer; check \`iptables -S FORWARD\` on ${node.name}`,
       );

@@ -1,11 +1,12 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
+
+import { TOOLBOX, UNDERLAY_NIC } from "../../../core/names.js";
+import { shq } from "../../../core/shell.js";
+import { capture, captureAround } from "../capture.js";
 import { podsOf, toolboxOn } from "../cluster.js";
 import { TIMEOUT } from "../contract.js";
-import { TOOLBOX, UNDERLAY_NIC } from "../../../core/names.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.js";
-import { shq } from "../../../core/shell.js";
 import type { Tier } from "../types.js";
-import { capture, captureAround } from "../capture.js";
 import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.js";
 
 const PINGS = 6;
@@ -16,7 +17,10 @@ const PINGS = 6;
  * traffic between the nodes cannot use up the count before the pings arrive.
  */
 export const vxlanCapture = (from: string, port: number) =>
-  capture(`vxlan-from-${from}`, `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`);
+  capture(
+    `vxlan-from-${from}`,
+    `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`,
+  );
 
 export const podCrossNode: Tier = {
   id: "pod-cross-node",
@@ -33,7 +37,14 @@ export const podCrossNode: Tier = {
 
     // The reads do not depend on the ping and run beside it; the ping waits until node2's capture listens.
     const listen = vxlanCapture(n1.address, port);
-    const [{ sent: [eth0, ping], packets }, [ports, bridgeAddr, route1, neigh1, fdb1], [vtep2, route2]] = await Promise.all([
+    const [
+      {
+        sent: [eth0, ping],
+        packets,
+      },
+      [ports, bridgeAddr, route1, neigh1, fdb1],
+      [vtep2, route2],
+    ] = await Promise.all([
       captureAround(ctx, n2.name, listen, () => ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS)], TIMEOUT.query)),
       ctx.onNodeSteps(
         n1.name,
@@ -63,7 +74,9 @@ export const podCrossNode: Tier = {
     const remote = parseVxlanLink(vtep2.stdout);
     ctx.hop(
       `${dev} (${n1.name})`,
-      neighbour ? `neighbour ${neighbour.dst} is ${neighbour.mac} ${neighbour.state.join(",")}: ${n2.name}'s VTEP is ${remote?.mac ?? "unknown"}` : `no neighbour entry for ${route?.gateway}`,
+      neighbour
+        ? `neighbour ${neighbour.dst} is ${neighbour.mac} ${neighbour.state.join(",")}: ${n2.name}'s VTEP is ${remote?.mac ?? "unknown"}`
+        : `no neighbour entry for ${route?.gateway}`,
       !!neighbour && neighbour.mac === remote?.mac,
       `${n1.name}'s neighbour entry does not name ${n2.name}'s VTEP MAC: restart flanneld on ${n1.name}`,
     );

@@ -1,8 +1,8 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
 import type { LabNode } from "../../../core/index.js";
-import { isServing, podsOf, toolboxOn, type Pod } from "../cluster.js";
-import { TIMEOUT } from "../contract.js";
 import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../../core/names.js";
+import { isServing, type Pod, podsOf, toolboxOn } from "../cluster.js";
+import { TIMEOUT } from "../contract.js";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
 import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.js";
 
@@ -60,7 +60,11 @@ function explain(ctx: ProbeContext, seen: Awaited<ReturnType<typeof sameNodePath
 /** The workload pods (the toolbox's neighbours) and the toolbox pods. */
 const lookups = (ctx: ClusterReader) => {
   const { dataProduct, businessManager } = ctx.lab.workloads;
-  return Promise.all([podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dataProduct.name)), podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(businessManager.name)), podsOf(ctx, TOOLBOX.namespace, TOOLBOX.selector)]);
+  return Promise.all([
+    podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(dataProduct.name)),
+    podsOf(ctx, WORKLOAD_NAMESPACE, appSelector(businessManager.name)),
+    podsOf(ctx, TOOLBOX.namespace, TOOLBOX.selector),
+  ]);
 };
 
 export const podSameNode: Tier = {
@@ -77,7 +81,11 @@ export const podSameNode: Tier = {
       if (peer) pairs.push([node, await toolboxOn(ctx, node.name), peer]);
     }
     if (!pairs.length) {
-      broken("a second pod on one node", "no ready workload pod runs beside a toolbox pod", `the workloads give the toolbox a neighbour: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -o wide\``);
+      broken(
+        "a second pod on one node",
+        "no ready workload pod runs beside a toolbox pod",
+        `the workloads give the toolbox a neighbour: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -o wide\``,
+      );
     }
     const seen = await Promise.all(pairs.map(([node, from, to]) => sameNodePath(ctx, node, from, to)));
     for (const s of seen) explain(ctx, s);

@@ -1,9 +1,10 @@
 // Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
+
+import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
+import { shq } from "../../../core/shell.js";
 import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
 import { SERVICE_REQUESTS, TIMEOUT } from "../contract.js";
-import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
 import { curlCommand, parseCurl, parseIptablesNat, serviceRules } from "../parse.js";
-import { shq } from "../../../core/shell.js";
 import { broken, type ClusterReader, type Tier } from "../types.js";
 
 /** Counters included: each rule's packet count in the nat table is a count of new connections. */
@@ -34,19 +35,31 @@ export const service: Tier = {
     const url = `http://${svc.clusterIP}:${svc.port}/healthz`;
     const name = `${WORKLOAD_NAMESPACE}/${bm.name}`;
     const restartProxy = `kube-proxy on ${node.name} writes these rules: \`systemctl restart kube-proxy\` there; \`journalctl -u kube-proxy\` says why they are missing`;
-    ctx.hop(`pod (${node.name})`, `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s nat table rewrites them`, true);
+    ctx.hop(
+      `pod (${node.name})`,
+      `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s nat table rewrites them`,
+      true,
+    );
 
     const rules = serviceRules(parseIptablesNat(before.stdout), svc.clusterIP, svc.port);
     if (!rules.entry) {
       // The evidence of what that means for a packet: one request, bounded.
       const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
-      broken(`KUBE-SERVICES (${node.name})`, `no rule for ${svc.clusterIP}:${svc.port} (${name}): nothing DNATs the ClusterIP, a request ${one.status ? `got HTTP ${one.status}` : `failed: ${one.error ?? `curl exit ${one.exitCode}`}`}`, restartProxy);
+      broken(
+        `KUBE-SERVICES (${node.name})`,
+        `no rule for ${svc.clusterIP}:${svc.port} (${name}): nothing DNATs the ClusterIP, a request ${one.status ? `got HTTP ${one.status}` : `failed: ${one.error ?? `curl exit ${one.exitCode}`}`}`,
+        restartProxy,
+      );
     }
     const burst = await ctx.inPod(src, burstCommand(url, SERVICE_REQUESTS), TIMEOUT.burst);
     const after = serviceRules(parseIptablesNat((await ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read)).stdout), svc.clusterIP, svc.port);
-    const codes = burst.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+    const codes = burst.stdout
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
     const okCount = codes.filter((c) => c === "200").length;
-    const delta = (chain: string) => (after.endpoints.find((e) => e.chain === chain)?.packets ?? 0) - (rules.endpoints.find((e) => e.chain === chain)?.packets ?? 0);
+    const delta = (chain: string) =>
+      (after.endpoints.find((e) => e.chain === chain)?.packets ?? 0) - (rules.endpoints.find((e) => e.chain === chain)?.packets ?? 0);
     const spread = rules.endpoints.map((e) => delta(e.chain));
 
     ctx.hop(
@@ -55,7 +68,13 @@ export const service: Tier = {
       true,
     );
     const dnatTargets = rules.endpoints.map((e) => e.dnatTo?.split(":")[0]).sort();
-    const current = await endpointsNow(ctx, WORKLOAD_NAMESPACE, bm.name, endpoints, dnatTargets.filter((ip): ip is string => !!ip));
+    const current = await endpointsNow(
+      ctx,
+      WORKLOAD_NAMESPACE,
+      bm.name,
+      endpoints,
+      dnatTargets.filter((ip): ip is string => !!ip),
+    );
     const ready = current.filter((e) => e.ready);
     const inSync = JSON.stringify(dnatTargets) === JSON.stringify(readyIPs(current));
     ctx.hop(
