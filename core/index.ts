@@ -1,4 +1,4 @@
 // The lab model: what a lab file may say, how it is checked, and the values derived from it.
 
-export { labJsonSchema } from "./jsonschema.js";
-export { formatPath, type Lab, type LabNode, type LoadResult, type Problem, parseLab, VXLAN_OVERHEAD } from "./lab.js";
+export { labJsonSchema } from "./jsonschema.ts";
+export { formatPath, type Lab, type LabNode, type LoadResult, type Problem, parseLab, VXLAN_OVERHEAD } from "./lab.ts";

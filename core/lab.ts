@@ -3,9 +3,9 @@
 import path from "node:path";
 import yaml from "js-yaml";
 import type { z } from "zod";
-import { DNS_LABEL_MAX, flannelDevice, headlessService, NETNS_MAX, netnsOf, RESERVED_WORKLOAD_NAMES, WORKLOAD_NAMESPACE } from "./names.js";
-import { formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.js";
-import { type LabFile, type LabFileNode, labFileSchema } from "./schema.js";
+import { DNS_LABEL_MAX, flannelDevice, headlessService, NETNS_MAX, netnsOf, RESERVED_WORKLOAD_NAMES, WORKLOAD_NAMESPACE } from "./names.ts";
+import { formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.ts";
+import { type LabFile, type LabFileNode, labFileSchema } from "./schema.ts";
 
 /** One thing wrong with a lab file: where (a field path such as nodes[1].address) and why. */
 export interface Problem {
@@ -44,7 +44,6 @@ export interface Lab {
   services: LabFile["services"] & {
     /** The kubernetes Service (the API server's ClusterIP): always the range's first address. */
     kubernetesServiceIP: string;
-    nodePorts: { from: number; to: number };
   };
   ingress: LabFile["ingress"];
   workloads: LabFile["workloads"];
@@ -290,7 +289,6 @@ function checkDriver(driver: any, nodes: any[], add: (p: PropertyKey[], m: strin
 function derive(file: LabFile, filePath: string): Lab {
   const pods = parseCidr(file.pods.cidr)!;
   const services = parseCidr(file.services.cidr)!;
-  const [from, to] = file.services.nodePortRange.split("-").map(Number);
   const nodes = file.nodes.map((n, index) => {
     const ssh = n.ssh && { ...n.ssh, keyFile: path.resolve(path.dirname(filePath), n.ssh.keyFile) };
     return {
@@ -312,7 +310,7 @@ function derive(file: LabFile, filePath: string): Lab {
     nodes,
     controlPlane: nodes.find((n) => n.isControlPlane)!,
     pods: { ...file.pods, mtu: file.lan.mtu - VXLAN_OVERHEAD, flannel: { ...file.pods.flannel, device: flannelDevice(file.pods.flannel.vni) } },
-    services: { ...file.services, kubernetesServiceIP: nthHost(services, 1), nodePorts: { from, to } },
+    services: { ...file.services, kubernetesServiceIP: nthHost(services, 1) },
     ingress: file.ingress,
     workloads: file.workloads,
   };

@@ -1,6 +1,6 @@
 // Where things live on a node and where its daemons listen: one table so units, configs, remote
 // steps and probes agree.
-import type { Lab } from "./lab.js";
+import type { Lab } from "./lab.ts";
 export const NODE_PATHS = {
   bin: "/usr/local/bin",
   pki: "/etc/kubernetes/pki",

@@ -1,7 +1,7 @@
 // The lab file's shape: a strict zod schema (unknown keys are errors), with defaults and field formats.
 import { z } from "zod";
-import { IFNAME_MAX } from "./names.js";
-import { cidrProblem, parseAddress } from "./net.js";
+import { IFNAME_MAX } from "./names.ts";
+import { cidrProblem, parseAddress } from "./net.ts";
 
 export const ipv4 = z.string().refine((s) => parseAddress(s) !== undefined, {
   error: (iss) => `"${String(iss.input)}" is not an IPv4 address (a.b.c.d)`,

@@ -2,12 +2,10 @@
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
-import { loadLab } from "../scripts/lab-file.js";
+import { loadLab } from "../scripts/lab-file.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
 import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
-import { buildLab } from "./program.js";
-import type { ControlPlane } from "./tiers/control-plane.js";
-import type { Machines } from "./tiers/machines.js";
+import { buildLab } from "./program.ts";
 
 const config = new pulumi.Config("k8slab");
 const labFile = config.get("lab") ?? "labs/two-node.yaml";
@@ -21,7 +19,7 @@ const { lab } = loaded;
 const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
 // The container images `k8slab up` built last (scripts/images): a rebuilt one is loaded again.
 const images = readLabImages();
-const [machines, , , controlPlane] = buildLab(lab, { bundleFiles, images }) as [Machines, unknown, unknown, ControlPlane];
+const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images });
 
 export const labName = lab.name;
 export const netns = lab.netns;

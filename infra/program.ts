@@ -1,26 +1,31 @@
 // Builds a lab's tiers in order from a validated Lab; infra/index.ts supplies the Lab from config.
-import type { Lab } from "../core/index.js";
-import type { Tier, TierArgs } from "./tier.js";
-import { ControlPlane, CoreDns, Etcd, Flannel, Ingress, KubeProxy, Machines, NodeAgents, Pki, Workloads } from "./tiers/index.js";
+import type { Lab } from "../core/index.ts";
+import type { Tier, TierArgs } from "./tier.ts";
+import { ControlPlane, CoreDns, Etcd, Flannel, Ingress, KubeProxy, Machines, NodeAgents, Pki, Workloads } from "./tiers/index.ts";
 
-type TierClass = new (name: string, args: TierArgs) => Tier;
+/** Bottom-up: each tier is built on the one before it (DESIGN.md's flow). The key is the tier's resource name. */
+export const TIER_ORDER = {
+  machines: Machines,
+  pki: Pki,
+  etcd: Etcd,
+  "control-plane": ControlPlane,
+  "node-agents": NodeAgents,
+  flannel: Flannel,
+  "kube-proxy": KubeProxy,
+  coredns: CoreDns,
+  ingress: Ingress,
+  workloads: Workloads,
+} as const;
 
-/** Bottom-up: each tier is built on the one before it (DESIGN.md's flow). */
-export const TIER_ORDER: readonly [string, TierClass][] = [
-  ["machines", Machines],
-  ["pki", Pki],
-  ["etcd", Etcd],
-  ["control-plane", ControlPlane],
-  ["node-agents", NodeAgents],
-  ["flannel", Flannel],
-  ["kube-proxy", KubeProxy],
-  ["coredns", CoreDns],
-  ["ingress", Ingress],
-  ["workloads", Workloads],
-];
+/** The lab's tiers by name, each typed as its class. */
+export type LabTiers = { -readonly [K in keyof typeof TIER_ORDER]: InstanceType<(typeof TIER_ORDER)[K]> };
 
-export function buildLab(lab: Lab, built: Pick<TierArgs, "bundleFiles" | "images"> = {}): Tier[] {
-  const tiers: Tier[] = [];
-  for (const [name, TierClass] of TIER_ORDER) tiers.push(new TierClass(name, { lab, after: tiers.at(-1), ...built }));
-  return tiers;
+export function buildLab(lab: Lab, built: Pick<TierArgs, "bundleFiles" | "images"> = {}): LabTiers {
+  const tiers: Partial<Record<string, Tier>> = {};
+  let below: Tier | undefined;
+  for (const [name, TierClass] of Object.entries(TIER_ORDER)) {
+    below = new TierClass(name, { lab, after: below, ...built });
+    tiers[name] = below;
+  }
+  return tiers as LabTiers;
 }

@@ -1,6 +1,6 @@
 // The base of every tier: a ComponentResource that runs after the tier below it.
 import * as pulumi from "@pulumi/pulumi";
-import type { Lab } from "../core/index.js";
+import type { Lab } from "../core/index.ts";
 
 /** What every tier is given: the validated lab, and the tier it builds on. */
 export interface TierArgs {

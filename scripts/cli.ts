@@ -1,9 +1,9 @@
 // The k8slab command line: parses arguments and dispatches to one handler per subcommand.
-import "./quiet-bash.js";
+import "./quiet-bash.ts";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { EXIT } from "../core/exit.js";
+import { EXIT } from "../core/exit.ts";
 import { shq } from "../core/shell.ts";
-import { loadLab } from "./lab-file.js";
+import { loadLab } from "./lab-file.ts";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -25,7 +25,7 @@ const commands: Record<string, Command> = {
     usage: "up [LAB]",
     summary: "build what is missing of the bundle, create, update or repair the lab, then run the probes",
     options: {},
-    run: async ({ positionals }) => (await import("./lifecycle.js")).up(labArg(positionals)),
+    run: async ({ positionals }) => (await import("./lifecycle.ts")).up(labArg(positionals)),
   },
   probe: {
     usage: "probe [LAB] [--json] [--junit FILE] [--tier T]...",
@@ -33,7 +33,7 @@ const commands: Record<string, Command> = {
     options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true } },
     optionHelp: ["--json          print results as JSON", "--junit FILE    also write a JUnit XML report", "--tier T        only this tier (repeatable)"],
     run: async ({ positionals, values }) =>
-      (await import("./probes/command.js")).probeCommand(labArg(positionals), {
+      (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
         json: !!values.json,
         junit: values.junit as string | undefined,
         tiers: values.tier as string[] | undefined,
@@ -43,14 +43,14 @@ const commands: Record<string, Command> = {
     usage: "down [LAB]",
     summary: "destroy the lab and leave nothing behind",
     options: {},
-    run: async ({ positionals }) => (await import("./lifecycle.js")).down(labArg(positionals)),
+    run: async ({ positionals }) => (await import("./lifecycle.ts")).down(labArg(positionals)),
   },
   status: {
     usage: "status [LAB] [--json]",
     summary: "what exists, where, and how to reach it",
     options: { json: { type: "boolean" } },
     optionHelp: ["--json          netns, nodes (name, address, ssh) and kubeconfig as JSON"],
-    run: async ({ positionals, values }) => (await import("./lifecycle.js")).status(labArg(positionals), !!values.json),
+    run: async ({ positionals, values }) => (await import("./lifecycle.ts")).status(labArg(positionals), !!values.json),
   },
   validate: {
     usage: "validate LAB",
@@ -80,7 +80,7 @@ const commands: Record<string, Command> = {
       "--env           print the shell exports that run the bundled pulumi offline (eval them)",
     ],
     run: async ({ values }) => {
-      const toolchain = await import("./toolchain/index.js");
+      const toolchain = await import("./toolchain/index.ts");
       if (values.env) {
         for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}=${shq(v)}\n`);
         return EXIT.ok;

@@ -1,22 +1,22 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
 import { existsSync } from "node:fs";
-import { EXIT } from "../core/exit.js";
-import type { Lab } from "../core/index.js";
+import { EXIT } from "../core/exit.ts";
+import type { Lab } from "../core/index.ts";
 import { labPaths } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
-import { loadLab } from "./lab-file.js";
+import { loadLab } from "./lab-file.ts";
 import { ensureImage } from "./machines/image.ts";
 import { labDown, labStatus } from "./machines/lab.ts";
-import { machineSpecs } from "./machines/lab-machines.js";
+import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { parseLabMachines } from "./machines/spec.ts";
-import { probeLab } from "./probes/command.js";
-import { renderTerminal } from "./probes/render.js";
-import type { ProbeReport } from "./probes/types.js";
-import { openStack, stackExists } from "./stack.js";
-import { ensureToolchain } from "./toolchain/index.js";
+import { probeLab } from "./probes/command.ts";
+import { renderTerminal } from "./probes/render.ts";
+import type { ProbeReport } from "./probes/types.ts";
+import { openStack, stackExists } from "./stack.ts";
+import { ensureToolchain } from "./toolchain/index.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 

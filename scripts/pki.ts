@@ -3,7 +3,7 @@
 //   pki.ts issue            env K8SLAB_CERT_SPEC (a CertSpec as JSON), K8SLAB_CA_CERT, K8SLAB_CA_KEY
 //   pki.ts service-account
 import { EXIT } from "../core/exit.ts";
-import { createCa, createServiceAccountKeys, issueCertificate } from "./pki/generate.js";
+import { createCa, createServiceAccountKeys, issueCertificate } from "./pki/generate.ts";
 
 function env(name: string): string {
   const value = process.env[name];

@@ -4,9 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import yaml from "js-yaml";
-import type { Lab } from "../core/index.js";
-import { processAlive } from "./toolchain/bundle.js";
-import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.js";
+import type { Lab } from "../core/index.ts";
+import { processAlive } from "./toolchain/bundle.ts";
+import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.ts";
 
 /** Selects (or creates) the lab's stack with the bundled pulumi and points its config at the lab file. */
 export async function openStack(lab: Lab, say: (line: string) => void = () => {}): Promise<Stack> {

@@ -9,7 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { createCa, issueCertificate, type KeyPairPem } from "../scripts/pki/generate.js";
+import { createCa, issueCertificate, type KeyPairPem } from "../scripts/pki/generate.ts";
 import {
   backendToV1,
   backendToV1beta1,
@@ -18,11 +18,11 @@ import {
   v1beta1ResourceList,
   watchEventToV1beta1,
   withV1beta1Served,
-} from "../workloads/ingress-adapter/convert.js";
-import { JsonObjectSplitter } from "../workloads/ingress-adapter/json-stream.js";
-import { isWatchParam, routeFor } from "../workloads/ingress-adapter/routes.js";
-import { type IngressAdapterArgs, type RunningIngressAdapter, startIngressAdapter } from "../workloads/ingress-adapter/server.js";
-import { ServiceAccountToken, upstreamFromEnv } from "../workloads/ingress-adapter/upstream.js";
+} from "../workloads/ingress-adapter/convert.ts";
+import { JsonObjectSplitter } from "../workloads/ingress-adapter/json-stream.ts";
+import { isWatchParam, routeFor } from "../workloads/ingress-adapter/routes.ts";
+import { type IngressAdapterArgs, type RunningIngressAdapter, startIngressAdapter } from "../workloads/ingress-adapter/server.ts";
+import { ServiceAccountToken, upstreamFromEnv } from "../workloads/ingress-adapter/upstream.ts";
 
 // ---- Objects as the 1.34 API server returns them, and what the v1.12.5 controller must see ----
 

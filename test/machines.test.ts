@@ -2,7 +2,7 @@
 // No root, no network, no VMs.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { tapOf } from "../core/names.ts";
+import { LAN_BRIDGE, netnsOf, tapOf } from "../core/names.ts";
 import { labPaths, vmPaths } from "../core/paths.ts";
 import { imageInputs, imageKey, imagePackages } from "../scripts/machines/image.ts";
 import { checkMemory, memAvailableMiB, overlappingRoutes } from "../scripts/machines/preflight.ts";
@@ -19,17 +19,7 @@ import {
   runFingerprint,
   seedFiles,
 } from "../scripts/machines/render.ts";
-import {
-  defaultLabNet,
-  lanOf,
-  type MachineSpecInput,
-  macFor,
-  parseLabMachines,
-  parseLabNetSpec,
-  parseMachineSpec,
-  SpecError,
-  uuidFor,
-} from "../scripts/machines/spec.ts";
+import { lanOf, type MachineSpecInput, macFor, parseLabMachines, parseLabNetSpec, parseMachineSpec, SpecError, uuidFor } from "../scripts/machines/spec.ts";
 import { sshArgv } from "../scripts/machines/ssh.ts";
 
 const node1: MachineSpecInput = {
@@ -48,7 +38,7 @@ const node1: MachineSpecInput = {
   ],
 };
 const node2: MachineSpecInput = { ...node1, name: "node2", address: "192.168.0.22", sshPort: 2222, extraForwards: [] };
-const net = defaultLabNet("two-node", "192.168.0.1/24");
+const net = { lab: "two-node", netns: netnsOf("two-node"), bridge: LAN_BRIDGE, gatewayCidr: "192.168.0.1/24" };
 
 function problemsOf(fn: () => unknown): string[] {
   try {

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cidrProblem, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "../core/net.js";
+import { cidrProblem, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "../core/net.ts";
 
 test("parses addresses strictly", () => {
   assert.equal(parseAddress("192.168.0.21"), 0xc0a80015);

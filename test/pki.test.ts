@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import path from "node:path";
 import { test } from "node:test";
-import { loadLab } from "../scripts/lab-file.js";
-import { certificateCatalog } from "../scripts/pki/catalog.js";
-import { createCa, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.js";
+import { loadLab } from "../scripts/lab-file.ts";
+import { certificateCatalog } from "../scripts/pki/catalog.ts";
+import { createCa, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.ts";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);

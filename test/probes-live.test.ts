@@ -7,11 +7,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
-import { AGENT_SCRIPT, startAgent } from "../scripts/probes/agent.js";
-import { capture } from "../scripts/probes/capture.js";
-import { enterContainer } from "../scripts/probes/live.js";
-import { splitSteps, stepsScript } from "../scripts/probes/steps.js";
-import type { Exec } from "../scripts/probes/types.js";
+import { AGENT_SCRIPT, startAgent } from "../scripts/probes/agent.ts";
+import { capture } from "../scripts/probes/capture.ts";
+import { enterContainer } from "../scripts/probes/live.ts";
+import { splitSteps, stepsScript } from "../scripts/probes/steps.ts";
+import type { Exec } from "../scripts/probes/types.ts";
 
 /** As the live access runs a command on a node: with bash. */
 const sh = (script: string): Exec => {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { cpuPerMinute, describeLoad, NODE_LOAD_COMMAND, PROCESS_CPU_COMMAND, parseNodeLoad, parseProcessCpu } from "../scripts/probes/load.js";
+import { cpuPerMinute, describeLoad, NODE_LOAD_COMMAND, PROCESS_CPU_COMMAND, parseNodeLoad, parseProcessCpu } from "../scripts/probes/load.ts";
 
 test("node load: PSI's cpu 'some' line and the load average", () => {
   const load = parseNodeLoad("some avg10=96.50 avg60=94.20 avg300=90.00 total=123456\nloadavg 17.20 16.90 15.00 5/300 1234\n");

@@ -21,7 +21,7 @@ import {
   parseTcpdumpUdp,
   parseVxlanLink,
   serviceRules,
-} from "../scripts/probes/parse.js";
+} from "../scripts/probes/parse.ts";
 
 const fixture = (f: string) => fs.readFileSync(path.join(import.meta.dirname, "fixtures/probes", f), "utf8");
 

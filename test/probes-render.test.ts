@@ -3,12 +3,12 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { loadLab } from "../scripts/lab-file.js";
-import { renderJson, renderJunit, renderTerminal } from "../scripts/probes/render.js";
-import { runProbes } from "../scripts/probes/runner.js";
-import type { ProbeReport } from "../scripts/probes/types.js";
-import { type Recording, replay } from "./fixtures/probes/replay.js";
-import { faults, healthy, withFault } from "./fixtures/probes/scenarios.js";
+import { loadLab } from "../scripts/lab-file.ts";
+import { renderJson, renderJunit, renderTerminal } from "../scripts/probes/render.ts";
+import { runProbes } from "../scripts/probes/runner.ts";
+import type { ProbeReport } from "../scripts/probes/types.ts";
+import { type Recording, replay } from "./fixtures/probes/replay.ts";
+import { faults, healthy, withFault } from "./fixtures/probes/scenarios.ts";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);

@@ -3,13 +3,13 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import type { Lab } from "../core/index.js";
-import { loadLab } from "../scripts/lab-file.js";
-import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.js";
-import { type RunOptions, runProbes } from "../scripts/probes/runner.js";
-import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.js";
-import { type Recording, replay } from "./fixtures/probes/replay.js";
-import { faults, healthy, withFault } from "./fixtures/probes/scenarios.js";
+import type { Lab } from "../core/index.ts";
+import { loadLab } from "../scripts/lab-file.ts";
+import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
+import { type RunOptions, runProbes } from "../scripts/probes/runner.ts";
+import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.ts";
+import { type Recording, replay } from "./fixtures/probes/replay.ts";
+import { faults, healthy, withFault } from "./fixtures/probes/scenarios.ts";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);

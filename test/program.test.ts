@@ -67,11 +67,12 @@ await pulumi.runtime.setMocks(
 );
 
 const { loadLab } = await import("../scripts/lab-file.ts");
-const { buildLab, TIER_ORDER } = await import("../infra/program.js");
+const { buildLab, TIER_ORDER } = await import("../infra/program.ts");
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);
-const tiers = buildLab(loaded.lab);
+const built = buildLab(loaded.lab);
+const tiers = Object.values(built);
 
 const urnOf = (r: pulumi.Resource) => new Promise<string>((resolve) => r.urn.apply(resolve));
 
@@ -89,7 +90,7 @@ test("one tier per DESIGN.md tier, in order, with k8slab:tier type tokens", asyn
     ["workloads", "Workloads"],
   ];
   assert.deepEqual(
-    TIER_ORDER.map(([name]) => name),
+    Object.keys(TIER_ORDER),
     expected.map(([name]) => name),
   );
   const urns = await Promise.all(tiers.map(urnOf));
@@ -111,7 +112,7 @@ const resolved = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply
 const childrenOf = (r: pulumi.Resource) => [...((r as unknown as { __childResources?: Set<pulumi.Resource> }).__childResources ?? [])];
 
 test("pki: every certificate is signed by the lab CA, keys are secrets, all parented to the tier", async () => {
-  const pki = tiers[TIER_ORDER.findIndex(([name]) => name === "pki")] as import("../infra/tiers/pki.js").Pki;
+  const { pki } = built;
   const ca = new X509Certificate(await resolved(pki.caCertPem));
   assert.match(ca.subject, /CN=k8slab two-node CA/);
   const names = Object.keys(pki.certs);
@@ -129,7 +130,7 @@ test("pki: every certificate is signed by the lab CA, keys are secrets, all pare
 });
 
 test("machines: one VM per node on the lab LAN, reachable through loopback forwards", async () => {
-  const machines = tiers[0] as import("../infra/tiers/machines.js").Machines;
+  const { machines } = built;
   assert.equal(machines.apiServerEndpoint, "127.0.0.1:16443");
   const lan = first("lan")!;
   assert.match(lan.create, /net-up$/);
@@ -202,7 +203,7 @@ test("cluster tiers: the control plane on node1, agents, flanneld and kube-proxy
 });
 
 test("node roles: labels as kubectl shows them; a node without the worker role is tainted, a worker is not; the toolbox tolerates it", async () => {
-  const { nodeRolesScript } = await import("../infra/tiers/node-agents.js");
+  const { nodeRolesScript } = await import("../infra/tiers/node-agents.ts");
   const script = first("node-roles")!.create;
   const lab = loaded.ok ? loaded.lab : assert.fail();
   assert.equal(script, nodeRolesScript(lab));

@@ -5,21 +5,21 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import type { Lab } from "../core/index.js";
-import { parseLab } from "../core/lab.js";
-import { apiServerSANs } from "../core/node.js";
+import type { Lab, LabNode } from "../core/index.ts";
+import { parseLab } from "../core/lab.ts";
+import { apiServerSANs } from "../core/node.ts";
 import {
-  allNodeFiles,
   controlPlaneFiles,
   etcdFiles,
   flanneldInputs,
   flannelFiles,
   kubeProxyFiles,
+  type NodeFile,
   nodeAgentFiles,
   renderKubeconfig,
-} from "../infra/render/index.js";
-import { unitDigest } from "../infra/tiers/remote.js";
-import { loadLab } from "../scripts/lab-file.js";
+} from "../infra/render/index.ts";
+import { unitDigest } from "../infra/tiers/remote.ts";
+import { loadLab } from "../scripts/lab-file.ts";
 
 const snapshots = path.join(import.meta.dirname, "snapshots/two-node");
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
@@ -38,6 +38,12 @@ function matchesSnapshot(file: string, actual: string) {
 
 /** The pause image's ref as the image catalog names it (k8slab.local/<name>:<pinned version>). */
 const PAUSE = "k8slab.local/pause:v1.0.0";
+/** Every rendered file a node receives, all tiers together. */
+function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeFile[] {
+  const perNode = [...nodeAgentFiles(lab, node, pauseImage), ...flannelFiles(lab, node), ...kubeProxyFiles(lab, node)];
+  return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
+}
+
 const perNode = lab.nodes.map((n) => [n.name, allNodeFiles(lab, n, PAUSE)] as const);
 
 for (const [node, files] of perNode) {

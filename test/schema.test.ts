@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { labJsonSchema } from "../core/index.js";
+import { labJsonSchema } from "../core/index.ts";
 
 test("labs/lab.schema.json matches the schema (regenerate with `npm run schema`)", () => {
   const committed = readFileSync(path.join(import.meta.dirname, "../labs/lab.schema.json"), "utf8");

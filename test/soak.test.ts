@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { soakArgs } from "../scripts/soak/args.js";
-import { percentile } from "../scripts/soak/soak.js";
+import { soakArgs } from "../scripts/soak/args.ts";
+import { percentile } from "../scripts/soak/soak.ts";
 
 const labFile = path.join(import.meta.dirname, "../labs/two-node.yaml");
 

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { formatDuration, peakRssFromLog } from "../scripts/toolchain/build.js";
+import { formatDuration, peakRssFromLog } from "../scripts/toolchain/build.ts";
 import {
   type BundleState,
   checkBundle,
@@ -19,8 +19,8 @@ import {
   sha256File,
   toBuild,
   writeState,
-} from "../scripts/toolchain/bundle.js";
-import { artifactOutputs, buildKey, parseManifest, sha256Hex } from "../scripts/toolchain/manifest.js";
+} from "../scripts/toolchain/bundle.ts";
+import { artifactOutputs, buildKey, parseManifest, sha256Hex } from "../scripts/toolchain/manifest.ts";
 
 const manifest = parseManifest(`
 layout: 1
@@ -202,7 +202,7 @@ describe("the cache lock", () => {
   });
 
   it("lets one run at a time in; the second waits and says so", async () => {
-    const { withCacheLock } = await import("../scripts/toolchain/index.js");
+    const { withCacheLock } = await import("../scripts/toolchain/index.ts");
     const events: string[] = [];
     const said: string[] = [];
     const first = withCacheLock(

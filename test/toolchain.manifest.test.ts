@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { maxGoVersion, parseGoMod, renderWrapperGoMod, stagingVersion } from "../scripts/toolchain/gomod.js";
-import { artifactOutputs, buildKey, expandLdflags, modulePin, parseManifest, pluginInstallPath, pluginVersion } from "../scripts/toolchain/manifest.js";
-import { manifestFile, repoRoot, wrapperSourceDir } from "../scripts/toolchain/paths.js";
+import { maxGoVersion, parseGoMod, renderWrapperGoMod, stagingVersion } from "../scripts/toolchain/gomod.ts";
+import { artifactOutputs, buildKey, expandLdflags, modulePin, parseManifest, pluginInstallPath, pluginVersion } from "../scripts/toolchain/manifest.ts";
+import { manifestFile, repoRoot, wrapperSourceDir } from "../scripts/toolchain/paths.ts";
 
 const minimal = (extra = "") => `
 layout: 1

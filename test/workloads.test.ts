@@ -5,10 +5,10 @@ import net from "node:net";
 import os from "node:os";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { type BusinessManagerArgs, keepConnected, type RunningBusinessManager, startBusinessManager } from "../workloads/business-manager/server.js";
-import { type RunningDataProduct, startDataProduct } from "../workloads/data-product/server.js";
-import { podIdentity, portFromEnv } from "../workloads/shared/env.js";
-import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos } from "../workloads/shared/protos.js";
+import { type BusinessManagerArgs, keepConnected, type RunningBusinessManager, startBusinessManager } from "../workloads/business-manager/server.ts";
+import { type RunningDataProduct, startDataProduct } from "../workloads/data-product/server.ts";
+import { podIdentity, portFromEnv } from "../workloads/shared/env.ts";
+import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos } from "../workloads/shared/protos.ts";
 
 // What the downward API would set in each Deployment.
 const dataProductPod = podIdentity({ POD_NAME: "data-product-7d9f-abcde", POD_IP: "172.30.2.7", NODE_NAME: "node2" });

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { build } from "esbuild";
-import { PROTO_DIR, PROTO_FILES } from "./shared/protos.js";
+import { PROTO_DIR, PROTO_FILES } from "./shared/protos.ts";
 
 const APPS = ["data-product", "business-manager", "ingress-adapter"];
 const repoRoot = path.join(import.meta.dirname, "..");

@@ -1,5 +1,5 @@
 // Entry point of the plugin `pulumi-resource-k8slab`: serves the provider to the Pulumi engine.
-import "../../scripts/quiet-bash.js";
+import "../../scripts/quiet-bash.ts";
 import * as provider from "@pulumi/pulumi/provider/index.js";
 import { commandProvider } from "./provider.ts";
 

@@ -1,7 +1,7 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler on the control-plane node.
-import type { Lab } from "../../core/index.js";
-import { API_SERVER_PORT, configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
-import { renderUnit } from "./systemd.js";
+import type { Lab } from "../../core/index.ts";
+import { API_SERVER_PORT, configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
+import { renderUnit } from "./systemd.ts";
 
 /**
  * Anonymous requests are allowed only to the health endpoints; any other anonymous request is

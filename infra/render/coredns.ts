@@ -1,5 +1,5 @@
 // CoreDNS's Corefile from the lab: the cluster zone from the API, every other name answered at once.
-import type { Lab } from "../../core/index.js";
+import type { Lab } from "../../core/index.ts";
 
 export const DNS_PORT = 53;
 export const COREDNS_METRICS_PORT = 9153;

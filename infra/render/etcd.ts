@@ -1,7 +1,7 @@
 // etcd on the control-plane node, and the flannel network config it stores.
-import type { Lab } from "../../core/index.js";
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.js";
-import { renderUnit } from "./systemd.js";
+import type { Lab } from "../../core/index.ts";
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.ts";
+import { renderUnit } from "./systemd.ts";
 
 export function renderEtcdUnit(lab: Lab): string {
   const node = lab.controlPlane;

@@ -1,8 +1,8 @@
 // Every plain-text file a node receives, rendered from the Lab. Remote steps only copy these and start units.
-import type { Lab, LabNode } from "../../core/index.js";
-import { configPath, NODE_PATHS } from "../../core/node.js";
-import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.js";
-import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.js";
+import type { Lab, LabNode } from "../../core/index.ts";
+import { configPath, NODE_PATHS } from "../../core/node.ts";
+import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.ts";
+import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.ts";
 import {
   NETSTAMP_UNIT,
   renderCniConfig,
@@ -14,7 +14,7 @@ import {
   renderKubeProxyConfig,
   renderKubeProxyUnit,
   renderNetstampUnit,
-} from "./node.js";
+} from "./node.ts";
 
 export interface NodeFile {
   path: string;
@@ -82,13 +82,7 @@ export function kubeProxyFiles(lab: Lab, node: LabNode): NodeFile[] {
   ];
 }
 
-/** Every rendered file a node receives, all tiers together. */
-export function allNodeFiles(lab: Lab, node: LabNode, pauseImage: string): NodeFile[] {
-  const perNode = [...nodeAgentFiles(lab, node, pauseImage), ...flannelFiles(lab, node), ...kubeProxyFiles(lab, node)];
-  return node.isControlPlane ? [...etcdFiles(lab), ...controlPlaneFiles(lab), ...perNode] : perNode;
-}
+export { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "./coredns.ts";
 
-export { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "./coredns.js";
-
-export { type KubeconfigSpec, renderKubeconfig } from "./kubeconfig.js";
-export { NETSTAMP_UNIT } from "./node.js";
+export { type KubeconfigSpec, renderKubeconfig } from "./kubeconfig.ts";
+export { NETSTAMP_UNIT } from "./node.ts";

@@ -1,8 +1,8 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
-import type { Lab, LabNode } from "../../core/index.js";
-import { FLANNEL_ETCD_PREFIX } from "../../core/names.js";
-import { configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.js";
-import { renderUnit } from "./systemd.js";
+import type { Lab, LabNode } from "../../core/index.ts";
+import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
+import { configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
+import { renderUnit } from "./systemd.ts";
 
 /** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */
 export function renderContainerdConfig(pauseImage: string): string {

@@ -8,7 +8,6 @@ export interface UnitSpec {
   /** The program and its flags; each flag is rendered on its own continuation line. */
   exec: string[];
   execStartPre?: string[];
-  restartSec?: number;
   /** Extra [Service] lines (e.g. Delegate=yes, KillMode=process). */
   service?: string[];
   /** A Go daemon: it runs with one scheduler thread (see GO_ONE_PROC). */
@@ -31,7 +30,7 @@ export function renderUnit(u: UnitSpec): string {
   lines.push("", "[Service]");
   for (const pre of u.execStartPre ?? []) lines.push(`ExecStartPre=${pre}`);
   lines.push(flags.length ? `ExecStart=${program} \\\n${flags.map((f) => `  ${f}`).join(" \\\n")}` : `ExecStart=${program}`);
-  lines.push("Restart=always", `RestartSec=${u.restartSec ?? 5}`, ...(u.go ? GO_ONE_PROC : []), ...(u.service ?? []));
+  lines.push("Restart=always", "RestartSec=5", ...(u.go ? GO_ONE_PROC : []), ...(u.service ?? []));
   lines.push("", "[Install]", "WantedBy=multi-user.target", "");
   return lines.join("\n");
 }

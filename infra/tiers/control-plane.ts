@@ -2,14 +2,14 @@
 // control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { API_SERVER_PORT, pki } from "../../core/node.js";
+import { API_SERVER_PORT, pki } from "../../core/node.ts";
 import { labPaths } from "../../core/paths.ts";
-import { Command } from "../provider/command.js";
-import { controlPlaneFiles } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { Machines } from "./machines.js";
-import { Pki } from "./pki.js";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
+import { Command } from "../provider/command.ts";
+import { controlPlaneFiles } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { Machines } from "./machines.ts";
+import { Pki } from "./pki.ts";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
 
 /** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
 

@@ -1,10 +1,10 @@
 // CoreDns: cluster DNS at the lab's dnsIP (the address kubelet writes into every pod's resolv.conf).
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { CLUSTER_DNS } from "../../core/names.js";
-import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { ControlPlane } from "./control-plane.js";
+import { CLUSTER_DNS } from "../../core/names.ts";
+import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { ControlPlane } from "./control-plane.ts";
 
 const { namespace: NS, labels: DNS_LABELS } = CLUSTER_DNS;
 

@@ -1,13 +1,13 @@
 // Etcd: the cluster's store on the control-plane node, TLS on client and peer ports; it also holds
 // flannel's network config, which flanneld reads at <prefix>/config (the classic layout).
 import type * as pulumi from "@pulumi/pulumi";
-import { FLANNEL_ETCD_PREFIX } from "../../core/names.js";
-import { configPath, etcdctlCommand } from "../../core/node.js";
-import { Command } from "../provider/command.js";
-import { etcdFiles, flannelNetConfFile } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { Machines } from "./machines.js";
-import { filesDigest, nodeFiles, nodeUnits, unitDigest } from "./remote.js";
+import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
+import { configPath, etcdctlCommand } from "../../core/node.ts";
+import { Command } from "../provider/command.ts";
+import { etcdFiles, flannelNetConfFile } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { Machines } from "./machines.ts";
+import { filesDigest, nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
 
 export class Etcd extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {

@@ -1,11 +1,11 @@
 // Flannel: flanneld with the VXLAN backend on every node. It leases the node's /24 in etcd and
 // programs flannel.1 (VNI, UDP port, MTU), plus one route, one neighbour and one FDB entry per peer.
 import type * as pulumi from "@pulumi/pulumi";
-import { NODE_PATHS } from "../../core/node.js";
-import { flanneldInputs, flannelFiles } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { Machines } from "./machines.js";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
+import { NODE_PATHS } from "../../core/node.ts";
+import { flanneldInputs, flannelFiles } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { Machines } from "./machines.ts";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
 
 export class Flannel extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {

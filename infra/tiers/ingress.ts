@@ -2,10 +2,10 @@
 // in the classic setup), its IngressClass, and the lab's Ingress: Host -> business-manager.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../core/names.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { ControlPlane } from "./control-plane.js";
-import { Pki } from "./pki.js";
+import { INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../core/names.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { ControlPlane } from "./control-plane.ts";
+import { Pki } from "./pki.ts";
 
 /** What the controller looks for in an IngressClass's spec.controller. */
 const CONTROLLER_NAME = "nginx.org/ingress-controller";

@@ -1,10 +1,10 @@
 // KubeProxy: kube-proxy in iptables mode on every node: Services become KUBE-SERVICES ->
 // KUBE-SVC-* -> KUBE-SEP-* DNAT rules in the nat table.
 import type * as pulumi from "@pulumi/pulumi";
-import { kubeProxyFiles } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { Machines } from "./machines.js";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.js";
+import { kubeProxyFiles } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { Machines } from "./machines.ts";
+import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
 
 export class KubeProxy extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {

@@ -1,14 +1,14 @@
 // Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
 import * as pulumi from "@pulumi/pulumi";
-import type { Lab, LabNode } from "../../core/index.js";
-import { API_SERVER_PORT, NODE_PATHS } from "../../core/node.js";
+import type { Lab, LabNode } from "../../core/index.ts";
+import { API_SERVER_PORT, NODE_PATHS } from "../../core/node.ts";
 import { shq } from "../../core/shell.ts";
 import { machineSpecs } from "../../scripts/machines/lab-machines.ts";
 import { guestRunInputs } from "../../scripts/machines/render.ts";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
-import { Command, type SshEndpoint } from "../provider/command.js";
-import { Tier, type TierArgs } from "../tier.js";
+import { Command, type SshEndpoint } from "../provider/command.ts";
+import { Tier, type TierArgs } from "../tier.ts";
 
 /** The machine layer's command line (scripts/machines/cli.ts), run from the project root; JSON arrives on stdin. */
 const MACHINES = "node_modules/.bin/tsx scripts/machines/cli.ts";

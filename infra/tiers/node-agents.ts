@@ -1,17 +1,17 @@
 // NodeAgents: containerd + runc, the CNI chain and kubelet on every node (node1 is a worker too),
 // then the wait until every node has registered and is Ready.
 import * as pulumi from "@pulumi/pulumi";
-import type { Lab } from "../../core/index.js";
-import { CONTROL_PLANE_TAINT } from "../../core/names.js";
+import type { Lab } from "../../core/index.ts";
+import { CONTROL_PLANE_TAINT } from "../../core/names.ts";
 import { shq } from "../../core/shell.ts";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
-import { Command, type SshEndpoint } from "../provider/command.js";
-import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { ControlPlane } from "./control-plane.js";
-import { Machines } from "./machines.js";
-import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.js";
+import { Command, type SshEndpoint } from "../provider/command.ts";
+import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { ControlPlane } from "./control-plane.ts";
+import { Machines } from "./machines.ts";
+import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.ts";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
 export function importImagesCommand(archives: string[], ep: SshEndpoint): string {

@@ -1,13 +1,13 @@
 // Pki: the lab CA and every certificate and key the cluster's parts present to each other.
 import * as pulumi from "@pulumi/pulumi";
-import { apiServerURL, kubeconfigPath, pki } from "../../core/node.js";
-import { type CertSpec, certificateCatalog } from "../../scripts/pki/catalog.js";
-import type { KeyPairPem } from "../../scripts/pki/generate.js";
-import { Command } from "../provider/command.js";
-import { renderKubeconfig } from "../render/index.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { Machines } from "./machines.js";
-import { type NodeFileInput, nodeFiles } from "./remote.js";
+import { apiServerURL, kubeconfigPath, pki } from "../../core/node.ts";
+import { type CertSpec, certificateCatalog } from "../../scripts/pki/catalog.ts";
+import type { KeyPairPem } from "../../scripts/pki/generate.ts";
+import { Command } from "../provider/command.ts";
+import { renderKubeconfig } from "../render/index.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { Machines } from "./machines.ts";
+import { type NodeFileInput, nodeFiles } from "./remote.ts";
 
 /** The kubeconfig each component on a node reads, and whose certificate it presents. */
 function kubeconfigsFor(isControlPlane: boolean, nodeName: string): { who: string; cert: string }[] {

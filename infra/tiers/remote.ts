@@ -2,8 +2,8 @@
 // Remote commands only copy and start; what the files say is rendered in infra/render/.
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { Command, type SshEndpoint } from "../provider/command.js";
-import type { NodeFile } from "../render/index.js";
+import { Command, type SshEndpoint } from "../provider/command.ts";
+import type { NodeFile } from "../render/index.ts";
 
 export interface NodeFileInput {
   path: string;

@@ -2,9 +2,9 @@
 // name), each a Deployment whose pods learn who and where they are from the downward API.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { appLabels, CONTROL_PLANE_TAINT, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.js";
-import { Tier, type TierArgs } from "../tier.js";
-import { ControlPlane } from "./control-plane.js";
+import { appLabels, CONTROL_PLANE_TAINT, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
+import { Tier, type TierArgs } from "../tier.ts";
+import { ControlPlane } from "./control-plane.ts";
 
 const NS = WORKLOAD_NAMESPACE;
 

@@ -1,7 +1,7 @@
 // The machine layer's view of a lab: its LAN and one VM per node, as scripts/machines/spec.ts shapes them.
-import type { Lab } from "../../core/index.js";
-import { LAN_BRIDGE } from "../../core/names.js";
-import { API_SERVER_PORT } from "../../core/node.js";
+import type { Lab } from "../../core/index.ts";
+import { LAN_BRIDGE } from "../../core/names.ts";
+import { API_SERVER_PORT } from "../../core/node.ts";
 
 /** What the machine layer is asked for: the lab LAN and one VM per node (see scripts/machines/spec.ts). */
 export function machineSpecs(lab: Lab) {

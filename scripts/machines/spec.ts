@@ -82,11 +82,6 @@ export interface SshEndpoint {
   knownHostsFile: string;
 }
 
-/** Default LAN for a lab: namespace k8slab-<lab>, bridge LAN_BRIDGE. */
-export function defaultLabNet(lab: string, gatewayCidr: string): LabNetSpec {
-  return { lab, netns: netnsOf(lab), bridge: LAN_BRIDGE, gatewayCidr };
-}
-
 export function netOf(spec: MachineSpec): { netns: string; bridge: string } {
   return { netns: spec.netns ?? netnsOf(spec.lab), bridge: spec.bridge ?? LAN_BRIDGE };
 }

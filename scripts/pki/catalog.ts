@@ -1,6 +1,6 @@
 // Every certificate the cluster needs, and why each has the names it has. Pure: Lab in, specs out.
-import type { Lab } from "../../core/index.js";
-import { apiServerSANs } from "../../core/node.js";
+import type { Lab } from "../../core/index.ts";
+import { apiServerSANs } from "../../core/node.ts";
 
 export type Usage = "server" | "client";
 

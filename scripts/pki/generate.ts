@@ -2,7 +2,7 @@
 import "reflect-metadata"; // @peculiar/x509's dependency injection needs the Reflect API
 import { randomBytes } from "node:crypto";
 import * as x509 from "@peculiar/x509";
-import type { CertSpec } from "./catalog.js";
+import type { CertSpec } from "./catalog.ts";
 
 const webcrypto = globalThis.crypto;
 x509.cryptoProvider.set(webcrypto);

@@ -4,7 +4,7 @@
 // costs its own process start only. The agent is Perl because perl-base is Essential in Debian: on
 // every node, nothing to install.
 import { spawn } from "node:child_process";
-import type { Exec } from "./types.js";
+import type { Exec } from "./types.ts";
 
 /** Marks the header of each answer in the agent's output; ASCII RS never starts a line the agent did not write. */
 const MARK = "\x1ek8slab-agent";

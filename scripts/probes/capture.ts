@@ -1,10 +1,10 @@
 // A packet capture on a node in two steps, so traffic is sent only once tcpdump listens: under TCG
 // tcpdump takes seconds to start, and a capture merely started "at the same time" misses the packets.
 
-import { shq } from "../../core/shell.js";
-import { TIMEOUT } from "./contract.js";
-import { parseTcpdumpUdp, type UdpPacket } from "./parse.js";
-import type { ProbeContext } from "./types.js";
+import { shq } from "../../core/shell.ts";
+import { TIMEOUT } from "./contract.ts";
+import { parseTcpdumpUdp, type UdpPacket } from "./parse.ts";
+import type { ProbeContext } from "./types.ts";
 
 /** Where a capture's output waits for `collect` on the node (a tmpfs; removed when collected). */
 const CAPTURE_DIR = "/run/k8slab-probe";

@@ -1,9 +1,9 @@
 // Cluster lookups the tiers share (pods, Services, endpoints), as small kubectl reads with readable output.
 
-import { TOOLBOX } from "../../core/names.js";
-import { TIMEOUT } from "./contract.js";
-import { parseRows } from "./parse.js";
-import { broken, type ClusterReader, type Exec, type PodRef, type ProbeContext } from "./types.js";
+import { TOOLBOX } from "../../core/names.ts";
+import { TIMEOUT } from "./contract.ts";
+import { parseRows } from "./parse.ts";
+import { broken, type ClusterReader, type Exec, type PodRef, type ProbeContext } from "./types.ts";
 
 export interface Pod extends PodRef {
   ip: string;

@@ -1,13 +1,13 @@
 // `k8slab probe`: runs the tiers against the live lab and prints the report (terminal or JSON), optionally a JUnit file.
 import fs from "node:fs";
-import { EXIT } from "../../core/exit.js";
-import type { Lab } from "../../core/index.js";
-import { loadLab } from "../lab-file.js";
-import { TIER_IDS, type TierId } from "./contract.js";
-import { type LiveOptions, liveAccess } from "./live.js";
-import { renderJson, renderJunit, renderTerminal } from "./render.js";
-import { type RunOptions, runProbes } from "./runner.js";
-import type { ProbeReport } from "./types.js";
+import { EXIT } from "../../core/exit.ts";
+import type { Lab } from "../../core/index.ts";
+import { loadLab } from "../lab-file.ts";
+import { TIER_IDS, type TierId } from "./contract.ts";
+import { type LiveOptions, liveAccess } from "./live.ts";
+import { renderJson, renderJunit, renderTerminal } from "./render.ts";
+import { type RunOptions, runProbes } from "./runner.ts";
+import type { ProbeReport } from "./types.ts";
 
 export interface ProbeOptions extends LiveOptions {
   json?: boolean;

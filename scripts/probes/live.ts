@@ -2,16 +2,16 @@
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import type { Lab, LabNode } from "../../core/index.js";
+import type { Lab, LabNode } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
-import { shq } from "../../core/shell.js";
+import { shq } from "../../core/shell.ts";
 import { vmStatus } from "../machines/qemu.ts";
 import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
-import { bundleBinDir } from "../toolchain/paths.js";
-import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.js";
-import { splitSteps, stepsScript } from "./steps.js";
-import type { Exec, LabAccess } from "./types.js";
+import { bundleBinDir } from "../toolchain/paths.ts";
+import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.ts";
+import { splitSteps, stepsScript } from "./steps.ts";
+import type { Exec, LabAccess } from "./types.ts";
 
 /** Seconds on top of a step's own timeout for kubectl to connect before the local process is killed. */
 const CONNECT_SLACK = 5;

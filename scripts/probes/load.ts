@@ -1,8 +1,8 @@
 // How busy a node is, read from its kernel: CPU pressure (PSI), the load average, and CPU time per
 // process. The probes show it when a node did not run a step in time (an inconclusive tier); the
 // soak and the idle measurement record it over time.
-import type { Lab } from "../../core/index.js";
-import type { Exec, LabAccess } from "./types.js";
+import type { Lab } from "../../core/index.ts";
+import type { Exec, LabAccess } from "./types.ts";
 
 /** PSI's "some" line for the CPU (the share of time at least one runnable task waited) and the load average, in one shell of builtins. */
 export const NODE_LOAD_COMMAND = `read -r some </proc/pressure/cpu; echo "$some"; read -r l </proc/loadavg; echo "loadavg $l"`;

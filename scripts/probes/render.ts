@@ -1,6 +1,6 @@
 // Renderers of a probe report: the terminal (a table, then each tier hop by hop), JSON, and JUnit XML.
 import Table from "cli-table3";
-import type { Exec, ProbeReport, TierResult } from "./types.js";
+import type { Exec, ProbeReport, TierResult } from "./types.ts";
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 3)}...` : s);

@@ -1,9 +1,9 @@
 // Runs the selected tiers side by side from the start, reads and traffic alike, and reports them bottom-up: records each tier's evidence, and reports a tier whose foundation broke as blocked.
-import type { Lab } from "../../core/index.js";
-import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.js";
-import { describeLoad, readNodeLoads } from "./load.js";
-import { TIERS } from "./tiers/index.js";
-import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.js";
+import type { Lab } from "../../core/index.ts";
+import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.ts";
+import { describeLoad, readNodeLoads } from "./load.ts";
+import { TIERS } from "./tiers/index.ts";
+import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.ts";
 
 export interface RunOptions {
   /** Only these tiers (default: all). Tiers not selected are neither run nor reported. */

@@ -1,7 +1,7 @@
 // Several commands in one shell, one after another, each answered as its own Exec: every ssh session
 // and process start costs on emulated CPUs (a `date` takes ~0.2 s there), so a probe pays for one
 // session per node or pod, not per read, and the script around the commands uses bash builtins only.
-import type { Exec } from "./types.js";
+import type { Exec } from "./types.ts";
 
 /** Marks each step's records in the combined output; ASCII RS never appears in what the probes read. */
 const STEP = "\x1ek8slab-step";

@@ -1,6 +1,6 @@
 // The probes' data: how a probe touches the lab (one injectable interface), what a tier is, and what it reports.
-import type { Lab } from "../../core/index.js";
-import type { TierId } from "./contract.js";
+import type { Lab } from "../../core/index.ts";
+import type { TierId } from "./contract.ts";
 
 /** One command a probe ran, as evidence: where, what, and what came back. */
 export interface Exec {

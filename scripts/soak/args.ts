@@ -1,9 +1,9 @@
 // The soak scripts' command line: [LAB], positive numbers with defaults, and --out FILE. Bad input is
 // one `--name: reason` (or `path: reason`) line each on stderr, and undefined: the caller exits 2.
 import { parseArgs } from "node:util";
-import type { Lab } from "../../core/index.js";
-import { DEFAULT_LAB } from "../cli.js";
-import { loadLab } from "../lab-file.js";
+import type { Lab } from "../../core/index.ts";
+import { DEFAULT_LAB } from "../cli.ts";
+import { loadLab } from "../lab-file.ts";
 
 export function soakArgs<N extends string>(
   argv: string[],

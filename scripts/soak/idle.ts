@@ -3,11 +3,11 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { EXIT } from "../../core/exit.js";
-import type { Lab } from "../../core/index.js";
-import { type LiveAccess, liveAccess } from "../probes/live.js";
-import { cpuPerMinute, type NodeLoad, PROCESS_CPU_COMMAND, parseProcessCpu, readNodeLoads } from "../probes/load.js";
-import { soakArgs } from "./args.js";
+import { EXIT } from "../../core/exit.ts";
+import type { Lab } from "../../core/index.ts";
+import { type LiveAccess, liveAccess } from "../probes/live.ts";
+import { cpuPerMinute, type NodeLoad, PROCESS_CPU_COMMAND, parseProcessCpu, readNodeLoads } from "../probes/load.ts";
+import { soakArgs } from "./args.ts";
 
 export interface IdleNode {
   node: string;

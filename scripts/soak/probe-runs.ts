@@ -3,10 +3,10 @@
 import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { EXIT } from "../../core/exit.js";
-import { probeLab } from "../probes/command.js";
-import { soakArgs } from "./args.js";
-import { percentile } from "./soak.js";
+import { EXIT } from "../../core/exit.ts";
+import { probeLab } from "../probes/command.ts";
+import { soakArgs } from "./args.ts";
+import { percentile } from "./soak.ts";
 
 async function main(argv: string[]): Promise<number> {
   const args = soakArgs(argv, { runs: "20" }, ["runs"]);

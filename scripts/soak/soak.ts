@@ -7,14 +7,14 @@ import "../quiet-bash.ts";
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import { EXIT } from "../../core/exit.js";
-import type { Lab } from "../../core/index.js";
+import { EXIT } from "../../core/exit.ts";
+import type { Lab } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
-import { probeLab } from "../probes/command.js";
-import { liveAccess } from "../probes/live.js";
-import { type NodeLoad, readNodeLoads } from "../probes/load.js";
-import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.js";
-import { soakArgs } from "./args.js";
+import { probeLab } from "../probes/command.ts";
+import { liveAccess } from "../probes/live.ts";
+import { type NodeLoad, readNodeLoads } from "../probes/load.ts";
+import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.ts";
+import { soakArgs } from "./args.ts";
 
 /** How often the nodes' readiness, kubectl's answer time and the nodes' load are sampled. */
 const SAMPLE_SEC = 30;

@@ -5,10 +5,10 @@ import { createWriteStream, existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { $ } from "zx";
-import { sha256File } from "./bundle.js";
-import { parseGoMod, renderWrapperGoMod, type UpstreamGoMod } from "./gomod.js";
-import { type Artifact, expandLdflags, modulePin, pluginInstallPath, pluginVersion, sha256Hex, type VersionFacts } from "./manifest.js";
-import { bundleDir, goCacheDir, pulumiBinDir, pulumiHome, repoRoot, workDir, wrapperSourceDir } from "./paths.js";
+import { sha256File } from "./bundle.ts";
+import { parseGoMod, renderWrapperGoMod, type UpstreamGoMod } from "./gomod.ts";
+import { type Artifact, expandLdflags, modulePin, pluginInstallPath, pluginVersion, sha256Hex, type VersionFacts } from "./manifest.ts";
+import { bundleDir, goCacheDir, pulumiBinDir, pulumiHome, repoRoot, workDir, wrapperSourceDir } from "./paths.ts";
 
 /** Environment of every go command: caches inside the toolchain cache, static, reproducible. */
 export function goEnv(extraNoSumDb: string[] = [], cgo = false): Record<string, string> {

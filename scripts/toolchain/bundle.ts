@@ -4,7 +4,7 @@ import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { sha256File } from "../files.ts";
-import { type Artifact, artifactOutputs, type Manifest } from "./manifest.js";
+import { type Artifact, artifactOutputs, type Manifest } from "./manifest.ts";
 
 export { sha256File };
 

@@ -1,6 +1,6 @@
 // Wrapper Go modules: read the directives of an upstream go.mod that only bind its own
 // builds, and render the small module that builds the upstream commands with them.
-import { type Artifact, modulePin } from "./manifest.js";
+import { type Artifact, modulePin } from "./manifest.ts";
 
 export interface Replace {
   from: string;

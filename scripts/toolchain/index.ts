@@ -6,7 +6,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { EXIT, exitOnSignal } from "../../core/exit.ts";
 import { withDirLock } from "../files.ts";
-import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.js";
+import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.ts";
 import {
   type ArtifactCheck,
   type BundleState,
@@ -19,11 +19,11 @@ import {
   recordBuilt,
   toBuild,
   writeState,
-} from "./bundle.js";
-import { type Artifact, buildKey, type Manifest, manifestDigest, parseManifest, pluginVersion } from "./manifest.js";
-import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.js";
+} from "./bundle.ts";
+import { type Artifact, buildKey, type Manifest, manifestDigest, parseManifest, pluginVersion } from "./manifest.ts";
+import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.ts";
 
-export { bundleBinDir, bundleCniDir, bundleDir, cacheRoot, pulumiBinDir, pulumiEnv, pulumiHome } from "./paths.js";
+export { bundleBinDir, bundleDir, cacheRoot, pulumiBinDir, pulumiEnv, pulumiHome } from "./paths.ts";
 
 export async function loadManifest(file = manifestFile): Promise<Manifest> {
   return parseManifest(await readFile(file, "utf8"));

@@ -28,11 +28,6 @@ export function bundleBinDir(): string {
   return path.join(bundleDir(), "bin");
 }
 
-/** CNI plugins for /opt/cni/bin on the nodes. */
-export function bundleCniDir(): string {
-  return path.join(bundleDir(), "cni", "bin");
-}
-
 export function pulumiBinDir(): string {
   return path.join(bundleDir(), "pulumi", "bin");
 }

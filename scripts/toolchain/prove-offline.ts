@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { $ } from "zx";
-import { pulumiEnv, repoRoot } from "./paths.js";
+import { pulumiEnv, repoRoot } from "./paths.ts";
 
 export interface OfflineStep {
   command: string;

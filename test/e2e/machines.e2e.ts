@@ -6,13 +6,14 @@ import fs from "node:fs";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { $ } from "zx";
+import { LAN_BRIDGE, netnsOf } from "../../core/names.ts";
 import { labPaths } from "../../core/paths.ts";
 import { ensureImage } from "../../scripts/machines/image.ts";
 import { labDown, labNetUp } from "../../scripts/machines/lab.ts";
 import { netnsExists } from "../../scripts/machines/labnet.ts";
 import { preflightLab } from "../../scripts/machines/preflight.ts";
 import { listening, type VmUpResult, vmStatus, vmUp } from "../../scripts/machines/qemu.ts";
-import { defaultLabNet, type MachineSpecInput, parseLabMachines } from "../../scripts/machines/spec.ts";
+import { type MachineSpecInput, parseLabMachines } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 
 const LAB = process.env.K8SLAB_E2E_LAB ?? "e2e-machines";
@@ -34,7 +35,7 @@ const t0 = Date.now();
 const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
 
 describe("machine layer end to end", { skip: isRoot ? false : "needs root (namespaces, taps, VMs)" }, () => {
-  const netSpec = defaultLabNet(LAB, "192.168.0.1/24");
+  const netSpec = { lab: LAB, netns: netnsOf(LAB), bridge: LAN_BRIDGE, gatewayCidr: "192.168.0.1/24" };
   let machines: MachineSpecInput[] = [];
   const up: Record<string, VmUpResult> = {};
   let downDone = false;

@@ -1,6 +1,6 @@
 // Runs business-manager as a pod does: identity, port and data-product's address from the environment.
-import { podIdentity, portFromEnv } from "../shared/env.js";
-import { startBusinessManager } from "./server.js";
+import { podIdentity, portFromEnv } from "../shared/env.ts";
+import { startBusinessManager } from "./server.ts";
 
 const pod = podIdentity();
 const host = process.env.LISTEN_HOST || "0.0.0.0";

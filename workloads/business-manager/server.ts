@@ -2,8 +2,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import type { PodIdentity } from "../shared/env.js";
-import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos, type Product } from "../shared/protos.js";
+import type { PodIdentity } from "../shared/env.ts";
+import { DATA_PRODUCT_SERVICE, type HealthCheckResponse, loadWorkloadProtos, type Product } from "../shared/protos.ts";
 
 export interface BusinessManagerArgs {
   /** Address to bind: "0.0.0.0" in a pod, "127.0.0.1" in tests. */

@@ -1,6 +1,6 @@
 // Runs data-product as a pod does: identity and port from the environment, stop on SIGTERM.
-import { podIdentity, portFromEnv } from "../shared/env.js";
-import { startDataProduct } from "./server.js";
+import { podIdentity, portFromEnv } from "../shared/env.ts";
+import { startDataProduct } from "./server.ts";
 
 const pod = podIdentity();
 const host = process.env.LISTEN_HOST || "0.0.0.0";

@@ -1,6 +1,6 @@
 // The data-product gRPC server: GetProduct from the catalog, and grpc.health.v1 for probes.
 import * as grpc from "@grpc/grpc-js";
-import type { PodIdentity } from "../shared/env.js";
+import type { PodIdentity } from "../shared/env.ts";
 import {
   DATA_PRODUCT_SERVICE,
   type GetProductRequest,
@@ -9,8 +9,8 @@ import {
   loadWorkloadProtos,
   type Product,
   type ServingStatus,
-} from "../shared/protos.js";
-import { CATALOG } from "./catalog.js";
+} from "../shared/protos.ts";
+import { CATALOG } from "./catalog.ts";
 
 export interface DataProductArgs {
   /** Address to bind: "0.0.0.0" in a pod, "127.0.0.1" in tests. */

@@ -1,8 +1,8 @@
 // Runs the ingress API adapter as its container does: API server from the pod's in-cluster config, loopback port from PORT, stop on SIGTERM.
 import fs from "node:fs";
-import { portFromEnv } from "../shared/env.js";
-import { startIngressAdapter } from "./server.js";
-import { upstreamFromEnv } from "./upstream.js";
+import { portFromEnv } from "../shared/env.ts";
+import { startIngressAdapter } from "./server.ts";
+import { upstreamFromEnv } from "./upstream.ts";
 
 const env = process.env;
 // The pod shares the node's network: anything but loopback would offer the adapter's rights to the LAN.

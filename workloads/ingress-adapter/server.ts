@@ -4,10 +4,10 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream";
-import { toV1, toV1beta1, V1, V1BETA1, v1beta1ResourceList, type WatchEvent, watchEventToV1beta1, withV1beta1Served } from "./convert.js";
-import { JsonObjectSplitter } from "./json-stream.js";
-import { type Route, routeFor } from "./routes.js";
-import { ServiceAccountToken } from "./upstream.js";
+import { toV1, toV1beta1, V1, V1BETA1, v1beta1ResourceList, type WatchEvent, watchEventToV1beta1, withV1beta1Served } from "./convert.ts";
+import { JsonObjectSplitter } from "./json-stream.ts";
+import { type Route, routeFor } from "./routes.ts";
+import { ServiceAccountToken } from "./upstream.ts";
 
 export interface IngressAdapterArgs {
   /** Address to bind: "127.0.0.1" in the pod, which shares the node's network, so never 0.0.0.0. */

@@ -5,7 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import type { PodIdentity } from "./env.js";
+import type { PodIdentity } from "./env.ts";
 
 export const PROTO_FILES = ["dataproduct.proto", "health.proto"];
 export const PROTO_DIR = fileURLToPath(new URL("../proto/", import.meta.url));

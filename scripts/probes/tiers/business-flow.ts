@@ -1,11 +1,11 @@
 // Tier 9, the business flow: outside client -> ingress -> business-manager (HTTP) -> data-product (gRPC), end to end.
 
-import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { describePod, isServing, type Pod, podsOf } from "../cluster.js";
-import { TIMEOUT } from "../contract.js";
-import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
-import { broken, type ClusterReader, type Tier } from "../types.js";
-import { upstreamFix } from "./ingress.js";
+import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { describePod, isServing, type Pod, podsOf } from "../cluster.ts";
+import { TIMEOUT } from "../contract.ts";
+import { curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.ts";
+import { broken, type ClusterReader, type Tier } from "../types.ts";
+import { upstreamFix } from "./ingress.ts";
 
 const REQUESTS = 3;
 

@@ -1,10 +1,10 @@
 // Tier 6, DNS: from a pod, the cluster DNS Service answers for a Service, a headless Service and a name that exists nowhere.
 
-import { CLUSTER_DNS, headlessService, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
-import { DNS_MISS_NAME, TIMEOUT } from "../contract.js";
-import { type DigResult, digCommand, parseDig, parseResolvConf } from "../parse.js";
-import type { ClusterReader, Tier } from "../types.js";
+import { CLUSTER_DNS, headlessService, WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
+import { DNS_MISS_NAME, TIMEOUT } from "../contract.ts";
+import { type DigResult, digCommand, parseDig, parseResolvConf } from "../parse.ts";
+import type { ClusterReader, Tier } from "../types.ts";
 
 const lookups = (ctx: ClusterReader) => {
   const { lab } = ctx;

@@ -1,10 +1,10 @@
 // Tier 2, flannel: etcd's subnet leases, flannel.1 on every node, and per remote node one route, one neighbour and one FDB entry, all agreeing.
-import type { LabNode } from "../../../core/index.js";
-import { FLANNEL_ETCD_PREFIX } from "../../../core/names.js";
-import { etcdctlCommand } from "../../../core/node.js";
-import { TIMEOUT } from "../contract.js";
-import { type FlannelLease, parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink } from "../parse.js";
-import { broken, type ClusterReader, type Tier } from "../types.js";
+import type { LabNode } from "../../../core/index.ts";
+import { FLANNEL_ETCD_PREFIX } from "../../../core/names.ts";
+import { etcdctlCommand } from "../../../core/node.ts";
+import { TIMEOUT } from "../contract.ts";
+import { type FlannelLease, parseFdb, parseFlannelLeases, parseNeighbours, parseRoutes, parseVxlanLink } from "../parse.ts";
+import { broken, type ClusterReader, type Tier } from "../types.ts";
 
 // Within TIMEOUT.read: etcdctl's defaults (2 s to dial, 5 s per request) cut the read off when it
 // started beside the run's other reads on a busy control-plane node under TCG ("context deadline exceeded").

@@ -1,15 +1,15 @@
 // The nine tiers, bottom-up: the order they run in and are reported in (TIER_IDS).
-import { TIER_IDS } from "../contract.js";
-import type { Tier } from "../types.js";
-import { businessFlow } from "./business-flow.js";
-import { dns } from "./dns.js";
-import { flannel } from "./flannel.js";
-import { ingress } from "./ingress.js";
-import { nodeport } from "./nodeport.js";
-import { podCrossNode } from "./pod-cross-node.js";
-import { podSameNode } from "./pod-same-node.js";
-import { service } from "./service.js";
-import { underlay } from "./underlay.js";
+import { TIER_IDS } from "../contract.ts";
+import type { Tier } from "../types.ts";
+import { businessFlow } from "./business-flow.ts";
+import { dns } from "./dns.ts";
+import { flannel } from "./flannel.ts";
+import { ingress } from "./ingress.ts";
+import { nodeport } from "./nodeport.ts";
+import { podCrossNode } from "./pod-cross-node.ts";
+import { podSameNode } from "./pod-same-node.ts";
+import { service } from "./service.ts";
+import { underlay } from "./underlay.ts";
 
 export const TIERS: readonly Tier[] = [underlay, flannel, podSameNode, podCrossNode, service, dns, nodeport, ingress, businessFlow];
 

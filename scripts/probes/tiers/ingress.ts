@@ -1,11 +1,11 @@
 // Tier 8, ingress: the outside client asks nginx on a node's port 80 with the lab's Host header, and business-manager answers.
 
-import type { Lab } from "../../../core/index.js";
-import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { isServing, podsOf } from "../cluster.js";
-import { BUSINESS_READY_PATH, TIMEOUT } from "../contract.js";
-import { type CurlResult, curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.js";
-import type { ClusterReader, Tier } from "../types.js";
+import type { Lab } from "../../../core/index.ts";
+import { appSelector, INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { isServing, podsOf } from "../cluster.ts";
+import { BUSINESS_READY_PATH, TIMEOUT } from "../contract.ts";
+import { type CurlResult, curlCommand, curlFailure, parseBusinessAnswer, parseCurl } from "../parse.ts";
+import type { ClusterReader, Tier } from "../types.ts";
 
 /** What to do when nginx answers, but not with business-manager. */
 export function upstreamFix(lab: Lab, r: CurlResult): string {

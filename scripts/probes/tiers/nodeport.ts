@@ -1,10 +1,10 @@
 // Tier 7, NodePort: from the outside client to every node's NodePort, through KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*.
 
-import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { serviceOf } from "../cluster.js";
-import { TIMEOUT } from "../contract.js";
-import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.js";
-import type { ClusterReader, Tier } from "../types.js";
+import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { serviceOf } from "../cluster.ts";
+import { TIMEOUT } from "../contract.ts";
+import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.ts";
+import type { ClusterReader, Tier } from "../types.ts";
 
 const lookups = (ctx: ClusterReader) => serviceOf(ctx, WORKLOAD_NAMESPACE, ctx.lab.workloads.businessManager.name);
 

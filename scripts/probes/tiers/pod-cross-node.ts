@@ -1,13 +1,13 @@
 // Tier 4, pod -> pod across nodes: eth0 -> veth -> bridge -> flannel.1 -> FDB -> eth0 as UDP 8472 -> node2 -> flannel.1 -> bridge -> pod, with the capture to prove it.
 
-import { TOOLBOX, UNDERLAY_NIC } from "../../../core/names.js";
-import { shq } from "../../../core/shell.js";
-import { capture, captureAround } from "../capture.js";
-import { podsOf, toolboxOn } from "../cluster.js";
-import { TIMEOUT } from "../contract.js";
-import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.js";
-import type { Tier } from "../types.js";
-import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.js";
+import { TOOLBOX, UNDERLAY_NIC } from "../../../core/names.ts";
+import { shq } from "../../../core/shell.ts";
+import { capture, captureAround } from "../capture.ts";
+import { podsOf, toolboxOn } from "../cluster.ts";
+import { TIMEOUT } from "../contract.ts";
+import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.ts";
+import type { Tier } from "../types.ts";
+import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.ts";
 
 const PINGS = 6;
 

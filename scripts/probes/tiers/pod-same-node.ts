@@ -1,10 +1,10 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
-import type { LabNode } from "../../../core/index.js";
-import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { isServing, type Pod, podsOf, toolboxOn } from "../cluster.js";
-import { TIMEOUT } from "../contract.js";
-import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.js";
-import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.js";
+import type { LabNode } from "../../../core/index.ts";
+import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { isServing, type Pod, podsOf, toolboxOn } from "../cluster.ts";
+import { TIMEOUT } from "../contract.ts";
+import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.ts";
+import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.ts";
 
 /** The command that shows a pod's eth0: its addresses and the ifindex of its veth peer on the node. */
 export const POD_ETH0 = "ip -j addr show eth0";

@@ -1,11 +1,11 @@
 // Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
 
-import { WORKLOAD_NAMESPACE } from "../../../core/names.js";
-import { shq } from "../../../core/shell.js";
-import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.js";
-import { SERVICE_REQUESTS, TIMEOUT } from "../contract.js";
-import { curlCommand, parseCurl, parseIptablesNat, serviceRules } from "../parse.js";
-import { broken, type ClusterReader, type Tier } from "../types.js";
+import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
+import { shq } from "../../../core/shell.ts";
+import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
+import { SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
+import { curlCommand, parseCurl, parseIptablesNat, serviceRules } from "../parse.ts";
+import { broken, type ClusterReader, type Tier } from "../types.ts";
 
 /** Counters included: each rule's packet count in the nat table is a count of new connections. */
 export const NAT_COUNTERS_COMMAND = "iptables-save -t nat -c";

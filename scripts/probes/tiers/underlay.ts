@@ -1,11 +1,11 @@
 // Tier 1, underlay: every node reaches every other on the lab LAN, and UDP to the VXLAN port gets through.
 
-import { UNDERLAY_NIC } from "../../../core/names.js";
-import { shq } from "../../../core/shell.js";
-import { capture, captureAround } from "../capture.js";
-import { TIMEOUT, UNDERLAY_PROBE_SOURCE_PORT } from "../contract.js";
-import { parsePing, pingCommand } from "../parse.js";
-import type { Tier } from "../types.js";
+import { UNDERLAY_NIC } from "../../../core/names.ts";
+import { shq } from "../../../core/shell.ts";
+import { capture, captureAround } from "../capture.ts";
+import { TIMEOUT, UNDERLAY_PROBE_SOURCE_PORT } from "../contract.ts";
+import { parsePing, pingCommand } from "../parse.ts";
+import type { Tier } from "../types.ts";
 
 /** On the receiver: one datagram from the sender's probe port to the VXLAN port. */
 export const udpCapture = (from: string, port: number) =>
