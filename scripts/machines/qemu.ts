@@ -1,12 +1,13 @@
 // The qemu driver: one VM per node on a qcow2 overlay of the shared image, its tap in the lab namespace,
 // its sshd (and extra ports) forwarded to host loopback. vmUp/vmDown are idempotent.
+
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import lockfile from "proper-lockfile";
 import { $, sleep } from "zx";
-import { tapOf } from "../../core/names.ts";
+import { netnsOf, tapOf } from "../../core/names.ts";
 import { labPaths, vmPaths } from "../../core/paths.ts";
 import { ensureImage, type ImageManifest } from "./image.ts";
 import { netnsExists, tapDown, tapUp } from "./labnet.ts";
@@ -349,7 +350,7 @@ export function readLabNetns(lab: string): string {
   try {
     return JSON.parse(fs.readFileSync(path.join(labPaths(lab).dir, "net.json"), "utf8")).netns;
   } catch {
-    return `k8slab-${lab}`;
+    return netnsOf(lab);
   }
 }
 

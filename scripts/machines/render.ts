@@ -1,6 +1,6 @@
 // Pure renderers of the machine layer: QEMU argv, kernel cmdline, per-VM seed files, forwarder argv. No I/O.
 
-import { tapOf } from "../../core/names.ts";
+import { tapOf, UNDERLAY_NIC } from "../../core/names.ts";
 import type { VmPaths } from "../../core/paths.ts";
 import type { MachineSpec } from "./spec.ts";
 import { forwardsOf, macFor, netOf, uuidFor } from "./spec.ts";
@@ -167,7 +167,7 @@ export function seedFiles(spec: MachineSpec, keys: SeedKeys): SeedFile[] {
     prefixLength: spec.prefixLength,
     gateway: spec.gateway,
     mac: macFor(spec.lab, spec.name),
-    interface: "eth0",
+    interface: UNDERLAY_NIC,
   };
   return [
     { path: "etc/hostname", mode: 0o644, content: `${spec.name}\n` },
