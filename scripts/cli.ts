@@ -71,15 +71,20 @@ const commands: Record<string, Command> = {
     },
   },
   toolchain: {
-    usage: "toolchain [--check] [--json] [--env]",
+    usage: "toolchain [--check] [--json] [--env] [--export FILE | --import FILE]",
     summary: "build or verify the offline bundle; --check exits 0 only when it is complete",
-    options: { check: { type: "boolean" }, json: { type: "boolean" }, env: { type: "boolean" } },
+    options: { check: { type: "boolean" }, json: { type: "boolean" }, env: { type: "boolean" }, export: { type: "string" }, import: { type: "string" } },
     optionHelp: [
       "--check         verify versions and checksums, build nothing",
       "--json          print the bundle's state as JSON",
       "--env           print the shell exports that run the bundled pulumi offline (eval them)",
+      "--export FILE   build what is missing, then write the bundle, node image and container images to FILE (+ FILE.sha256)",
+      "--import FILE   check FILE and put its contents into the cache: a machine that imports builds nothing",
     ],
     run: async ({ values }) => {
+      if (values.export && values.import) return usageError("toolchain", "--export and --import exclude each other");
+      if (values.export) return (await import("./cache-transfer.ts")).exportCommand(values.export as string);
+      if (values.import) return (await import("./cache-transfer.ts")).importCommand(values.import as string);
       const toolchain = await import("./toolchain/index.ts");
       if (values.env) {
         for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}=${shq(v)}\n`);

@@ -217,10 +217,11 @@ async function buildImage(plan: Plan, resolver: Resolver, logFile: string, progr
   return result;
 }
 
-/** The cached result for a plan, if its archive is still there and whole. */
+/** The cached result for a plan, if its archive is still there and whole (found in the plan's folder: an imported cache may live elsewhere). */
 function cachedResult(plan: Plan): ImageResult | undefined {
   const r = readJson<ImageResult>(path.join(plan.dir, "result.json"));
-  return r && fs.existsSync(r.archive) && fs.statSync(r.archive).size === r.size ? { ...r, reused: true } : undefined;
+  const archive = r && path.join(plan.dir, path.basename(r.archive));
+  return r && archive && fs.existsSync(archive) && fs.statSync(archive).size === r.size ? { ...r, archive, reused: true } : undefined;
 }
 
 /** Remove cached layers no cached image refers to (by key: a rebuilt layer often has the same digest). */

@@ -30,11 +30,14 @@ export function imageKey(inputs: Record<string, string> = imageInputs()): string
   return `${SUITE}-${h.digest("hex").slice(0, 16)}`;
 }
 
-/** The cached image for the current inputs, if it is complete. */
+/** The cached image for the current inputs, if it is complete; its files where they are now (an imported cache may live elsewhere). */
 export function findImage(key = imageKey()): ImageManifest | undefined {
-  const manifest = path.join(imagesDir(), key, "manifest.json");
+  const dir = path.join(imagesDir(), key);
+  const manifest = path.join(dir, "manifest.json");
   if (!fs.existsSync(manifest)) return undefined;
-  return JSON.parse(fs.readFileSync(manifest, "utf8")) as ImageManifest;
+  const m = JSON.parse(fs.readFileSync(manifest, "utf8")) as ImageManifest;
+  const here = (file: string) => path.join(dir, path.basename(file));
+  return { ...m, dir, kernel: here(m.kernel), initrd: here(m.initrd), rootfs: here(m.rootfs) };
 }
 
 /** The node image for the current inputs: reused when cached, else built once (concurrent callers wait on a lock). */

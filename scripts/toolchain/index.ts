@@ -147,10 +147,14 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
   }
   return withCacheLock(log, async () => {
     const { checks, keys, go } = await inspect(manifest);
-    if (!go) throw new Error("the Go toolchain is needed to build the bundle (apt-get install golang-go from trixie, or Go >= 1.24)");
     let state = await readState(stateFile());
     const todo = toBuild(checks);
+    // A complete bundle (built here, or imported with --import) needs no Go.
     if (!todo.length) return true;
+    if (!go)
+      throw new Error(
+        "the Go toolchain is needed to build the bundle (apt-get install golang-go from trixie, or Go >= 1.24), or `npx k8slab toolchain --import FILE` an archive exported from the same commit",
+      );
     await mkdir(bundleDir(), { recursive: true });
     await mkdir(logDir(), { recursive: true });
     log(`toolchain: ${todo.length} of ${checks.length} artifacts to build into ${bundleDir()} (Go caches in ${path.join(cacheRoot(), "go")})`);
