@@ -31,8 +31,10 @@ for (const app of APPS) {
     banner: { js: `import { createRequire } from "node:module"; const require = createRequire(import.meta.url);` },
     // A string, not an object: esbuild inlines a string where it is used, but injects an object into every module.
     define: { K8SLAB_EMBEDDED_PROTOS: JSON.stringify(JSON.stringify(embeddedProtos)) },
-    // Paths in the bundle's comments are relative to the repo, so the same sources give the same sha256 anywhere.
+    // Paths in the bundle's comments are relative to the repo, so the same sources give the same
+    // sha256 anywhere, even when node_modules is a symlink to another checkout's.
     absWorkingDir: repoRoot,
+    preserveSymlinks: true,
     logLevel: "warning",
   });
   const bytes = fs.readFileSync(outfile);
