@@ -28,16 +28,50 @@ const commands: Record<string, Command> = {
     run: async ({ positionals }) => (await import("./lifecycle.ts")).up(labArg(positionals)),
   },
   probe: {
-    usage: "probe [LAB] [--json] [--junit FILE] [--tier T]...",
-    summary: "run the network probes; exit 0 only if every selected tier passes",
-    options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true } },
-    optionHelp: ["--json          print results as JSON", "--junit FILE    also write a JUnit XML report", "--tier T        only this tier (repeatable)"],
-    run: async ({ positionals, values }) =>
-      (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
+    usage: "probe [LAB] [--json] [--junit FILE] [--tier T]... [--baseline FILE]",
+    summary: "run the network probes; exit 0 only if every selected tier passes (and, with --baseline, nothing drifted)",
+    options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true }, baseline: { type: "string" } },
+    optionHelp: [
+      "--json          print results as JSON",
+      "--junit FILE    also write a JUnit XML report",
+      "--tier T        only this tier (repeatable)",
+      "--baseline FILE then diff the live lab against this snapshot",
+    ],
+    run: async ({ positionals, values }) => {
+      const probed = await (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
         json: !!values.json,
         junit: values.junit as string | undefined,
         tiers: values.tier as string[] | undefined,
-      }),
+      });
+      if (!values.baseline || probed === EXIT.invalid) return probed;
+      const drift = await (await import("./snapshot/command.ts")).diffCommand(values.baseline as string, undefined, { lab: labArg(positionals) });
+      return Math.max(probed, drift);
+    },
+  },
+  snapshot: {
+    usage: "snapshot [LAB] [-o FILE]",
+    summary: "record the lab's dataplane (links, routes, FDB, iptables, leases, Services, Corefile, versions) as a reviewable baseline",
+    options: { output: { type: "string", short: "o" } },
+    optionHelp: ["-o, --output FILE   write it to FILE (default: stdout)"],
+    run: async ({ positionals, values }) => (await import("./snapshot/command.ts")).snapshotCommand(labArg(positionals), values.output as string | undefined),
+  },
+  diff: {
+    usage: "diff BASELINE [CURRENT] [--lab LAB] [--json] [--junit FILE]",
+    summary: "what changed since a snapshot, tier by tier (CURRENT: another snapshot, default the live lab); exit 1 on drift",
+    options: { lab: { type: "string" }, json: { type: "boolean" }, junit: { type: "string" } },
+    optionHelp: [
+      `--lab LAB       the lab file (default ${DEFAULT_LAB})`,
+      "--json          the changes as JSON",
+      "--junit FILE    also write a JUnit XML report",
+    ],
+    run: async ({ positionals, values }) => {
+      if (positionals.length < 1 || positionals.length > 2) return usageError("diff", "expects a baseline snapshot, and optionally a second one");
+      return (await import("./snapshot/command.ts")).diffCommand(positionals[0], positionals[1], {
+        lab: (values.lab as string | undefined) ?? DEFAULT_LAB,
+        json: !!values.json,
+        junit: values.junit as string | undefined,
+      });
+    },
   },
   down: {
     usage: "down [LAB]",
