@@ -57,6 +57,8 @@ export const CLUSTER_DNS = {
   namespace: "kube-system",
   deployment: "coredns",
   service: "kube-dns",
+  /** Two: one may be rescheduled while the other answers. */
+  replicas: 2,
   labels: { "k8s-app": "kube-dns" },
   selector: "k8s-app=kube-dns",
 } as const;

@@ -23,6 +23,8 @@ export interface LabPaths {
   run: string;
   /** The cluster-admin kubeconfig the control-plane tier writes for this host's kubectl. */
   adminKubeconfig: string;
+  /** The workshop scenario applied to the lab, if any (`k8slab break` writes it, `fix` removes it). */
+  scenario: string;
 }
 export function labPaths(lab: string): LabPaths {
   const dir = path.join(stateRoot(), "labs", lab);
@@ -35,6 +37,7 @@ export function labPaths(lab: string): LabPaths {
     vms: path.join(dir, "vms"),
     run: path.join(runRoot(), lab),
     adminKubeconfig: path.join(dir, "admin.kubeconfig"),
+    scenario: path.join(dir, "scenario.json"),
   };
 }
 

@@ -73,6 +73,42 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  scenarios: {
+    usage: "scenarios [LAB] [--json]",
+    summary: "the workshop's scenarios: id, level, the tier each breaks, title",
+    options: { json: { type: "boolean" } },
+    optionHelp: ["--json          an array of {id, title, level, tier, story}"],
+    run: async ({ positionals, values }) => (await import("./scenarios/command.ts")).listCommand(labArg(positionals), !!values.json),
+  },
+  break: {
+    usage: "break LAB ID | break LAB --random [--hidden]",
+    summary: "apply a scenario to a lab that is up, and show its story",
+    options: { random: { type: "boolean" }, hidden: { type: "boolean" } },
+    optionHelp: ["--random        pick one", "--hidden        do not say which"],
+    run: async ({ positionals, values }) => {
+      if (positionals.length !== (values.random ? 1 : 2))
+        return usageError("break", values.random ? "expects a lab file with --random" : "expects a lab file and a scenario id");
+      return (await import("./scenarios/command.ts")).breakCommand(positionals[0], positionals[1], { random: !!values.random, hidden: !!values.hidden });
+    },
+  },
+  hint: {
+    usage: "hint [LAB]",
+    summary: "the next hint for the scenario applied to the lab",
+    options: {},
+    run: async ({ positionals }) => (await import("./scenarios/command.ts")).hintCommand(labArg(positionals)),
+  },
+  check: {
+    usage: "check [LAB]",
+    summary: "run the probes: is the lab healed? once it is, what was broken and why",
+    options: {},
+    run: async ({ positionals }) => (await import("./scenarios/command.ts")).checkCommand(labArg(positionals)),
+  },
+  fix: {
+    usage: "fix [LAB]",
+    summary: "undo the scenario applied (even after the learner's own changes), until every tier passes",
+    options: {},
+    run: async ({ positionals }) => (await import("./scenarios/command.ts")).fixCommand(labArg(positionals)),
+  },
   down: {
     usage: "down [LAB]",
     summary: "destroy the lab and leave nothing behind",

@@ -44,7 +44,7 @@ export class CoreDns extends Tier {
       {
         metadata: { ...meta, labels: DNS_LABELS },
         spec: {
-          replicas: 2,
+          replicas: CLUSTER_DNS.replicas,
           selector: { matchLabels: DNS_LABELS },
           template: {
             metadata: { labels: DNS_LABELS },
