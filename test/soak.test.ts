@@ -40,3 +40,10 @@ test("percentile: nearest rank", () => {
   const xs = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
   assert.deepEqual([percentile(xs, 50), percentile(xs, 95), percentile(xs, 100), percentile([], 95)], [5, 10, 10, 0]);
 });
+
+test("the lifecycle bench reads each of up's steps and its seconds", async () => {
+  const { stepSeconds } = await import("../scripts/soak/lifecycle-bench.ts");
+  const stderr =
+    "• toolchain: the offline bundle ...\n✓ toolchain: the offline bundle (1.4 s)\n✗ probes: x (3.0 s): failed\n✓ pulumi up: create, update or repair the lab (412.5 s)\n";
+  assert.deepEqual(stepSeconds(stderr), { "toolchain: the offline bundle": 1.4, "pulumi up: create, update or repair the lab": 412.5 });
+});
