@@ -72,8 +72,10 @@ test("pod-cross-node explains the path with live values, and the capture proves 
       "flannel.1 (node2)",
       "cni0 (node2)",
       "pod eth0 (node2)",
+      "1450-byte packets",
     ],
   );
+  assert.match(hop(r, "1450-byte packets").detail, /^172\.30\.1\.4 -> 172\.30\.2\.5, Don't Fragment: 2\/2 replies$/);
   assert.match(hop(r, "veth (node1)").detail, /veth3f9c2a1b \(ifindex 5\), a port of cni0/);
   assert.match(hop(r, "cni0 (node1)").detail, /cni0 172\.30\.1\.1\/24 .* routes 172\.30\.2\.5 via 172\.30\.2\.0 dev flannel\.1/);
   assert.match(hop(r, "FDB entry (node1)").detail, /9a:41:d3:5e:07:c2 dst 192\.168\.0\.22/);
@@ -85,7 +87,7 @@ test("pod-cross-node explains the path with live values, and the capture proves 
   const order = r.evidence
     .map((e) => (/setsid .*tcpdump/.test(e.command) ? "listen" : /^ping /m.test(e.command) ? "ping" : /vxlan-from-.*\.rc/.test(e.command) ? "collect" : ""))
     .filter(Boolean);
-  assert.deepEqual(order, ["listen", "ping", "collect"], "the ping is sent only once node2's capture listens");
+  assert.deepEqual(order, ["listen", "ping", "ping", "collect"], "the pings are sent only once node2's capture listens");
 });
 
 test("pod-cross-node fails when the capture holds no encapsulated ping, even if ping answers", async () => {
@@ -100,6 +102,14 @@ test("pod-cross-node with node2's FDB gone: the requests arrive encapsulated, no
   assert.equal(r.verdict, "fail");
   assert.equal(hop(r, "eth0 as UDP 8472").ok, true);
   assert.match(r.firstBrokenHop!, /^pod eth0 \(node2\): toolbox-q9m4w 172\.30\.2\.5: 0\/6 replies/);
+});
+
+test("an MTU narrower than the pods': small pings cross, full-size ones do not, and the tier names the MTU", async () => {
+  const r = result(await probe(withFault(faults.mtuTooSmall), { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.equal(r.verdict, "fail");
+  assert.equal(hop(r, "pod eth0 (node2)").ok, true, "small packets still cross");
+  assert.match(r.firstBrokenHop!, /^1450-byte packets: 172\.30\.1\.4 -> 172\.30\.2\.5, Don't Fragment: 0\/2 replies/);
+  assert.match(r.likelyFix!, /the MTUs along the path disagree/);
 });
 
 test("flanneld stopped on node2 with its FDB entries removed: flannel names node2's missing FDB entry; the tiers above are blocked", async () => {

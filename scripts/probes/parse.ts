@@ -314,6 +314,12 @@ export function parsePing(text: string): PingResult | undefined {
 /** ping with every wait bounded: -W per reply. */
 export const pingCommand = (address: string, count = 3) => `ping -c ${count} -i 0.2 -W 1 ${address}`;
 
+/**
+ * Pings that fill a packet of `mtu` bytes with Don't Fragment set (ICMP 8 + IP 20 of it are headers):
+ * they cross only a path whose every hop carries `mtu`. Small pings pass an MTU mismatch; these do not.
+ */
+export const fullSizePingCommand = (address: string, mtu: number, count = 2) => `ping -c ${count} -i 0.2 -W 1 -M do -s ${mtu - 28} ${address}`;
+
 // ---- dig ----
 
 export interface DigAnswer {

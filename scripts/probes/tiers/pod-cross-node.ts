@@ -5,7 +5,7 @@ import { shq } from "../../../core/shell.ts";
 import { capture, captureAround } from "../capture.ts";
 import { podsOf, toolboxOn } from "../cluster.ts";
 import { TIMEOUT } from "../contract.ts";
-import { parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.ts";
+import { fullSizePingCommand, parseFdb, parseLinks, parseNeighbours, parsePing, parseRoutes, parseVxlanLink, pingCommand } from "../parse.ts";
 import type { Tier } from "../types.ts";
 import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.ts";
 
@@ -39,13 +39,15 @@ export const podCrossNode: Tier = {
     const listen = vxlanCapture(n1.address, port);
     const [
       {
-        sent: [eth0, ping],
+        sent: [eth0, ping, fullSize],
         packets,
       },
       [ports, bridgeAddr, route1, neigh1, fdb1],
       [vtep2, route2],
     ] = await Promise.all([
-      captureAround(ctx, n2.name, listen, () => ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS)], TIMEOUT.query)),
+      captureAround(ctx, n2.name, listen, () =>
+        ctx.inPodSteps(src, [POD_ETH0, pingCommand(dst.ip, PINGS), fullSizePingCommand(dst.ip, lab.pods.mtu)], TIMEOUT.query),
+      ),
       ctx.onNodeSteps(
         n1.name,
         [bridgePorts(bridge), `ip -j addr show ${bridge}`, `ip -j route get ${dst.ip}`, `ip -j neigh show dev ${dev}`, `bridge -j fdb show dev ${dev}`],
@@ -116,5 +118,15 @@ export const podCrossNode: Tier = {
       !!p && p.received > 0,
       `the request arrives encapsulated but no reply comes back: check \`iptables -S FORWARD\` on ${n2.name} (flannel's FLANNEL-FWD accepts ${lab.pods.cidr}) and the reverse path (run this probe from ${n2.name}'s side by hand)`,
     );
+    // Only once small packets cross: a full-size packet that does not says the MTUs disagree, not that the path is down.
+    const big = parsePing(fullSize.stdout);
+    if (p && p.received > 0) {
+      ctx.hop(
+        `${lab.pods.mtu}-byte packets`,
+        `${src.ip} -> ${dst.ip}, Don't Fragment: ${big ? `${big.received}/${big.transmitted} replies` : (fullSize.stdout + fullSize.stderr).trim().split("\n").pop() || "no ping summary"}`,
+        !!big && big.received > 0,
+        `small packets cross, full-size ones (the pods' MTU, ${lab.pods.mtu}) do not: the MTUs along the path disagree. \`ip link show\` ${dev} and ${UNDERLAY_NIC} on both nodes: ${dev} must be ${UNDERLAY_NIC}'s MTU less 50, the same on every node`,
+      );
+    }
   },
 };
