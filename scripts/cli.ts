@@ -3,7 +3,7 @@ import "./quiet-bash.ts";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { EXIT } from "../core/exit.ts";
 import { shq } from "../core/shell.ts";
-import { loadLab } from "./lab-file.ts";
+import { labOrProblems } from "./lab-file.ts";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -128,12 +128,8 @@ const commands: Record<string, Command> = {
     options: {},
     run: async ({ positionals }) => {
       if (positionals.length !== 1) return usageError("validate", "expects exactly one lab file");
-      const result = loadLab(positionals[0]);
-      if (!result.ok) {
-        for (const p of result.problems) console.error(`${p.path}: ${p.reason}`);
-        return EXIT.invalid;
-      }
-      const { lab } = result;
+      const lab = labOrProblems(positionals[0]);
+      if (!lab) return EXIT.invalid;
       console.log(
         `${positionals[0]}: valid lab "${lab.name}", ${lab.nodes.length} nodes (${lab.nodes.map((n) => `${n.name} ${n.address} pods ${n.podSubnet}`).join(", ")})`,
       );

@@ -2,7 +2,7 @@
 // it: a directory, a FIFO or device (reading one could block forever), a symlink loop, a huge or binary file.
 import fs from "node:fs";
 import path from "node:path";
-import { type LoadResult, parseLab } from "../core/lab.ts";
+import { type Lab, type LoadResult, parseLab } from "../core/lab.ts";
 
 /** Far above any lab file (the reference lab is 3 KiB); a bigger file is not one. */
 export const LAB_FILE_MAX_BYTES = 1024 * 1024;
@@ -52,4 +52,12 @@ function statProblem(err: NodeJS.ErrnoException): string {
     default:
       return `cannot be read (${err.code ?? err.message})`;
   }
+}
+
+/** The lab, or undefined after printing its problems on stderr (`path: reason`, a line each): the commands' common start. */
+export function labOrProblems(file: string): Lab | undefined {
+  const result = loadLab(file);
+  if (result.ok) return result.lab;
+  for (const p of result.problems) process.stderr.write(`${p.path}: ${p.reason}\n`);
+  return undefined;
 }

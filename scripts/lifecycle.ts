@@ -1,11 +1,10 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
 import { existsSync } from "node:fs";
 import { EXIT } from "../core/exit.ts";
-import type { Lab } from "../core/index.ts";
 import { labPaths } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
-import { loadLab } from "./lab-file.ts";
+import { labOrProblems } from "./lab-file.ts";
 import { ensureImage } from "./machines/image.ts";
 import { labDown, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
@@ -50,14 +49,6 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
     say(`✗ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s): ${(err as Error).message}`);
     throw new StepFailed(name, err instanceof Refused ? EXIT.invalid : EXIT.failed);
   }
-}
-
-/** Loads the lab file, printing its problems (`path: reason`) when it is invalid. */
-export function labOrProblems(file: string): Lab | undefined {
-  const result = loadLab(file);
-  if (result.ok) return result.lab;
-  for (const p of result.problems) say(`${p.path}: ${p.reason}`);
-  return undefined;
 }
 
 export async function up(file: string): Promise<number> {

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
-import { loadLab } from "../lab-file.ts";
+import { labOrProblems } from "../lab-file.ts";
 import { TIER_IDS, type TierId } from "./contract.ts";
 import { type LiveOptions, liveAccess } from "./live.ts";
 import { renderJson, renderJunit, renderTerminal } from "./render.ts";
@@ -36,12 +36,9 @@ export async function probeCommand(file: string, opts: ProbeOptions = {}): Promi
     console.error(`k8slab probe: unknown tier ${unknown.map((t) => `"${t}"`).join(", ")}; tiers: ${TIER_IDS.join(", ")}`);
     return EXIT.invalid;
   }
-  const loaded = loadLab(file);
-  if (!loaded.ok) {
-    for (const p of loaded.problems) console.error(`${p.path}: ${p.reason}`);
-    return EXIT.invalid;
-  }
-  const report = await probeLab(loaded.lab, {
+  const lab = labOrProblems(file);
+  if (!lab) return EXIT.invalid;
+  const report = await probeLab(lab, {
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(requested?.length ? { tiers: requested as TierId[] } : {}),
     // A progress line per tier on stderr, so a 30-second run is not silent; JSON output stays clean.

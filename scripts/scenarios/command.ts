@@ -5,7 +5,7 @@ import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
-import { loadLab } from "../lab-file.ts";
+import { labOrProblems } from "../lab-file.ts";
 import { labStatus } from "../machines/lab.ts";
 import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
@@ -33,13 +33,6 @@ const readApplied = (lab: Lab): Applied | undefined => {
   }
 };
 const writeApplied = (lab: Lab, a: Applied) => fs.writeFileSync(labPaths(lab.name).scenario, `${JSON.stringify(a, null, 2)}\n`);
-
-function labOr(file: string): Lab | undefined {
-  const loaded = loadLab(file);
-  if (loaded.ok) return loaded.lab;
-  for (const p of loaded.problems) say(`${p.path}: ${p.reason}`);
-  return undefined;
-}
 
 /** The catalog with every text and step written for this lab. */
 function catalogOr(lab: Lab): Scenario[] | undefined {
@@ -75,7 +68,7 @@ export async function runSteps(lab: Lab, access: LabAccess, steps: ScenarioStep[
 const pause = (sec: number) => new Promise((r) => setTimeout(r, sec * 1000));
 
 export function listCommand(labFile: string, json: boolean): number {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   if (!lab) return EXIT.invalid;
   const scenarios = catalogOr(lab);
   if (!scenarios) return EXIT.invalid;
@@ -95,7 +88,7 @@ export function listCommand(labFile: string, json: boolean): number {
 }
 
 export async function breakCommand(labFile: string, id: string | undefined, opts: { random?: boolean; hidden?: boolean }): Promise<number> {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   if (!lab) return EXIT.invalid;
   const scenarios = catalogOr(lab);
   if (!scenarios) return EXIT.invalid;
@@ -150,7 +143,7 @@ function appliedOr(lab: Lab, labFile: string, scenarios: Scenario[]): { applied:
 }
 
 export function hintCommand(labFile: string): number {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   const scenarios = lab && catalogOr(lab);
   if (!lab || !scenarios) return EXIT.invalid;
   const found = appliedOr(lab, labFile, scenarios);
@@ -166,7 +159,7 @@ export function hintCommand(labFile: string): number {
 }
 
 export async function checkCommand(labFile: string): Promise<number> {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   const scenarios = lab && catalogOr(lab);
   if (!lab || !scenarios) return EXIT.invalid;
   const found = appliedOr(lab, labFile, scenarios);
@@ -184,7 +177,7 @@ export async function checkCommand(labFile: string): Promise<number> {
 
 /** Undoes what was applied (idempotent), then waits for every tier to pass. */
 export async function fixCommand(labFile: string, opts: { waitSec?: number } = {}): Promise<number> {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   const scenarios = lab && catalogOr(lab);
   if (!lab || !scenarios) return EXIT.invalid;
   const applied = readApplied(lab);

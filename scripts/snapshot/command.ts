@@ -3,7 +3,7 @@ import fs from "node:fs";
 import yaml from "js-yaml";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
-import { loadLab } from "../lab-file.ts";
+import { labOrProblems } from "../lab-file.ts";
 import { liveAccess } from "../probes/live.ts";
 import { canonicalize, SNAPSHOT_TIERS, type Snapshot } from "./canonical.ts";
 import { collect } from "./collect.ts";
@@ -25,15 +25,8 @@ export async function takeSnapshot(lab: Lab): Promise<Snapshot> {
   }
 }
 
-function labOr(file: string): Lab | undefined {
-  const loaded = loadLab(file);
-  if (loaded.ok) return loaded.lab;
-  for (const p of loaded.problems) say(`${p.path}: ${p.reason}`);
-  return undefined;
-}
-
 export async function snapshotCommand(labFile: string, out?: string): Promise<number> {
-  const lab = labOr(labFile);
+  const lab = labOrProblems(labFile);
   if (!lab) return EXIT.invalid;
   const started = Date.now();
   const text = snapshotYaml(await takeSnapshot(lab));
@@ -101,7 +94,7 @@ export interface DiffOptions {
 
 /** Exit 0 when nothing changed, 1 on drift, 2 when an input is not a snapshot of this lab. */
 export async function diffCommand(baselineFile: string, currentFile: string | undefined, opts: DiffOptions): Promise<number> {
-  const lab = labOr(opts.lab);
+  const lab = labOrProblems(opts.lab);
   if (!lab) return EXIT.invalid;
   let baseline: Snapshot;
   let current: Snapshot;
