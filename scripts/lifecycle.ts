@@ -1,21 +1,27 @@
 // `k8slab up | down | status`: a lab's life, as ordered steps that each report one status line.
-import { existsSync } from "node:fs";
+import fs, { existsSync } from "node:fs";
+import path from "node:path";
+import lockfile from "proper-lockfile";
+import { $ } from "zx";
 import { EXIT } from "../core/exit.ts";
-import { labPaths } from "../core/paths.ts";
+import type { Lab } from "../core/index.ts";
+import { labPaths, runRoot } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { labOrProblems } from "./lab-file.ts";
 import { ensureImage } from "./machines/image.ts";
-import { labDown, labStatus } from "./machines/lab.ts";
+import { labDown, labNetUp, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
+import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { openStack, stackExists } from "./stack.ts";
 import { ensureToolchain } from "./toolchain/index.ts";
+import { bundleBinDir } from "./toolchain/paths.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -51,9 +57,57 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Runs `fn` holding the lab's lifecycle lock (in its run folder, so a reboot clears it): a second
+ * `up` or `down` of the same lab stops at once with who holds it, not minutes later at Pulumi's lock.
+ */
+async function withLabLock(lab: Lab, what: string, fn: () => Promise<number>): Promise<number> {
+  // Beside the lab's run folder, not in it: `down` removes that folder while it holds the lock.
+  fs.mkdirSync(runRoot(), { recursive: true });
+  const lock = path.join(runRoot(), `${lab.name}.lifecycle`);
+  const holderFile = `${lock}.holder`;
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(lock, { realpath: false, stale: 30_000, update: 10_000 });
+  } catch {
+    const holder = fs.existsSync(holderFile) ? fs.readFileSync(holderFile, "utf8").trim() : "another k8slab";
+    say(`k8slab ${what}: lab ${lab.name} is being changed right now (${holder}); wait for it to finish, or stop it`);
+    return EXIT.invalid;
+  }
+  fs.writeFileSync(holderFile, `\`k8slab ${what}\` pid ${process.pid} since ${new Date().toISOString()}\n`);
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(holderFile, { force: true });
+    await release();
+  }
+}
+
+/**
+ * A lab Pulumi knows whose namespace or VMs are gone (a host reboot): start them again on their
+ * disks, so the cluster on them comes back; Pulumi's state still describes it (the provider cannot
+ * read a Command back, so `up` alone would find nothing to do).
+ */
+async function restartMachines(lab: Lab): Promise<void> {
+  const specs = machineSpecs(lab);
+  await labNetUp(specs.net);
+  await Promise.all(specs.machines.map((m) => vmUp(m)));
+}
+
+/** The lab's namespace is gone, or one of its VMs is not running. */
+async function machinesDown(lab: Lab): Promise<boolean> {
+  if (!netnsExists(lab.netns)) return true;
+  const running = new Set((await labStatus(lab.name)).nodes.filter((n) => n.running).map((n) => n.name));
+  return lab.nodes.some((n) => !running.has(n.name));
+}
+
 export async function up(file: string): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
+  return withLabLock(lab, "up", () => upLocked(lab, file));
+}
+
+async function upLocked(lab: Lab, file: string): Promise<number> {
   try {
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
     await step("toolchain: the offline bundle", async () => {
@@ -76,11 +130,14 @@ export async function up(file: string): Promise<number> {
         if (problems.length) throw new Refused(problems);
       });
     }
+    const restarted = lab.driver.kind === "qemu" && (await machinesDown(lab)) && (await stackExists(lab));
+    if (restarted) await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
     const result = await step("pulumi up: create, update or repair the lab", () => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out) }));
     say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
+    if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
     let report: ProbeReport | undefined;
     try {
       await step("probes: every network tier, bottom-up", async () => {
@@ -104,9 +161,25 @@ export async function up(file: string): Promise<number> {
   }
 }
 
+/** After VMs restarted: kubelet re-registers, then every pod's containers start again. */
+async function waitReady(lab: Lab): Promise<void> {
+  const kubectl = [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`];
+  for (const args of [
+    ["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=600s"],
+    ["wait", "--for=condition=Ready", "pods", "--all", "-A", "--timeout=600s"],
+  ]) {
+    const r = await $({ nothrow: true, quiet: true })`${kubectl} ${args}`;
+    if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(" ")}: ${(r.stderr || r.stdout).trim().split("\n").pop()}`);
+  }
+}
+
 export async function down(file: string): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
+  return withLabLock(lab, "down", () => downLocked(lab));
+}
+
+async function downLocked(lab: Lab): Promise<number> {
   let failed = false;
   try {
     if (await stackExists(lab)) {

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -134,4 +134,27 @@ test("toolchain --env prints the exports that run the bundled pulumi offline, wi
   assert.match(env.PULUMI_HOME, /bundle-v1\/pulumi\/home$/);
   assert.match(env.PATH.split(":")[1], /infra\/provider\/bin$/);
   assert.match(env.PULUMI_BACKEND_URL, /^file:\/\//);
+});
+
+test("up or down of a lab another k8slab is changing stops at once with exit 2, naming the holder", async (t) => {
+  const run = mkdtempSync(path.join(tmpdir(), "k8slab-run-"));
+  t.after(() => rmSync(run, { recursive: true, force: true }));
+  const lockfile = (await import("proper-lockfile")).default;
+  const release = await lockfile.lock(path.join(run, "mini.lifecycle"), { realpath: false });
+  writeFileSync(path.join(run, "mini.lifecycle.holder"), "`k8slab up` pid 4242 since 2026-11-30T05:00:00.000Z\n");
+  try {
+    const r = spawnSync(process.execPath, [bin, "down", "test/fixtures/labs/valid-minimal.yaml"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, K8SLAB_RUN: run },
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^k8slab down: lab mini is being changed right now \(`k8slab up` pid 4242 since 2026-11-30T05:00:00\.000Z\); wait for it to finish, or stop it$/m,
+    );
+  } finally {
+    await release();
+  }
 });
