@@ -81,6 +81,19 @@ test("ssh driver keys resolve relative to the lab file", () => {
   assert.equal(result.lab.pods.mtu, 8950);
 });
 
+test("a control-plane-only node is no worker, and flannel's device follows the VNI", () => {
+  const result = loadLab(path.join(fixtures, "valid-control-plane-only-vni-2.yaml"));
+  assert.ok(result.ok);
+  assert.deepEqual(
+    result.lab.nodes.map((n) => [n.name, n.isControlPlane, n.isWorker]),
+    [
+      ["node1", true, false],
+      ["node2", false, true],
+    ],
+  );
+  assert.equal(result.lab.pods.flannel.device, "flannel.2");
+});
+
 test("a missing file is one problem naming the file", () => {
   const result = loadLab("/nonexistent/lab.yaml");
   assert.deepEqual(result.ok ? [] : result.problems, [{ path: "/nonexistent/lab.yaml", reason: "no such file" }]);
