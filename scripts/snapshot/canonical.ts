@@ -26,9 +26,9 @@ export interface Snapshot {
   tiers: Record<SnapshotTier, Record<string, Fact>>;
 }
 
+/** Every varying value (as it may appear in a line) with its role, longest first, each matched as a whole word. */
 interface Roles {
-  /** A value as it may appear in a line -> its role. */
-  names: Map<string, string>;
+  replacers: [RegExp, string][];
 }
 
 const json = <T>(text: string): T[] => {
@@ -45,12 +45,7 @@ const failed = (text: string) => (text.startsWith("error: ") ? text.split("\n")[
 
 /** Replaces every known value in a line by its role, longest first (so 172.30.1.10 is not read as 172.30.1.1). */
 function canon(line: string, roles: Roles): string {
-  let out = line;
-  for (const [value, role] of [...roles.names].sort((a, b) => b[0].length - a[0].length)) {
-    // Not inside a longer address or name: 172.30.1.1 is not the start of 172.30.1.10 (a port after ":" may follow).
-    out = out.replace(new RegExp(`(?<![\\w.:-])${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w-]|\\.\\d|:[\\da-f]{2}:)`, "g"), role);
-  }
-  return out;
+  return roles.replacers.reduce((out, [pattern, role]) => out.replace(pattern, role), line);
 }
 
 /** Pods, Services, EndpointSlices and leases name every varying value. */
@@ -65,7 +60,7 @@ function rolesOf(lab: Lab, raw: RawSnapshot): Roles {
     names.set(ip, `<pod ${ns}/${workload}>`);
   }
   const fixed = new Set([lab.services.dnsIP, lab.services.kubernetesServiceIP]);
-  for (const svc of json<any>(`[${extractItems(raw.api.services)}]`)) {
+  for (const svc of items(raw.api.services)) {
     const ip = svc?.spec?.clusterIP;
     if (ip && ip !== "None" && !fixed.has(ip)) names.set(ip, `<ClusterIP ${svc.metadata.namespace}/${svc.metadata.name}>`);
   }
@@ -74,18 +69,25 @@ function rolesOf(lab: Lab, raw: RawSnapshot): Roles {
     const node = lab.nodes.find((n) => n.address === lease.publicIP)?.name ?? lease.publicIP;
     if (lease.vtepMAC) names.set(lease.vtepMAC, `<${node} VTEP>`);
   }
-  return { names };
+  // Built once per snapshot, longest value first; not inside a longer address or name: 172.30.1.1 is not
+  // the start of 172.30.1.10 (a port after ":" may follow).
+  const replacers = [...names]
+    .sort((a, b) => b[0].length - a[0].length)
+    .map(([value, role]): [RegExp, string] => [
+      new RegExp(`(?<![\\w.:-])${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w-]|\\.\\d|:[\\da-f]{2}:)`, "g"),
+      role,
+    ]);
+  return { replacers };
 }
 
-/** `kubectl get -o json` of a list: its items as JSON text, for json() above. */
-function extractItems(listJson: string): string {
+/** The items of a `kubectl get -o json` list; none when the read failed. */
+function items(listJson: string): any[] {
   try {
-    return (JSON.parse(listJson).items ?? []).map((i: unknown) => JSON.stringify(i)).join(",");
+    return JSON.parse(listJson).items ?? [];
   } catch {
-    return "";
+    return [];
   }
 }
-const items = (listJson: string): any[] => json<any>(`[${extractItems(listJson)}]`);
 
 interface Lease {
   subnet: string;
