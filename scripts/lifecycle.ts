@@ -10,7 +10,7 @@ import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { labOrProblems } from "./lab-file.ts";
 import { ensureImage } from "./machines/image.ts";
-import { labDown, labNetUp, labStatus } from "./machines/lab.ts";
+import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
@@ -95,11 +95,12 @@ async function restartMachines(lab: Lab): Promise<void> {
 }
 
 /** The lab's namespace is gone, or one of its VMs is not running. */
-async function machinesDown(lab: Lab): Promise<boolean> {
-  if (!netnsExists(lab.netns)) return true;
-  const running = new Set((await labStatus(lab.name)).nodes.filter((n) => n.running).map((n) => n.name));
-  return lab.nodes.some((n) => !running.has(n.name));
-}
+const machinesDown = async (lab: Lab) =>
+  !(await labRunning(
+    lab.name,
+    lab.netns,
+    lab.nodes.map((n) => n.name),
+  ));
 
 export async function up(file: string): Promise<number> {
   const lab = labOrProblems(file);

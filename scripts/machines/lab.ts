@@ -28,6 +28,13 @@ export async function labNetUp(input: unknown): Promise<LabNetUpResult> {
   return { netns: spec.netns, bridge: spec.bridge, gatewayCidr: spec.gatewayCidr, ...key, knownHostsFile: l.knownHosts };
 }
 
+/** The lab's namespace exists and each of these VMs runs. */
+export async function labRunning(lab: string, netns: string, nodes: string[]): Promise<boolean> {
+  if (!netnsExists(netns)) return false;
+  const running = new Set((await labStatus(lab)).nodes.filter((n) => n.running).map((n) => n.name));
+  return nodes.every((n) => running.has(n));
+}
+
 /**
  * down: every VM of the lab (found by its pidfiles and state folders, not by a caller's list),
  * then the namespace (bridge and taps go with it), then the lab's state (key, overlays, logs)

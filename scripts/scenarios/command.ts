@@ -6,7 +6,7 @@ import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { labOrProblems } from "../lab-file.ts";
-import { labStatus } from "../machines/lab.ts";
+import { labRunning } from "../machines/lab.ts";
 import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTerminal } from "../probes/render.ts";
@@ -44,9 +44,14 @@ function catalogOr(lab: Lab): Scenario[] | undefined {
 /** A lab whose VMs run and whose admin kubeconfig exists (an ssh lab: the kubeconfig). */
 async function labIsUp(lab: Lab): Promise<boolean> {
   if (!fs.existsSync(labPaths(lab.name).adminKubeconfig)) return false;
-  if (lab.driver.kind !== "qemu") return true;
-  const { nodes } = await labStatus(lab.name);
-  return lab.nodes.every((n) => nodes.find((v) => v.name === n.name)?.running);
+  return (
+    lab.driver.kind !== "qemu" ||
+    labRunning(
+      lab.name,
+      lab.netns,
+      lab.nodes.map((n) => n.name),
+    )
+  );
 }
 
 /** Runs steps in order; returns a line per step that failed (all run: an undo must go as far as it can). */
