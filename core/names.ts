@@ -66,5 +66,15 @@ export const CLUSTER_DNS = {
 /** The ingress controller: a DaemonSet with hostNetwork, listening on port 80 of the node it runs on. */
 export const INGRESS_CONTROLLER = { namespace: "nginx-ingress", name: "nginx-ingress", labels: appLabels("nginx-ingress"), port: 80 } as const;
 
+/**
+ * Pod Security Admission labels for a namespace: `level` enforced, and warnings and audit
+ * annotations for anything below `restricted`, so a learner sees what would not pass.
+ */
+export const podSecurity = (level: "privileged" | "baseline" | "restricted") => ({
+  "pod-security.kubernetes.io/enforce": level,
+  "pod-security.kubernetes.io/warn": "restricted",
+  "pod-security.kubernetes.io/audit": "restricted",
+});
+
 /** The taint a node without the worker role carries: only control-plane pods (and DaemonSets that tolerate it) run there. */
 export const CONTROL_PLANE_TAINT = { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" } as const;

@@ -144,3 +144,23 @@ test("a kubeconfig embeds base64 PEM and one matching context", () => {
   assert.match(k, /client-key-data: S0VZ/);
   assert.match(k, /current-context: admin@two-node/);
 });
+
+test("the control plane and kubelet are set as the CIS benchmark asks; keys are written with no window for others", async () => {
+  const cp = Object.fromEntries(controlPlaneFiles(lab).map((f) => [path.basename(f.path), f.content]));
+  for (const unit of ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"]) assert.match(cp[unit], /--profiling=false/, unit);
+  for (const unit of ["kube-controller-manager.service", "kube-scheduler.service"]) assert.match(cp[unit], /--bind-address=127\.0\.0\.1/, unit);
+  assert.match(cp["kube-apiserver.service"], /--tls-min-version=VersionTLS12/);
+  assert.match(
+    cp["kube-apiserver.service"],
+    /--audit-policy-file=\/etc\/kubernetes\/config\/audit-policy\.yaml \\\n {2}--audit-log-path=\/var\/log\/kubernetes\/audit\.log/,
+  );
+  assert.match(cp["audit-policy.yaml"], /level: Metadata\n$/, "metadata only: no Secret body in the log");
+  const kubelet = nodeAgentFiles(lab, lab.nodes[1], PAUSE).find((f) => f.path.endsWith("kubelet.yaml"))!.content;
+  assert.match(kubelet, /^readOnlyPort: 0$/m);
+  assert.match(kubelet, /^tlsMinVersion: VersionTLS12$/m);
+  const { installScript } = await import("../infra/tiers/remote.ts");
+  assert.match(
+    installScript([{ path: "/etc/kubernetes/pki/x.key", content: "k", mode: "0600" }]),
+    /^\(umask 077 && base64 -d > \/etc\/kubernetes\/pki\/x\.key\.k8slab-new\) <<'EOF'$/m,
+  );
+});

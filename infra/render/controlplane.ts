@@ -21,6 +21,35 @@ export function renderAuthenticationConfig(): string {
   ].join("\n");
 }
 
+export const AUDIT_LOG = "/var/log/kubernetes/audit.log";
+
+/**
+ * Every request's metadata (who, what, when, the answer), never a body: a Secret's content does not
+ * land in the log. Lease renewals, a dozen a minute from every node and controller, are left out.
+ */
+export function renderAuditPolicy(): string {
+  return [
+    "apiVersion: audit.k8s.io/v1",
+    "kind: Policy",
+    "omitStages: [RequestReceived]",
+    "rules:",
+    "  - level: None",
+    '    resources: [{ group: "coordination.k8s.io", resources: ["leases"] }]',
+    "  - level: Metadata",
+    "",
+  ].join("\n");
+}
+
+/** TLS 1.2 suites with forward secrecy and an AEAD cipher (TLS 1.3 picks its own): what the CIS benchmark accepts. */
+export const TLS_CIPHER_SUITES = [
+  "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+  "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+  "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+  "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+  "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+  "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+].join(",");
+
 export function renderApiServerUnit(lab: Lab): string {
   return renderUnit({
     description: "kube-apiserver: the Kubernetes API, the only component that talks to etcd",
@@ -49,6 +78,16 @@ export function renderApiServerUnit(lab: Lab): string {
       `--service-account-key-file=${pki("service-account.pub")}`,
       `--service-account-signing-key-file=${pki("service-account.key")}`,
       "--enable-admission-plugins=NodeRestriction",
+      // CIS 1.2: no profiling endpoint, TLS 1.2 at least with forward-secret AEAD suites only.
+      "--profiling=false",
+      // Who did what, without request bodies (CIS 1.2.16-19): rotated at 20 MiB, two old files kept, a week at most.
+      `--audit-policy-file=${configPath("audit-policy.yaml")}`,
+      `--audit-log-path=${AUDIT_LOG}`,
+      "--audit-log-maxsize=20",
+      "--audit-log-maxbackup=2",
+      "--audit-log-maxage=7",
+      "--tls-min-version=VersionTLS12",
+      `--tls-cipher-suites=${TLS_CIPHER_SUITES}`,
       "--allow-privileged=true",
     ],
     service: ["LimitNOFILE=20000"],
@@ -75,6 +114,9 @@ export function renderControllerManagerUnit(lab: Lab): string {
       "--use-service-account-credentials=true",
       // One control plane: nothing to elect, and no lease renewals to miss under TCG.
       "--leader-elect=false",
+      // Its health and metrics port answers on the node itself only; no profiling endpoint (CIS 1.3).
+      "--bind-address=127.0.0.1",
+      "--profiling=false",
     ],
     go: true,
   });
@@ -102,6 +144,9 @@ export function renderSchedulerUnit(): string {
       `--config=${configPath("scheduler.yaml")}`,
       `--authentication-kubeconfig=${kubeconfigPath("scheduler")}`,
       `--authorization-kubeconfig=${kubeconfigPath("scheduler")}`,
+      // Its health and metrics port answers on the node itself only; no profiling endpoint (CIS 1.4).
+      "--bind-address=127.0.0.1",
+      "--profiling=false",
     ],
     go: true,
   });

@@ -1,7 +1,14 @@
 // Every plain-text file a node receives, rendered from the Lab. Remote steps only copy these and start units.
 import type { Lab, LabNode } from "../../core/index.ts";
 import { configPath, NODE_PATHS } from "../../core/node.ts";
-import { renderApiServerUnit, renderAuthenticationConfig, renderControllerManagerUnit, renderSchedulerConfig, renderSchedulerUnit } from "./controlplane.ts";
+import {
+  renderApiServerUnit,
+  renderAuditPolicy,
+  renderAuthenticationConfig,
+  renderControllerManagerUnit,
+  renderSchedulerConfig,
+  renderSchedulerUnit,
+} from "./controlplane.ts";
 import { renderEtcdUnit, renderFlannelNetConf } from "./etcd.ts";
 import {
   NETSTAMP_UNIT,
@@ -43,6 +50,7 @@ export function etcdFiles(lab: Lab): NodeFile[] {
 export function controlPlaneFiles(lab: Lab): NodeFile[] {
   return [
     { path: configPath("authentication.yaml"), content: renderAuthenticationConfig(), readBy: ["kube-apiserver"] },
+    { path: configPath("audit-policy.yaml"), content: renderAuditPolicy(), readBy: ["kube-apiserver"] },
     unitFile("kube-apiserver", renderApiServerUnit(lab)),
     unitFile("kube-controller-manager", renderControllerManagerUnit(lab)),
     { path: configPath("scheduler.yaml"), content: renderSchedulerConfig(), readBy: ["kube-scheduler"] },

@@ -2,6 +2,7 @@
 import type { Lab, LabNode } from "../../core/index.ts";
 import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
 import { configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
+import { TLS_CIPHER_SUITES } from "./controlplane.ts";
 import { renderUnit } from "./systemd.ts";
 
 /** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */
@@ -67,6 +68,10 @@ export function renderKubeletConfig(lab: Lab, node: LabNode): string {
     `    clientCAFile: ${pki("ca.crt")}`,
     "authorization:",
     "  mode: Webhook",
+    "tlsMinVersion: VersionTLS12",
+    `tlsCipherSuites: [${TLS_CIPHER_SUITES.split(",").join(", ")}]`,
+    // No unauthenticated read-only port (CIS 4.2.4), stated rather than left to the default.
+    "readOnlyPort: 0",
     `clusterDomain: ${lab.services.clusterDomain}`,
     "clusterDNS:",
     `  - ${lab.services.dnsIP}`,

@@ -2,7 +2,7 @@
 // in the classic setup), its IngressClass, and the lab's Ingress: Host -> business-manager.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { INGRESS_CONTROLLER, WORKLOAD_NAMESPACE } from "../../core/names.ts";
+import { INGRESS_CONTROLLER, podSecurity, WORKLOAD_NAMESPACE } from "../../core/names.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { Pki } from "./pki.ts";
@@ -22,7 +22,8 @@ export class Ingress extends Tier {
     const o = (...after: pulumi.Resource[]) => this.childOpts({ provider }, after);
     const { namespace, name: controller, labels } = INGRESS_CONTROLLER;
 
-    const ns = new k8s.core.v1.Namespace(controller, { metadata: { name: namespace } }, o());
+    // hostNetwork: "privileged", said outright.
+    const ns = new k8s.core.v1.Namespace(controller, { metadata: { name: namespace, labels: podSecurity("privileged") } }, o());
     const sa = new k8s.core.v1.ServiceAccount(controller, { metadata: { name: controller, namespace } }, o(ns));
     // The controller's own RBAC (deployments/rbac/rbac.yaml of v1.12.5), less its custom resources.
     const role = new k8s.rbac.v1.ClusterRole(

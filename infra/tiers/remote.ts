@@ -14,13 +14,17 @@ export interface NodeFileInput {
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
-/** A bash script that writes each file atomically (base64, so any content survives the trip). */
+/**
+ * A bash script that writes each file atomically (base64, so any content survives the trip),
+ * created with no permission for others (umask 077) and given its mode before it is moved into
+ * place: a key is never readable by anyone else, not even for a moment.
+ */
 export function installScript(files: { path: string; content: string; mode?: string }[]): string {
   return `${files
     .map((f) =>
       [
         `install -d -m 0755 "$(dirname ${f.path})"`,
-        `base64 -d > ${f.path}.k8slab-new <<'EOF'`,
+        `(umask 077 && base64 -d > ${f.path}.k8slab-new) <<'EOF'`,
         b64(f.content),
         "EOF",
         `chmod ${f.mode ?? "0644"} ${f.path}.k8slab-new && mv ${f.path}.k8slab-new ${f.path}`,

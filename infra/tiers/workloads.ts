@@ -2,7 +2,7 @@
 // name), each a Deployment whose pods learn who and where they are from the downward API.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { appLabels, CONTROL_PLANE_TAINT, headlessService, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
+import { appLabels, CONTROL_PLANE_TAINT, headlessService, podSecurity, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
 
@@ -107,7 +107,10 @@ export class Workloads extends Tier {
     );
 
     // The probes' vantage points: one toolbox pod per node (curl, dig, ip, ping, tcpdump), in a namespace of their own.
-    const probeNs = new k8s.core.v1.Namespace(TOOLBOX.namespace, { metadata: { name: TOOLBOX.namespace } }, o());
+    // The workloads need nothing privileged: their namespace refuses it (Pod Security "baseline").
+    new k8s.core.v1.NamespacePatch(NS, { metadata: { name: NS, labels: podSecurity("baseline") } }, o());
+    // tcpdump in the toolbox needs NET_ADMIN and NET_RAW: "privileged", said outright.
+    const probeNs = new k8s.core.v1.Namespace(TOOLBOX.namespace, { metadata: { name: TOOLBOX.namespace, labels: podSecurity("privileged") } }, o());
     new k8s.apps.v1.DaemonSet(
       TOOLBOX.daemonSet,
       {
