@@ -28,8 +28,19 @@ export const UNDERLAY_NIC = "eth0";
 /** flanneld names its VXLAN device after the VNI (flannel.<VNI>): it is derived, never chosen. */
 export const flannelDevice = (vni: number) => `flannel.${vni}`;
 
+/** kubeadm's group for the everyday admin: cluster-admin through a ClusterRoleBinding, so RBAC can revoke it. */
+export const CLUSTER_ADMINS_GROUP = "kubeadm:cluster-admins";
+
 /** Where flanneld keeps its network config and subnet leases in etcd (its default prefix). */
 export const FLANNEL_ETCD_PREFIX = "/coreos.com/network";
+
+/**
+ * etcd's users, named by the CN of the certificate each presents (etcd's CN-based auth). The API
+ * server has etcd's root role; flannel a role on its own prefix only, so a node's flannel key cannot
+ * read /registry. etcd wants a `root` user before it turns auth on.
+ */
+export const ETCD_USERS = { root: "root", apiServer: "kube-apiserver-etcd-client", flannel: "flannel" } as const;
+export const FLANNEL_ETCD_ROLE = "flannel";
 
 /** The label every workload, the toolbox and the ingress controller select their pods by. */
 export const appLabels = (name: string) => ({ app: name });

@@ -37,13 +37,24 @@ export const ETCD_PEER_PORT = 2380;
 
 export const etcdEndpoint = (lab: Lab) => `https://${lab.controlPlane.address}:${ETCD_CLIENT_PORT}`;
 
-/** etcdctl on the control-plane node, with the API server's etcd client certificate (probes use it too). */
-export function etcdctlCommand(lab: Lab): string {
+/** The two CAs (as kubeadm has them): etcd trusts only its own, so no Kubernetes certificate opens it. */
+export const CA = { kubernetes: "ca", etcd: "etcd-ca" } as const;
+export type CaName = (typeof CA)[keyof typeof CA];
+export const caCert = (ca: CaName) => pki(`${ca}.crt`);
+
+/** The etcd client certificates: the API server's (etcd's root role) and flannel's (its prefix only, on every node). */
+export const ETCD_CLIENT_CERT = { apiServer: "apiserver-etcd-client", flannel: "flannel-etcd-client" } as const;
+
+/**
+ * etcdctl on the control-plane node. By default as flannel: what probes, snapshots and exercises read
+ * and change is flannel's own prefix, and that key is allowed nothing else.
+ */
+export function etcdctlCommand(lab: Lab, as: (typeof ETCD_CLIENT_CERT)[keyof typeof ETCD_CLIENT_CERT] = ETCD_CLIENT_CERT.flannel): string {
   return [
     `${NODE_PATHS.bin}/etcdctl`,
     `--endpoints=${etcdEndpoint(lab)}`,
-    `--cacert=${pki("ca.crt")}`,
-    `--cert=${pki("apiserver-etcd-client.crt")}`,
-    `--key=${pki("apiserver-etcd-client.key")}`,
+    `--cacert=${caCert(CA.etcd)}`,
+    `--cert=${pki(`${as}.crt`)}`,
+    `--key=${pki(`${as}.key`)}`,
   ].join(" ");
 }

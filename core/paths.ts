@@ -21,8 +21,10 @@ export interface LabPaths {
   logs: string;
   vms: string;
   run: string;
-  /** The cluster-admin kubeconfig the control-plane tier writes for this host's kubectl. */
+  /** The cluster-admin kubeconfig the control-plane tier writes for this host's kubectl (RBAC: kubeadm's cluster-admins group). */
   adminKubeconfig: string;
+  /** Break-glass: system:masters, which RBAC cannot take away. For when the admin's binding is broken. */
+  superAdminKubeconfig: string;
   /** The workshop scenario applied to the lab, if any (`k8slab break` writes it, `fix` removes it). */
   scenario: string;
 }
@@ -37,6 +39,7 @@ export function labPaths(lab: string): LabPaths {
     vms: path.join(dir, "vms"),
     run: path.join(runRoot(), lab),
     adminKubeconfig: path.join(dir, "admin.kubeconfig"),
+    superAdminKubeconfig: path.join(dir, "super-admin.kubeconfig"),
     scenario: path.join(dir, "scenario.json"),
   };
 }

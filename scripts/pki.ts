@@ -1,9 +1,10 @@
 // Prints one generated key pair as JSON on stdout; the Pki tier runs it once per certificate through local.Command.
 //   pki.ts ca               env K8SLAB_CA_NAME
-//   pki.ts issue            env K8SLAB_CERT_SPEC (a CertSpec as JSON), K8SLAB_CA_CERT, K8SLAB_CA_KEY
+//   pki.ts issue            env K8SLAB_CERT_SPEC (a CertIdentity as JSON), K8SLAB_CA_CERT, K8SLAB_CA_KEY
 //   pki.ts service-account
+//   pki.ts encryption-key
 import { EXIT } from "../core/exit.ts";
-import { createCa, createServiceAccountKeys, issueCertificate } from "./pki/generate.ts";
+import { createCa, createEncryptionKey, createServiceAccountKeys, issueCertificate } from "./pki/generate.ts";
 
 function env(name: string): string {
   const value = process.env[name];
@@ -19,9 +20,11 @@ const result =
       ? await issueCertificate({ certPem: env("K8SLAB_CA_CERT"), keyPem: env("K8SLAB_CA_KEY") }, JSON.parse(env("K8SLAB_CERT_SPEC")))
       : kind === "service-account"
         ? await createServiceAccountKeys()
-        : undefined;
+        : kind === "encryption-key"
+          ? createEncryptionKey()
+          : undefined;
 if (!result) {
-  console.error("usage: pki.ts ca | issue | service-account");
+  console.error("usage: pki.ts ca | issue | service-account | encryption-key");
   process.exit(EXIT.invalid);
 }
 process.stdout.write(JSON.stringify(result));

@@ -675,7 +675,7 @@ describe("adapter end to end", () => {
       dns: ["localhost"],
       ips: ["127.0.0.1"],
       usages: ["server"],
-      nodes: [],
+      ca: "ca",
     });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-ingress-adapter-"));
     tokenFile = path.join(dir, "token");
@@ -893,7 +893,7 @@ describe("adapter end to end", () => {
       dns: [],
       ips: ["127.0.0.1"],
       usages: ["server"],
-      nodes: [],
+      ca: "ca",
     });
     const secure = await startAdapter({ tls: { cert: serving.certPem, key: serving.keyPem } });
     const tls = { ca: ca.certPem };

@@ -4,9 +4,10 @@ import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import path from "node:path";
 import { test } from "node:test";
+import { ETCD_USERS } from "../core/names.ts";
 import { loadLab } from "../scripts/lab-file.ts";
 import { certificateCatalog } from "../scripts/pki/catalog.ts";
-import { createCa, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.ts";
+import { createCa, createEncryptionKey, createServiceAccountKeys, issueCertificate } from "../scripts/pki/generate.ts";
 
 const loaded = loadLab(path.join(import.meta.dirname, "../labs/two-node.yaml"));
 assert.ok(loaded.ok);
@@ -29,6 +30,26 @@ test("control-plane secrets stay on the control plane; admin on the host", () =>
   assert.deepEqual(byName("admin").nodes, []);
   assert.deepEqual(byName("kube-proxy").nodes, ["node1", "node2"]);
   assert.equal(new Set(catalog.map((c) => c.name)).size, catalog.length, "names are unique");
+});
+
+test("etcd's CA signs etcd's own certificates and its two clients, named as etcd's users; every node file has a reader", () => {
+  assert.deepEqual(
+    catalog
+      .filter((c) => c.ca === "etcd-ca")
+      .map((c) => c.name)
+      .sort(),
+    ["apiserver-etcd-client", "etcd-peer", "etcd-server", "flannel-etcd-client"],
+  );
+  assert.equal(byName("flannel-etcd-client").commonName, ETCD_USERS.flannel);
+  assert.equal(byName("apiserver-etcd-client").commonName, ETCD_USERS.apiServer);
+  assert.deepEqual(byName("flannel-etcd-client").readBy, ["flanneld"]);
+  for (const c of catalog.filter((c) => c.nodes.length)) assert.ok(c.readBy.length, `${c.name} restarts a unit when renewed`);
+});
+
+test("the Secrets encryption key is 32 random bytes", () => {
+  const a = Buffer.from(createEncryptionKey().key, "base64");
+  assert.equal(a.length, 32);
+  assert.notDeepEqual(a, Buffer.from(createEncryptionKey().key, "base64"));
 });
 
 test("an issued certificate verifies against the CA and carries its SANs and groups", async () => {

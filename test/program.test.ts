@@ -111,21 +111,23 @@ const resolved = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply
 /** The SDK records a component's children on it; not in its typings. */
 const childrenOf = (r: pulumi.Resource) => [...((r as unknown as { __childResources?: Set<pulumi.Resource> }).__childResources ?? [])];
 
-test("pki: every certificate is signed by the lab CA, keys are secrets, all parented to the tier", async () => {
+test("pki: every certificate is signed by its CA and no other, keys are secrets, all parented to the tier", async () => {
   const { pki } = built;
-  const ca = new X509Certificate(await resolved(pki.caCertPem));
-  assert.match(ca.subject, /CN=k8slab two-node CA/);
+  const cas = { ca: new X509Certificate(await resolved(pki.caCertPem)), "etcd-ca": new X509Certificate(await resolved(pki.etcdCaCertPem)) };
+  assert.match(cas.ca.subject, /CN=k8slab two-node CA/);
+  assert.match(cas["etcd-ca"].subject, /CN=k8slab two-node etcd CA/);
   const names = Object.keys(pki.certs);
   assert.ok(names.includes("kubelet-node2") && names.includes("admin"));
   for (const [name, issued] of Object.entries(pki.certs)) {
     const cert = new X509Certificate(await resolved(issued.certPem));
-    assert.ok(cert.verify(ca.publicKey), `${name} is signed by the lab CA`);
+    const other = issued.spec.ca === "ca" ? "etcd-ca" : "ca";
+    assert.ok(cert.verify(cas[issued.spec.ca].publicKey), `${name} is signed by ${issued.spec.ca}`);
+    assert.ok(!cert.verify(cas[other].publicKey), `${name} is not signed by ${other}`);
     assert.ok(cert.subject.startsWith(`CN=${issued.spec.commonName}`), name);
     assert.equal(await pulumi.isSecret(issued.keyPem), true, `${name}'s key is a secret`);
   }
-  assert.equal(await pulumi.isSecret(pki.serviceAccount.privateKeyPem), true);
   const children = childrenOf(pki);
-  assert.equal(children.length, names.length + 2 + 2, "CA + certificates + service-account key + one files step per node");
+  assert.equal(children.length, names.length + 2 + 2 + 2, "two CAs + certificates + service-account and encryption keys + one files step per node");
   for (const child of children) assert.match(await resolved(child.urn), /::k8slab:tier:Pki\$k8slab:index:Command::/);
 });
 

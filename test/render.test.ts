@@ -16,6 +16,8 @@ import {
   kubeProxyFiles,
   type NodeFile,
   nodeAgentFiles,
+  renderEncryptionConfig,
+  renderEtcdAuthScript,
   renderKubeconfig,
 } from "../infra/render/index.ts";
 import { unitDigest } from "../infra/tiers/remote.ts";
@@ -163,4 +165,22 @@ test("the control plane and kubelet are set as the CIS benchmark asks; keys are 
     installScript([{ path: "/etc/kubernetes/pki/x.key", content: "k", mode: "0600" }]),
     /^\(umask 077 && base64 -d > \/etc\/kubernetes\/pki\/x\.key\.k8slab-new\) <<'EOF'$/m,
   );
+});
+
+test("etcd trusts only its own CA; auth confines flannel to its prefix; Secrets are encrypted at rest", () => {
+  const etcd = etcdFiles(lab).find((f) => f.path.endsWith("etcd.service"))!.content;
+  assert.match(etcd, /--trusted-ca-file=\/etc\/kubernetes\/pki\/etcd-ca\.crt/);
+  assert.match(etcd, /--peer-trusted-ca-file=\/etc\/kubernetes\/pki\/etcd-ca\.crt/);
+  const auth = renderEtcdAuthScript(lab);
+  assert.match(auth, /role grant-permission --prefix=true flannel readwrite \/coreos\.com\/network\/ /);
+  assert.match(auth, /user grant-role flannel flannel /);
+  assert.match(auth, /user grant-role kube-apiserver-etcd-client root /);
+  assert.match(auth, /--cert=\/etc\/kubernetes\/pki\/apiserver-etcd-client\.crt/, "run as the API server's client, root once auth is on");
+  assert.ok(auth.indexOf("auth enable") > auth.lastIndexOf("grant-role"), "auth goes on after every user has its role");
+  const cp = Object.fromEntries(controlPlaneFiles(lab).map((f) => [path.basename(f.path), f.content]));
+  assert.match(cp["kube-apiserver.service"], /--etcd-cafile=\/etc\/kubernetes\/pki\/etcd-ca\.crt/);
+  assert.match(cp["kube-apiserver.service"], /--encryption-provider-config=\/etc\/kubernetes\/config\/encryption-config\.yaml/);
+  const enc = renderEncryptionConfig("S0VZ");
+  assert.ok(enc.indexOf("secretbox") < enc.indexOf("identity"), "new Secrets are encrypted; identity only reads old ones");
+  assert.match(enc, /secret: S0VZ\n/);
 });

@@ -1,6 +1,6 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler on the control-plane node.
 import type { Lab } from "../../core/index.ts";
-import { API_SERVER_PORT, configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
+import { API_SERVER_PORT, CA, caCert, configPath, ETCD_CLIENT_CERT, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
 import { renderUnit } from "./systemd.ts";
 
 /**
@@ -40,6 +40,28 @@ export function renderAuditPolicy(): string {
   ].join("\n");
 }
 
+export const ENCRYPTION_CONFIG = configPath("encryption-config.yaml");
+
+/**
+ * Secrets are stored in etcd encrypted with secretbox (XSalsa20-Poly1305). `identity` comes last so
+ * a Secret written before encryption was on still reads; the next write of it encrypts it.
+ */
+export function renderEncryptionConfig(key: string): string {
+  return [
+    "apiVersion: apiserver.config.k8s.io/v1",
+    "kind: EncryptionConfiguration",
+    "resources:",
+    "  - resources: [secrets]",
+    "    providers:",
+    "      - secretbox:",
+    "          keys:",
+    "            - name: key1",
+    `              secret: ${key}`,
+    "      - identity: {}",
+    "",
+  ].join("\n");
+}
+
 /** TLS 1.2 suites with forward secrecy and an AEAD cipher (TLS 1.3 picks its own): what the CIS benchmark accepts. */
 export const TLS_CIPHER_SUITES = [
   "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
@@ -60,17 +82,17 @@ export function renderApiServerUnit(lab: Lab): string {
       `--advertise-address=${lab.controlPlane.address}`,
       `--secure-port=${API_SERVER_PORT}`,
       `--etcd-servers=${etcdEndpoint(lab)}`,
-      `--etcd-cafile=${pki("ca.crt")}`,
-      `--etcd-certfile=${pki("apiserver-etcd-client.crt")}`,
-      `--etcd-keyfile=${pki("apiserver-etcd-client.key")}`,
+      `--etcd-cafile=${caCert(CA.etcd)}`,
+      `--etcd-certfile=${pki(`${ETCD_CLIENT_CERT.apiServer}.crt`)}`,
+      `--etcd-keyfile=${pki(`${ETCD_CLIENT_CERT.apiServer}.key`)}`,
       `--service-cluster-ip-range=${lab.services.cidr}`,
       `--service-node-port-range=${lab.services.nodePortRange}`,
       "--authorization-mode=Node,RBAC",
       `--authentication-config=${configPath("authentication.yaml")}`,
-      `--client-ca-file=${pki("ca.crt")}`,
+      `--client-ca-file=${caCert(CA.kubernetes)}`,
       `--tls-cert-file=${pki("apiserver.crt")}`,
       `--tls-private-key-file=${pki("apiserver.key")}`,
-      `--kubelet-certificate-authority=${pki("ca.crt")}`,
+      `--kubelet-certificate-authority=${caCert(CA.kubernetes)}`,
       `--kubelet-client-certificate=${pki("apiserver-kubelet-client.crt")}`,
       `--kubelet-client-key=${pki("apiserver-kubelet-client.key")}`,
       "--kubelet-preferred-address-types=InternalIP,Hostname",
@@ -78,6 +100,7 @@ export function renderApiServerUnit(lab: Lab): string {
       `--service-account-key-file=${pki("service-account.pub")}`,
       `--service-account-signing-key-file=${pki("service-account.key")}`,
       "--enable-admission-plugins=NodeRestriction",
+      `--encryption-provider-config=${ENCRYPTION_CONFIG}`,
       // CIS 1.2: no profiling endpoint, TLS 1.2 at least with forward-secret AEAD suites only.
       "--profiling=false",
       // Who did what, without request bodies (CIS 1.2.16-19): rotated at 20 MiB, two old files kept, a week at most.
@@ -109,7 +132,7 @@ export function renderControllerManagerUnit(lab: Lab): string {
       // flannel hands out node subnets (leases in etcd), so the controller-manager does not.
       "--allocate-node-cidrs=false",
       `--service-cluster-ip-range=${lab.services.cidr}`,
-      `--root-ca-file=${pki("ca.crt")}`,
+      `--root-ca-file=${caCert(CA.kubernetes)}`,
       `--service-account-private-key-file=${pki("service-account.key")}`,
       "--use-service-account-credentials=true",
       // One control plane: nothing to elect, and no lease renewals to miss under TCG.

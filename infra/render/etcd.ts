@@ -1,6 +1,7 @@
 // etcd on the control-plane node, and the flannel network config it stores.
 import type { Lab } from "../../core/index.ts";
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.ts";
+import { ETCD_USERS, FLANNEL_ETCD_PREFIX, FLANNEL_ETCD_ROLE } from "../../core/names.ts";
+import { CA, caCert, ETCD_CLIENT_CERT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, etcdctlCommand, etcdEndpoint, NODE_PATHS, pki } from "../../core/node.ts";
 import { renderUnit } from "./systemd.ts";
 
 export function renderEtcdUnit(lab: Lab): string {
@@ -23,11 +24,11 @@ export function renderEtcdUnit(lab: Lab): string {
       `--initial-cluster-token=k8slab-${lab.name}`,
       `--cert-file=${pki("etcd-server.crt")}`,
       `--key-file=${pki("etcd-server.key")}`,
-      `--trusted-ca-file=${pki("ca.crt")}`,
+      `--trusted-ca-file=${caCert(CA.etcd)}`,
       "--client-cert-auth=true",
       `--peer-cert-file=${pki("etcd-peer.crt")}`,
       `--peer-key-file=${pki("etcd-peer.key")}`,
-      `--peer-trusted-ca-file=${pki("ca.crt")}`,
+      `--peer-trusted-ca-file=${caCert(CA.etcd)}`,
       "--peer-client-cert-auth=true",
       // Emulated CPUs (TCG) are slow: wider heartbeat and election windows keep the leader stable.
       "--heartbeat-interval=500",
@@ -42,4 +43,29 @@ export function renderEtcdUnit(lab: Lab): string {
 export function renderFlannelNetConf(lab: Lab): string {
   const { cidr, nodeSubnetPrefix, flannel } = lab.pods;
   return `${JSON.stringify({ Network: cidr, SubnetLen: nodeSubnetPrefix, Backend: { Type: flannel.backend, VNI: flannel.vni, Port: flannel.port } }, null, 2)}\n`;
+}
+
+/**
+ * Turns on etcd's auth (CN-based: each client is the user its certificate names) with flannel confined
+ * to its prefix. Idempotent: etcd ignores a role granted twice and `auth enable` when auth is on. Runs
+ * as the API server's client (before auth any etcd-CA client may; after, that one has the root role).
+ */
+export function renderEtcdAuthScript(lab: Lab): string {
+  const e = etcdctlCommand(lab, ETCD_CLIENT_CERT.apiServer);
+  const grants: [string, string][] = [
+    [ETCD_USERS.root, "root"],
+    [ETCD_USERS.apiServer, "root"],
+    [ETCD_USERS.flannel, FLANNEL_ETCD_ROLE],
+  ];
+  return [
+    "set -e",
+    `${e} role get ${FLANNEL_ETCD_ROLE} >/dev/null 2>&1 || ${e} role add ${FLANNEL_ETCD_ROLE} >/dev/null`,
+    `${e} role grant-permission --prefix=true ${FLANNEL_ETCD_ROLE} readwrite ${FLANNEL_ETCD_PREFIX}/ >/dev/null`,
+    ...grants.flatMap(([user, role]) => [
+      `${e} user get ${user} >/dev/null 2>&1 || ${e} user add ${user} --no-password >/dev/null`,
+      `${e} user grant-role ${user} ${role} >/dev/null`,
+    ]),
+    `${e} auth enable >/dev/null`,
+    "",
+  ].join("\n");
 }

@@ -90,7 +90,8 @@ export function kubeProxyFiles(lab: Lab, node: LabNode): NodeFile[] {
   ];
 }
 
+export { ENCRYPTION_CONFIG, renderEncryptionConfig } from "./controlplane.ts";
 export { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "./coredns.ts";
-
+export { renderEtcdAuthScript } from "./etcd.ts";
 export { type KubeconfigSpec, renderKubeconfig } from "./kubeconfig.ts";
 export { NETSTAMP_UNIT } from "./node.ts";

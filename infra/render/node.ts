@@ -1,7 +1,7 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
 import type { Lab, LabNode } from "../../core/index.ts";
 import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
-import { configPath, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
+import { CA, caCert, configPath, ETCD_CLIENT_CERT, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
 import { TLS_CIPHER_SUITES } from "./controlplane.ts";
 import { renderUnit } from "./systemd.ts";
 
@@ -65,7 +65,7 @@ export function renderKubeletConfig(lab: Lab, node: LabNode): string {
     "  webhook:",
     "    enabled: true",
     "  x509:",
-    `    clientCAFile: ${pki("ca.crt")}`,
+    `    clientCAFile: ${caCert(CA.kubernetes)}`,
     "authorization:",
     "  mode: Webhook",
     "tlsMinVersion: VersionTLS12",
@@ -152,9 +152,9 @@ export function renderFlanneldUnit(lab: Lab, node: LabNode): string {
       `${NODE_PATHS.bin}/flanneld`,
       `--etcd-endpoints=${etcdEndpoint(lab)}`,
       `--etcd-prefix=${FLANNEL_ETCD_PREFIX}`,
-      `--etcd-cafile=${pki("ca.crt")}`,
-      `--etcd-certfile=${pki("flannel-etcd-client.crt")}`,
-      `--etcd-keyfile=${pki("flannel-etcd-client.key")}`,
+      `--etcd-cafile=${caCert(CA.etcd)}`,
+      `--etcd-certfile=${pki(`${ETCD_CLIENT_CERT.flannel}.crt`)}`,
+      `--etcd-keyfile=${pki(`${ETCD_CLIENT_CERT.flannel}.key`)}`,
       // The LAN address picks the underlay interface (not the management NIC).
       `--iface=${node.address}`,
       "--ip-masq",

@@ -1,21 +1,22 @@
 // ControlPlane: kube-apiserver, kube-controller-manager and kube-scheduler as systemd units on the
-// control-plane node, and the admin kubeconfig for this machine (a secret output, and a file).
+// control-plane node, and for this machine the admin kubeconfig (cluster-admin through RBAC, as
+// kubeadm's admin.conf) and the break-glass super-admin one (system:masters): secret outputs, and files.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { API_SERVER_PORT, pki } from "../../core/node.ts";
+import { CLUSTER_ADMINS_GROUP } from "../../core/names.ts";
+import { API_SERVER_PORT, CA, caCert } from "../../core/node.ts";
 import { labPaths } from "../../core/paths.ts";
 import { Command } from "../provider/command.ts";
 import { controlPlaneFiles } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { Machines } from "./machines.ts";
 import { Pki } from "./pki.ts";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
-
-/** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
+import { nodeFiles, nodeUnits } from "./remote.ts";
 
 export class ControlPlane extends Tier {
   /** The admin kubeconfig (secret), pointing at the API server as this machine reaches it. */
   readonly kubeconfig: pulumi.Output<string>;
+  /** Where `k8slab status --json` finds the admin kubeconfig; `down` removes the lab's folder. */
   readonly kubeconfigFile: string;
   /** The kubernetes provider every cluster object above this tier goes through (explicit: never ~/.kube/config). */
   readonly k8s: k8s.Provider;
@@ -24,43 +25,62 @@ export class ControlPlane extends Tier {
     super("ControlPlane", name, args, opts);
     const { lab } = args;
     const machines = this.below(Machines);
-    const connection = machines.connections[lab.controlPlane.name];
+    const cp = lab.controlPlane.name;
+    const connection = machines.connections[cp];
+    const pki = this.below(Pki);
     const files = controlPlaneFiles(lab);
     const written = nodeFiles("files", connection, files, this.childOpts());
     // Anonymous requests may read /readyz (authentication.yaml); it answers once etcd and every post-start hook are fine.
     const apiServer = nodeUnits("kube-apiserver", connection, ["kube-apiserver"], this.childOpts({}, [written]), {
-      ready: `curl -sf --max-time 5 --cacert ${pki("ca.crt")} https://127.0.0.1:${API_SERVER_PORT}/readyz >/dev/null`,
+      ready: `curl -sf --max-time 5 --cacert ${caCert(CA.kubernetes)} https://127.0.0.1:${API_SERVER_PORT}/readyz >/dev/null`,
       what: "kube-apiserver /readyz",
       readyTimeoutSec: 600,
-      configDigest: unitDigest(files, "kube-apiserver"),
+      configDigest: pki.unitDigest(cp, "kube-apiserver", files),
     });
     // One step per unit, so each restarts only when what it reads changes. The controller-manager's
     // step was once "controllers" (both units): the alias keeps it an update, not a delete that stops both.
     nodeUnits("kube-controller-manager", connection, ["kube-controller-manager"], this.childOpts({ aliases: [{ name: "controllers" }] }, [apiServer]), {
       ready: "systemctl is-active --quiet kube-controller-manager",
       what: "kube-controller-manager",
-      configDigest: unitDigest(files, "kube-controller-manager"),
+      configDigest: pki.unitDigest(cp, "kube-controller-manager", files),
     });
     nodeUnits("kube-scheduler", connection, ["kube-scheduler"], this.childOpts({}, [apiServer]), {
       ready: "systemctl is-active --quiet kube-scheduler",
       what: "kube-scheduler",
-      configDigest: unitDigest(files, "kube-scheduler"),
+      configDigest: pki.unitDigest(cp, "kube-scheduler", files),
     });
 
-    this.kubeconfig = this.below(Pki).kubeconfig(lab.name, `https://${machines.apiServerEndpoint}`, "admin");
-    this.kubeconfigFile = labPaths(lab.name).adminKubeconfig;
-    new Command(
-      "admin-kubeconfig",
+    const paths = labPaths(lab.name);
+    const hostFile = (id: string, file: string, kubeconfig: pulumi.Output<string>) =>
+      new Command(
+        id,
+        {
+          create: `mkdir -p "$(dirname "$FILE")" && (umask 077 && cat > "$FILE")`,
+          delete: `rm -f "$FILE"`,
+          environment: { FILE: file },
+          stdin: kubeconfig,
+          logging: "none",
+        },
+        this.childOpts({}, [apiServer]),
+      );
+    const server = `https://${machines.apiServerEndpoint}`;
+    this.kubeconfig = pki.kubeconfig(lab.name, server, "admin");
+    this.kubeconfigFile = paths.adminKubeconfig;
+    hostFile("admin-kubeconfig", this.kubeconfigFile, this.kubeconfig);
+    const superAdmin = pki.kubeconfig(lab.name, server, "super-admin");
+    hostFile("super-admin-kubeconfig", paths.superAdminKubeconfig, superAdmin);
+    // The one object only system:masters can make: the binding that gives the admin group its power.
+    const breakGlass = new k8s.Provider("k8s-super-admin", { kubeconfig: superAdmin }, { parent: this, dependsOn: [apiServer] });
+    const admins = new k8s.rbac.v1.ClusterRoleBinding(
+      "cluster-admins",
       {
-        create: `mkdir -p "$(dirname "$FILE")" && (umask 077 && cat > "$FILE")`,
-        delete: `rm -f "$FILE"`,
-        environment: { FILE: this.kubeconfigFile },
-        stdin: this.kubeconfig,
-        logging: "none",
+        metadata: { name: CLUSTER_ADMINS_GROUP },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
+        subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: CLUSTER_ADMINS_GROUP }],
       },
-      this.childOpts({}, [apiServer]),
+      { parent: this, provider: breakGlass },
     );
-    this.k8s = new k8s.Provider("k8s", { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: [apiServer] });
+    this.k8s = new k8s.Provider("k8s", { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: [apiServer, admins] });
     this.registerOutputs({ kubeconfigFile: this.kubeconfigFile });
   }
 }

@@ -1,13 +1,15 @@
-// Etcd: the cluster's store on the control-plane node, TLS on client and peer ports; it also holds
-// flannel's network config, which flanneld reads at <prefix>/config (the classic layout).
+// Etcd: the cluster's store on the control-plane node, TLS on client and peer ports, its own CA, and
+// auth that confines flannel to its prefix; it also holds flannel's network config, which flanneld
+// reads at <prefix>/config (the classic layout), written with flannel's own credentials.
 import type * as pulumi from "@pulumi/pulumi";
 import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
 import { configPath, etcdctlCommand } from "../../core/node.ts";
 import { Command } from "../provider/command.ts";
-import { etcdFiles, flannelNetConfFile } from "../render/index.ts";
+import { etcdFiles, flannelNetConfFile, renderEtcdAuthScript } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { Machines } from "./machines.ts";
-import { filesDigest, nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
+import { Pki } from "./pki.ts";
+import { filesDigest, nodeFiles, nodeUnits } from "./remote.ts";
 
 export class Etcd extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -19,8 +21,9 @@ export class Etcd extends Tier {
     const etcd = nodeUnits("etcd", connection, ["etcd"], this.childOpts({}, [written]), {
       ready: `${etcdctlCommand(lab)} endpoint health >/dev/null 2>&1`,
       what: "etcd's client endpoint",
-      configDigest: unitDigest(files, "etcd"),
+      configDigest: this.below(Pki).unitDigest(lab.controlPlane.name, "etcd", files),
     });
+    const auth = new Command("etcd-auth", { connection, create: renderEtcdAuthScript(lab) }, this.childOpts({}, [etcd]));
     new Command(
       "flannel-network-config",
       {
@@ -28,7 +31,7 @@ export class Etcd extends Tier {
         create: `${etcdctlCommand(lab)} put ${FLANNEL_ETCD_PREFIX}/config "$(cat ${configPath("flannel-net-conf.json")})" >/dev/null`,
         environment: { K8SLAB_CONFIG_SHA256: filesDigest([flannelNetConfFile(lab)]) },
       },
-      this.childOpts({}, [etcd]),
+      this.childOpts({}, [auth]),
     );
     this.registerOutputs({});
   }

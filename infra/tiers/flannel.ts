@@ -5,7 +5,8 @@ import { NODE_PATHS } from "../../core/node.ts";
 import { flanneldInputs, flannelFiles } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { Machines } from "./machines.ts";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
+import { Pki } from "./pki.ts";
+import { nodeFiles, nodeUnits } from "./remote.ts";
 
 export class Flannel extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -20,7 +21,7 @@ export class Flannel extends Tier {
         // The subnet file is written once the lease is held; the VTEP exists once the backend is up.
         ready: `test -s ${NODE_PATHS.flannelSubnetFile} && ip link show ${lab.pods.flannel.device} >/dev/null 2>&1`,
         what: `flanneld's lease and ${lab.pods.flannel.device}`,
-        configDigest: unitDigest(flanneldInputs(lab, node), "flanneld"),
+        configDigest: this.below(Pki).unitDigest(node.name, "flanneld", flanneldInputs(lab, node)),
       });
     }
     this.registerOutputs({});

@@ -4,7 +4,8 @@ import type * as pulumi from "@pulumi/pulumi";
 import { kubeProxyFiles } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { Machines } from "./machines.ts";
-import { nodeFiles, nodeUnits, unitDigest } from "./remote.ts";
+import { Pki } from "./pki.ts";
+import { nodeFiles, nodeUnits } from "./remote.ts";
 
 export class KubeProxy extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -19,7 +20,7 @@ export class KubeProxy extends Tier {
         // The kubernetes Service's chain shows kube-proxy has synced with the API server.
         ready: "iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q KUBE-SVC-",
         what: "kube-proxy's KUBE-SERVICES chain",
-        configDigest: unitDigest(files, "kube-proxy"),
+        configDigest: this.below(Pki).unitDigest(node.name, "kube-proxy", files),
       });
     }
     this.registerOutputs({});

@@ -11,6 +11,7 @@ import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { Machines } from "./machines.ts";
+import { Pki } from "./pki.ts";
 import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.ts";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
@@ -80,7 +81,7 @@ export class NodeAgents extends Tier {
         nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
           ready: "systemctl is-active --quiet kubelet",
           what: "kubelet",
-          configDigest: unitDigest(files, "kubelet"),
+          configDigest: this.below(Pki).unitDigest(node.name, "kubelet", files),
         }),
       );
     }
