@@ -919,15 +919,30 @@ describe("adapter end to end", () => {
     assert.match(fs.readFileSync(path.join(outDir, "SHA256SUMS"), "utf8"), /^[0-9a-f]{64} {2}ingress-adapter\.mjs$/m);
 
     fs.writeFileSync(path.join(dir, "ca.crt"), ca.certPem);
+    const serving = await issueCertificate(ca, {
+      name: "ingress-adapter",
+      commonName: "ingress-adapter",
+      dns: [],
+      ips: ["127.0.0.1"],
+      usages: ["server"],
+      ca: "ca",
+    });
+    fs.writeFileSync(path.join(dir, "tls.crt"), serving.certPem);
+    fs.writeFileSync(path.join(dir, "tls.key"), serving.keyPem);
+    const env = {
+      PATH: process.env.PATH ?? "",
+      PORT: "0",
+      UPSTREAM_URL: `https://127.0.0.1:${fake.port}`,
+      UPSTREAM_CA_FILE: path.join(dir, "ca.crt"),
+      TOKEN_FILE: tokenFile,
+    };
+    // Holding the pod's token, it will not serve plain HTTP.
+    const plain = spawnSync(process.execPath, [path.join(outDir, "ingress-adapter.mjs")], { cwd: outDir, env, encoding: "utf8", timeout: 10_000 });
+    assert.equal(plain.status, 2);
+    assert.match(plain.stderr, /TLS_CERT_FILE and TLS_KEY_FILE must both be set/);
     const child = spawn(process.execPath, [path.join(outDir, "ingress-adapter.mjs")], {
       cwd: outDir,
-      env: {
-        PATH: process.env.PATH ?? "",
-        PORT: "0",
-        UPSTREAM_URL: `https://127.0.0.1:${fake.port}`,
-        UPSTREAM_CA_FILE: path.join(dir, "ca.crt"),
-        TOKEN_FILE: tokenFile,
-      },
+      env: { ...env, TLS_CERT_FILE: path.join(dir, "tls.crt"), TLS_KEY_FILE: path.join(dir, "tls.key") },
     });
     let output = "";
     child.stdout.on("data", (c) => (output += c));
@@ -937,7 +952,7 @@ describe("adapter end to end", () => {
       const port = await within(
         new Promise<number>((resolve, reject) => {
           child.stdout.on("data", () => {
-            const m = /ingress-adapter listening on 127\.0\.0\.1:(\d+) \(http\)/.exec(output);
+            const m = /ingress-adapter listening on 127\.0\.0\.1:(\d+) \(https\)/.exec(output);
             if (m) resolve(Number(m[1]));
           });
           child.once("exit", (code) => reject(new Error(`exited with ${code}:\n${output}`)));
@@ -945,7 +960,14 @@ describe("adapter end to end", () => {
         5000,
         "the bundle to listen",
       );
-      const answer = await request(port, "GET", "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager");
+      const answer = await request(
+        port,
+        "GET",
+        "/apis/networking.k8s.io/v1beta1/namespaces/default/ingresses/business-manager",
+        undefined,
+        { authorization: `Bearer ${fs.readFileSync(tokenFile, "utf8").trim()}` },
+        { ca: ca.certPem },
+      );
       assert.deepEqual(json(answer), labIngressV1beta1);
       child.kill("SIGTERM");
       assert.equal(await within(exited, 10_000, "the bundle to exit"), 0, output);

@@ -246,6 +246,17 @@ test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from t
   const controllerEnv = Object.fromEntries(ds.containers[0].env.filter((e: any) => e.value).map((e: any) => [e.name, e.value]));
   assert.deepEqual([controllerEnv.KUBERNETES_SERVICE_HOST, controllerEnv.KUBERNETES_SERVICE_PORT], ["127.0.0.1", "18001"]);
   assert.equal(ds.initContainers[0].restartPolicy, "Always");
+  // The controller reads Secrets only in the namespace it watches.
+  assert.ok(ds.containers[0].args.includes("-watch-namespace=default"));
+  const secretRules = [...objects.entries()]
+    .filter(([k]) => /rbac.authorization.k8s.io\/v1:(Cluster)?Role::nginx-ingress/.test(k))
+    .flatMap(([k, v]) =>
+      v.rules
+        .filter((r: any) => r.resources.includes("secrets"))
+        .map(() => `${k.split("::")[0].split(":").pop()} in ${v.metadata.namespace ?? "every namespace"}`),
+    );
+  assert.deepEqual(secretRules, ["Role in default"]);
+  assert.equal(obj("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::cluster-admins").subjects[0].name, "kubeadm:cluster-admins");
   const containers = [...objects.entries()]
     .filter(([k]) => /:(Deployment|DaemonSet)::/.test(k))
     .flatMap(([, v]) => [...v.spec.template.spec.containers, ...(v.spec.template.spec.initContainers ?? [])]);

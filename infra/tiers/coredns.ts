@@ -1,7 +1,7 @@
 // CoreDns: cluster DNS at the lab's dnsIP (the address kubelet writes into every pod's resolv.conf).
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { CLUSTER_DNS } from "../../core/names.ts";
+import { CLUSTER_DNS, RESTRICTED } from "../../core/names.ts";
 import { COREDNS_HEALTH_PORT, COREDNS_METRICS_PORT, COREDNS_READY_PORT, DNS_PORT, renderCorefile } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
@@ -53,9 +53,11 @@ export class CoreDns extends Tier {
               priorityClassName: "system-cluster-critical",
               // CoreDNS must not ask itself: it answers from the API, never from resolv.conf.
               dnsPolicy: "Default",
+              securityContext: RESTRICTED.pod(DNS_PORT < 1024),
               containers: [
                 {
                   name: "coredns",
+                  securityContext: RESTRICTED.container(),
                   image: this.imageRef(args, "coredns"),
                   imagePullPolicy: "Never",
                   args: ["-conf", "/etc/coredns/Corefile"],

@@ -25,28 +25,40 @@ export class Ingress extends Tier {
     // hostNetwork: "privileged", said outright.
     const ns = new k8s.core.v1.Namespace(controller, { metadata: { name: namespace, labels: podSecurity("privileged") } }, o());
     const sa = new k8s.core.v1.ServiceAccount(controller, { metadata: { name: controller, namespace } }, o(ns));
-    // The controller's own RBAC (deployments/rbac/rbac.yaml of v1.12.5), less its custom resources.
-    const role = new k8s.rbac.v1.ClusterRole(
+    // The controller's RBAC (deployments/rbac/rbac.yaml of v1.12.5, less its custom resources), narrowed:
+    // it watches only the workloads' namespace (-watch-namespace), so it reads Services, Endpoints and
+    // Secrets there and nowhere else; its ConfigMap and events in its own namespace; IngressClasses.
+    const grant = (id: string, where: string, rules: k8s.types.input.rbac.v1.PolicyRule[]) => {
+      const r = new k8s.rbac.v1.Role(id, { metadata: { name: controller, namespace: where }, rules }, where === namespace ? o(ns) : o());
+      new k8s.rbac.v1.RoleBinding(
+        id,
+        {
+          metadata: { name: controller, namespace: where },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: r.metadata.name },
+          subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace }],
+        },
+        o(r),
+      );
+    };
+    const events: k8s.types.input.rbac.v1.PolicyRule = { apiGroups: [""], resources: ["events"], verbs: ["create", "patch", "list"] };
+    grant(`${controller}-workloads`, WORKLOAD_NAMESPACE, [
+      { apiGroups: [""], resources: ["services", "endpoints", "secrets"], verbs: ["get", "list", "watch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
+      events,
+      { apiGroups: ["networking.k8s.io"], resources: ["ingresses"], verbs: ["list", "watch", "get"] },
+      { apiGroups: ["networking.k8s.io"], resources: ["ingresses/status"], verbs: ["update"] },
+    ]);
+    grant(controller, namespace, [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch", "update", "create"] }, events]);
+    const classes = new k8s.rbac.v1.ClusterRole(
       controller,
-      {
-        metadata: { name: controller },
-        rules: [
-          { apiGroups: [""], resources: ["services", "endpoints", "secrets"], verbs: ["get", "list", "watch"] },
-          { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch", "update", "create"] },
-          { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
-          { apiGroups: [""], resources: ["events"], verbs: ["create", "patch", "list"] },
-          { apiGroups: ["networking.k8s.io"], resources: ["ingresses"], verbs: ["list", "watch", "get"] },
-          { apiGroups: ["networking.k8s.io"], resources: ["ingresses/status"], verbs: ["update"] },
-          { apiGroups: ["networking.k8s.io"], resources: ["ingressclasses"], verbs: ["get"] },
-        ],
-      },
+      { metadata: { name: controller }, rules: [{ apiGroups: ["networking.k8s.io"], resources: ["ingressclasses"], verbs: ["get"] }] },
       o(),
     );
     new k8s.rbac.v1.ClusterRoleBinding(
       controller,
       {
         metadata: { name: controller },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: classes.metadata.name },
         subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace }],
       },
       o(),
@@ -104,6 +116,7 @@ export class Ingress extends Tier {
                   args: [
                     `-nginx-configmaps=${namespace}/nginx-config`,
                     `-ingress-class=${lab.ingress.className}`,
+                    `-watch-namespace=${WORKLOAD_NAMESPACE}`,
                     "-enable-custom-resources=false",
                     "-enable-leader-election=false",
                     "-nginx-status=false",

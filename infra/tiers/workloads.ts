@@ -2,7 +2,7 @@
 // name), each a Deployment whose pods learn who and where they are from the downward API.
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { appLabels, CONTROL_PLANE_TAINT, headlessService, podSecurity, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
+import { appLabels, CONTROL_PLANE_TAINT, headlessService, podSecurity, RESTRICTED, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
 import { Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
 
@@ -42,9 +42,11 @@ export class Workloads extends Tier {
                 topologySpreadConstraints: [
                   { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: appLabels(w.name) } },
                 ],
+                securityContext: RESTRICTED.pod(w.port < 1024),
                 containers: [
                   {
                     name: w.name,
+                    securityContext: RESTRICTED.container(),
                     image: this.imageRef(args, w.name),
                     imagePullPolicy: "Never",
                     env: [...identityEnv, { name: "PORT", value: String(w.port) }, ...env],
@@ -107,8 +109,8 @@ export class Workloads extends Tier {
     );
 
     // The probes' vantage points: one toolbox pod per node (curl, dig, ip, ping, tcpdump), in a namespace of their own.
-    // The workloads need nothing privileged: their namespace refuses it (Pod Security "baseline").
-    new k8s.core.v1.NamespacePatch(NS, { metadata: { name: NS, labels: podSecurity("baseline") } }, o());
+    // The workloads meet Pod Security "restricted" (RESTRICTED), and their namespace enforces it.
+    new k8s.core.v1.NamespacePatch(NS, { metadata: { name: NS, labels: podSecurity("restricted") } }, o());
     // tcpdump in the toolbox needs NET_ADMIN and NET_RAW: "privileged", said outright.
     const probeNs = new k8s.core.v1.Namespace(TOOLBOX.namespace, { metadata: { name: TOOLBOX.namespace, labels: podSecurity("privileged") } }, o());
     new k8s.apps.v1.DaemonSet(

@@ -8,10 +8,14 @@ const env = process.env;
 // The pod shares the node's network: anything but loopback would offer the adapter's rights to the LAN.
 const host = env.LISTEN_HOST || "127.0.0.1";
 const upstream = upstreamFromEnv(env);
-// TLS_CERT_FILE and TLS_KEY_FILE: serve HTTPS, for a controller using in-cluster config instead of -proxy.
-const tlsFiles = [env.TLS_CERT_FILE, env.TLS_KEY_FILE];
-if (tlsFiles.filter(Boolean).length === 1) throw new Error("set both TLS_CERT_FILE and TLS_KEY_FILE, or neither");
-const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: fs.readFileSync(env.TLS_CERT_FILE), key: fs.readFileSync(env.TLS_KEY_FILE) } : undefined;
+// TLS_CERT_FILE and TLS_KEY_FILE: HTTPS, and only clients presenting this pod's token are served. The
+// adapter sends that token upstream, so over plain HTTP anyone on the node's loopback would borrow it:
+// without both files it does not start.
+if (!env.TLS_CERT_FILE || !env.TLS_KEY_FILE) {
+  console.error("ingress-adapter: TLS_CERT_FILE and TLS_KEY_FILE must both be set: it holds the pod's token and serves only TLS");
+  process.exit(2);
+}
+const tls = { cert: fs.readFileSync(env.TLS_CERT_FILE), key: fs.readFileSync(env.TLS_KEY_FILE) };
 
 const adapter = await startIngressAdapter({
   host,
@@ -22,7 +26,7 @@ const adapter = await startIngressAdapter({
   tls,
   log: (line) => console.log(line),
 });
-console.log(`ingress-adapter listening on ${host}:${adapter.port} (${tls ? "https" : "http"}), API server ${upstream.url}`);
+console.log(`ingress-adapter listening on ${host}:${adapter.port} (https), API server ${upstream.url}`);
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, async () => {
