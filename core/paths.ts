@@ -25,6 +25,8 @@ export interface LabPaths {
   adminKubeconfig: string;
   /** Break-glass: system:masters, which RBAC cannot take away. For when the admin's binding is broken. */
   superAdminKubeconfig: string;
+  /** The random passphrase (0600) Pulumi encrypts this lab's secrets with: made at its first `up`, gone with `down`. */
+  secretsPassphrase: string;
   /** The workshop scenario applied to the lab, if any (`k8slab break` writes it, `fix` removes it). */
   scenario: string;
 }
@@ -40,6 +42,7 @@ export function labPaths(lab: string): LabPaths {
     run: path.join(runRoot(), lab),
     adminKubeconfig: path.join(dir, "admin.kubeconfig"),
     superAdminKubeconfig: path.join(dir, "super-admin.kubeconfig"),
+    secretsPassphrase: path.join(dir, "pulumi-passphrase"),
     scenario: path.join(dir, "scenario.json"),
   };
 }

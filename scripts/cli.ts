@@ -2,6 +2,7 @@
 import "./quiet-bash.ts";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { EXIT } from "../core/exit.ts";
+import { labPaths } from "../core/paths.ts";
 import { shq } from "../core/shell.ts";
 import { labOrProblems } from "./lab-file.ts";
 
@@ -154,6 +155,9 @@ const commands: Record<string, Command> = {
       const toolchain = await import("./toolchain/index.ts");
       if (values.env) {
         for (const [k, v] of Object.entries(toolchain.pulumiEnv())) process.stdout.write(`export ${k}=${shq(v)}\n`);
+        // Never a secret: each lab's stack has its own passphrase file.
+        const example = labPaths("LAB").secretsPassphrase;
+        process.stdout.write(`# a lab's stack also needs: export PULUMI_CONFIG_PASSPHRASE_FILE=${shq(example)} (LAB: the lab's name)\n`);
         return EXIT.ok;
       }
       return toolchain.toolchainCommand({ check: !!values.check, json: !!values.json });

@@ -1,10 +1,13 @@
 // Drives a lab's Pulumi stack (one stack per lab, named after it) through the Automation API, offline.
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import yaml from "js-yaml";
 import type { Lab } from "../core/index.ts";
+import { labPaths } from "../core/paths.ts";
 import { processAlive } from "./toolchain/bundle.ts";
 import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.ts";
 
@@ -12,9 +15,33 @@ import { pulumiBinDir, pulumiEnv, repoRoot } from "./toolchain/paths.ts";
 export async function openStack(lab: Lab, say: (line: string) => void = () => {}): Promise<Stack> {
   const backend = fileBackend();
   if (backend) for (const lock of await clearStaleLocks(backend, lab.name)) say(`  removed the stack lock of ${lock} (that pulumi no longer runs)`);
-  const stack = await LocalWorkspace.createOrSelectStack({ stackName: lab.name, workDir: repoRoot }, await workspaceOptions());
+  const options = await workspaceOptions();
+  options.envVars = { ...options.envVars, ...(await secretsPassphrase(lab, await stackExists(lab), say)) };
+  const stack = await LocalWorkspace.createOrSelectStack({ stackName: lab.name, workDir: repoRoot }, options);
   await stack.setConfig("k8slab:lab", { value: path.relative(repoRoot, lab.file) });
   return stack;
+}
+
+/** What a lab's stack was encrypted with before each lab had its own passphrase. */
+const LEGACY_PASSPHRASE = "k8slab";
+
+/**
+ * The passphrase Pulumi encrypts a lab's secrets (CA key, every key, kubeconfigs) with: yours when
+ * PULUMI_CONFIG_PASSPHRASE(_FILE) is set; else a random one in the lab's 0600 file, made with its
+ * stack; a stack made before that keeps the old fixed one until `down`.
+ */
+export async function secretsPassphrase(lab: Lab, stackExisted: boolean, say: (line: string) => void): Promise<Record<string, string>> {
+  if (process.env.PULUMI_CONFIG_PASSPHRASE !== undefined || process.env.PULUMI_CONFIG_PASSPHRASE_FILE) return {};
+  const file = labPaths(lab.name).secretsPassphrase;
+  if (!existsSync(file)) {
+    if (stackExisted) {
+      say(`  ${lab.name}'s Pulumi secrets use the old fixed passphrase; \`k8slab down\` and \`up\` give it a random one`);
+      return { PULUMI_CONFIG_PASSPHRASE: LEGACY_PASSPHRASE };
+    }
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await writeFile(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600, flag: "wx" });
+  }
+  return { PULUMI_CONFIG_PASSPHRASE_FILE: file };
 }
 
 /** The folder of a file backend (the default), or undefined for any other backend. */

@@ -134,6 +134,8 @@ test("toolchain --env prints the exports that run the bundled pulumi offline, wi
   assert.match(env.PULUMI_HOME, /bundle-v1\/pulumi\/home$/);
   assert.match(env.PATH.split(":")[1], /infra\/provider\/bin$/);
   assert.match(env.PULUMI_BACKEND_URL, /^file:\/\//);
+  assert.equal(env.PULUMI_CONFIG_PASSPHRASE, undefined, "no secret is printed");
+  assert.match(r.out, /^# a lab's stack also needs: export PULUMI_CONFIG_PASSPHRASE_FILE=\S+\/labs\/LAB\/pulumi-passphrase/m);
 });
 
 test("up or down of a lab another k8slab is changing stops at once with exit 2, naming the holder", async (t) => {

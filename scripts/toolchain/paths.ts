@@ -48,8 +48,7 @@ export const goCacheDir = () => path.join(cacheRoot(), "go");
  * Environment for running the bundled pulumi offline: the bundle's pulumi first on PATH,
  * then the project's own provider plugin (pulumi-resource-k8slab, found on PATH like any
  * ambient plugin), then the repo's Node (the SDK needs Node >= 22), other plugins only from the bundle's
- * PULUMI_HOME, no update checks. A passphrase default keeps a local lab's secrets usable
- * without prompting; set PULUMI_CONFIG_PASSPHRASE(_FILE) to choose your own.
+ * PULUMI_HOME, no update checks. No passphrase: each lab's stack has its own (stack.ts).
  */
 export function pulumiEnv(): Record<string, string> {
   const env: Record<string, string> = {
@@ -60,9 +59,6 @@ export function pulumiEnv(): Record<string, string> {
     PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
     PULUMI_DIY_BACKEND_GZIP: "false",
   };
-  if (!process.env.PULUMI_CONFIG_PASSPHRASE && !process.env.PULUMI_CONFIG_PASSPHRASE_FILE) {
-    env.PULUMI_CONFIG_PASSPHRASE = "k8slab";
-  }
   if (!process.env.PULUMI_BACKEND_URL) {
     env.PULUMI_BACKEND_URL = `file://${path.join(cacheRoot(), "state")}`;
   }

@@ -57,7 +57,8 @@ async function registeredPlugins(): Promise<string[]> {
 /** Runs the three checks in a temp dir; never throws for a failed check, it reports it. */
 export async function proveOffline(): Promise<OfflineStep[]> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "k8slab-offline-"));
-  const env = { ...(process.env as Record<string, string>), ...pulumiEnv(), PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}` };
+  // A throwaway stack with no secrets: any passphrase will do.
+  const env = { ...(process.env as Record<string, string>), ...pulumiEnv(), PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`, PULUMI_CONFIG_PASSPHRASE: "offline-check" };
   try {
     await writeFile(path.join(dir, "Pulumi.yaml"), "name: k8slab-offline-check\nruntime: nodejs\nmain: index.js\n");
     const plugins = await registeredPlugins();
