@@ -3,6 +3,7 @@ import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
 import { loadLab } from "../scripts/lab-file.ts";
+import { CERTIFICATES_RENEWED_KEY } from "../scripts/pki/catalog.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
 import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
 import { buildLab } from "./program.ts";
@@ -19,7 +20,8 @@ const { lab } = loaded;
 const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
 // The container images `k8slab up` built last (scripts/images): a rebuilt one is loaded again.
 const images = readLabImages();
-const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images });
+const certificatesRenewed = config.get(CERTIFICATES_RENEWED_KEY);
+const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images, certificatesRenewed });
 
 export const labName = lab.name;
 export const netns = lab.netns;

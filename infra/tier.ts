@@ -11,6 +11,8 @@ export interface TierArgs {
   bundleFiles?: Readonly<Record<string, string>>;
   /** The lab's container images, built offline (scripts/images), by name: pause, coredns, toolbox, ... */
   images?: Readonly<Record<string, LabImage>>;
+  /** When the leaf certificates were last renewed (`k8slab certs --renew`): a new value issues them again. */
+  certificatesRenewed?: string;
 }
 
 export interface LabImage {

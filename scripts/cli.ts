@@ -116,6 +116,17 @@ const commands: Record<string, Command> = {
     options: {},
     run: async ({ positionals }) => (await import("./lifecycle.ts")).down(labArg(positionals)),
   },
+  certs: {
+    usage: "certs [LAB] [--renew] [--json]",
+    summary: "each certificate's expiry, read from the nodes; --renew issues every leaf again and restarts what reads it",
+    options: { renew: { type: "boolean" }, json: { type: "boolean" } },
+    optionHelp: ["--renew         new leaf certificates (same names, new keys), no rebuild", "--json          the list as JSON"],
+    run: async ({ positionals, values }) => {
+      const lifecycle = await import("./lifecycle.ts");
+      if (values.renew && values.json) return usageError("certs", "--renew and --json exclude each other");
+      return values.renew ? lifecycle.up(labArg(positionals), { renewCertificates: true }) : lifecycle.certs(labArg(positionals), !!values.json);
+    },
+  },
   status: {
     usage: "status [LAB] [--json]",
     summary: "what exists, where, and how to reach it",

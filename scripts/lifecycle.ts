@@ -16,6 +16,8 @@ import { netnsExists } from "./machines/labnet.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
+import { CERTIFICATES_RENEWED_KEY } from "./pki/catalog.ts";
+import { firstToExpire, labCertificates, RENEW_WITHIN_DAYS, renderCertificates } from "./pki/expiry.ts";
 import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
@@ -57,11 +59,24 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Exit status of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it). */
+const EXIT_INTERRUPTED = 130;
+
+/**
+ * What a signal does to a run: while Pulumi works (`during`), it asks Pulumi to stop (SIGINT to the
+ * CLI: running operations finish, the state is written, the stack unlocked) and the run ends through
+ * its normal path; at any other moment the run stops at once (the lock is released first).
+ */
+export interface Interrupt {
+  signal: AbortSignal;
+  during<T>(work: () => Promise<T>): Promise<T>;
+}
+
 /**
  * Runs `fn` holding the lab's lifecycle lock (in its run folder, so a reboot clears it): a second
  * `up` or `down` of the same lab stops at once with who holds it, not minutes later at Pulumi's lock.
  */
-async function withLabLock(lab: Lab, what: string, fn: () => Promise<number>): Promise<number> {
+export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interrupt) => Promise<number>): Promise<number> {
   // Beside the lab's run folder, not in it: `down` removes that folder while it holds the lock.
   fs.mkdirSync(runRoot(), { recursive: true });
   const lock = path.join(runRoot(), `${lab.name}.lifecycle`);
@@ -75,11 +90,39 @@ async function withLabLock(lab: Lab, what: string, fn: () => Promise<number>): P
     return EXIT.invalid;
   }
   fs.writeFileSync(holderFile, `\`k8slab ${what}\` pid ${process.pid} since ${new Date().toISOString()}\n`);
-  try {
-    return await fn();
-  } finally {
+  const unlock = async () => {
     fs.rmSync(holderFile, { force: true });
     await release();
+  };
+  const controller = new AbortController();
+  let inPulumi = false;
+  const onSignal = async (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) return say(`k8slab ${what}: ${signal} again; still stopping`);
+    controller.abort();
+    if (inPulumi) return say(`k8slab ${what}: ${signal}: asking Pulumi to stop once its running steps end (its state stays whole)`);
+    say(`k8slab ${what}: ${signal}: stopped`);
+    await unlock();
+    process.exit(EXIT_INTERRUPTED);
+  };
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const s of signals) process.on(s, onSignal);
+  const interrupt: Interrupt = {
+    signal: controller.signal,
+    async during(work) {
+      inPulumi = true;
+      try {
+        return await work();
+      } finally {
+        inPulumi = false;
+      }
+    },
+  };
+  try {
+    const code = await fn(interrupt);
+    return controller.signal.aborted ? EXIT_INTERRUPTED : code;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+    await unlock();
   }
 }
 
@@ -102,13 +145,17 @@ const machinesDown = async (lab: Lab) =>
     lab.nodes.map((n) => n.name),
   ));
 
-export async function up(file: string): Promise<number> {
+export async function up(file: string, opts: { renewCertificates?: boolean } = {}): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
-  return withLabLock(lab, "up", () => upLocked(lab, file));
+  if (opts.renewCertificates && !(await stackExists(lab))) {
+    say(`k8slab certs --renew: lab ${lab.name} is not up; \`k8slab up\` issues new certificates anyway`);
+    return EXIT.invalid;
+  }
+  return withLabLock(lab, opts.renewCertificates ? "certs --renew" : "up", (interrupt) => upLocked(lab, file, interrupt, opts));
 }
 
-async function upLocked(lab: Lab, file: string): Promise<number> {
+async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { renewCertificates?: boolean }): Promise<number> {
   try {
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
     await step("toolchain: the offline bundle", async () => {
@@ -134,9 +181,18 @@ async function upLocked(lab: Lab, file: string): Promise<number> {
     const restarted = lab.driver.kind === "qemu" && (await machinesDown(lab)) && (await stackExists(lab));
     if (restarted) await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
+    if (opts.renewCertificates) {
+      // Kept in the stack's config: later `up`s see the same value and issue nothing.
+      const at = new Date().toISOString();
+      await step(`certificates: renew every leaf (issued ${at}); the units that read them restart`, () =>
+        stack.setConfig(`k8slab:${CERTIFICATES_RENEWED_KEY}`, { value: at }),
+      );
+    }
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
-    const result = await step("pulumi up: create, update or repair the lab", () => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out) }));
+    const result = await step("pulumi up: create, update or repair the lab", () =>
+      interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
+    );
     say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
     let report: ProbeReport | undefined;
@@ -177,10 +233,10 @@ async function waitReady(lab: Lab): Promise<void> {
 export async function down(file: string): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
-  return withLabLock(lab, "down", () => downLocked(lab));
+  return withLabLock(lab, "down", (interrupt) => downLocked(lab, interrupt));
 }
 
-async function downLocked(lab: Lab): Promise<number> {
+async function downLocked(lab: Lab, interrupt: Interrupt): Promise<number> {
   let failed = false;
   try {
     if (await stackExists(lab)) {
@@ -190,7 +246,9 @@ async function downLocked(lab: Lab): Promise<number> {
         // where a destroy would first undo each object and unit, one ssh call at a time.
         await step(`stack: forget ${lab.name} (its VMs go next)`, () => stack.workspace.removeStack(lab.name, { force: true }));
       } else {
-        await step("pulumi destroy: undo every step on the lab's hosts", () => stack.destroy({ onOutput: (out) => process.stderr.write(out) }));
+        await step("pulumi destroy: undo every step on the lab's hosts", () =>
+          interrupt.during(() => stack.destroy({ onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
+        );
         await step(`stack: remove ${lab.name}`, () => stack.workspace.removeStack(lab.name));
       }
     }
@@ -229,6 +287,7 @@ export async function status(file: string, json: boolean): Promise<number> {
     }),
     // Written by the ControlPlane tier; absent until it has run.
     kubeconfig: existsSync(labPaths(lab.name).adminKubeconfig) ? labPaths(lab.name).adminKubeconfig : null,
+    certificates: await labCertificates(lab),
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -239,6 +298,23 @@ export async function status(file: string, json: boolean): Promise<number> {
       console.log(`  ${n.name.padEnd(8)} ${n.address.padEnd(15)} ${n.running ? `running (pid ${n.pid}, ${n.rssMiB} MiB)` : "not running"}  ${ssh}`);
     }
     console.log(`  kubeconfig: ${report.kubeconfig ?? "none yet"}`);
+    const first = firstToExpire(report.certificates.certs);
+    if (first) {
+      const soon = first.daysLeft < RENEW_WITHIN_DAYS ? "; renew now: `k8slab certs --renew`" : "";
+      console.log(
+        `  certificates: ${report.certificates.certs.length} read; the first to expire is ${first.file} on ${first.where}, ${first.notAfter.slice(0, 10)} (${first.daysLeft} days)${soon}; \`k8slab certs\` lists them`,
+      );
+    }
   }
   return EXIT.ok;
+}
+
+/** `k8slab certs`: every certificate's expiry, read from the nodes and the host's kubeconfigs. */
+export async function certs(file: string, json: boolean): Promise<number> {
+  const lab = labOrProblems(file);
+  if (!lab) return EXIT.invalid;
+  const { certs, unread } = await labCertificates(lab);
+  if (json) process.stdout.write(`${JSON.stringify({ lab: lab.name, certificates: certs, unread }, null, 2)}\n`);
+  else process.stdout.write(renderCertificates(certs, unread));
+  return certs.length ? EXIT.ok : EXIT.failed;
 }

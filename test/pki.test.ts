@@ -77,3 +77,37 @@ test("service-account keys are a matching pair", async () => {
   const fromPrivate = createPublicKey(createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" });
   assert.equal(fromPrivate, publicKeyPem);
 });
+
+test("expiry is read from what the nodes and the host hold: every .crt, and a kubeconfig's client certificate", async () => {
+  const { parseNodeCerts, kubeconfigCert, firstToExpire, renderCertificates } = await import("../scripts/pki/expiry.ts");
+  const { renderKubeconfig } = await import("../infra/render/index.ts");
+  const ca = await createCa("k8slab two-node CA");
+  const leaf = await issueCertificate(ca, byName("apiserver"));
+  const now = Date.now();
+  const dump = `== /etc/kubernetes/pki/ca.crt\n${ca.certPem}== /etc/kubernetes/pki/apiserver.crt\n${leaf.certPem}`;
+  const certs = parseNodeCerts("node1", dump, now);
+  assert.deepEqual(
+    certs.map((c) => [c.file, c.isCa, c.daysLeft]),
+    [
+      ["/etc/kubernetes/pki/ca.crt", true, 3649],
+      ["/etc/kubernetes/pki/apiserver.crt", false, 364],
+    ],
+  );
+  assert.match(certs[1].subject, /^CN=kube-apiserver$/);
+  assert.equal(firstToExpire(certs)?.file, "/etc/kubernetes/pki/apiserver.crt", "a CA is not a leaf to renew");
+  const admin = await issueCertificate(ca, byName("admin"));
+  const kubeconfig = renderKubeconfig({
+    clusterName: "two-node",
+    server: "https://127.0.0.1:16443",
+    caCertPem: ca.certPem,
+    user: "admin",
+    clientCertPem: admin.certPem,
+    clientKeyPem: admin.keyPem,
+  });
+  const fromHost = kubeconfigCert("host", "admin.kubeconfig", kubeconfig, now);
+  assert.match(fromHost!.subject, /CN=admin, O=kubeadm:cluster-admins/);
+  assert.match(
+    renderCertificates([...certs, fromHost!], ["node2"]),
+    /node1 {4}apiserver\.crt .* \(364 days\) {2}CN=kube-apiserver\n[\s\S]*not read \(not running\): node2/,
+  );
+});

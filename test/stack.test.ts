@@ -38,7 +38,11 @@ test("each lab's secrets passphrase: random, 0600, kept; an older stack keeps th
   delete process.env.PULUMI_CONFIG_PASSPHRASE;
   delete process.env.PULUMI_CONFIG_PASSPHRASE_FILE;
   t.after(() => {
-    for (const [k, v] of [["K8SLAB_STATE", saved.state], ["PULUMI_CONFIG_PASSPHRASE", saved.pass], ["PULUMI_CONFIG_PASSPHRASE_FILE", saved.file]] as const) {
+    for (const [k, v] of [
+      ["K8SLAB_STATE", saved.state],
+      ["PULUMI_CONFIG_PASSPHRASE", saved.pass],
+      ["PULUMI_CONFIG_PASSPHRASE_FILE", saved.file],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

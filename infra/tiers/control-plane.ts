@@ -70,7 +70,10 @@ export class ControlPlane extends Tier {
     const superAdmin = pki.kubeconfig(lab.name, server, "super-admin");
     hostFile("super-admin-kubeconfig", paths.superAdminKubeconfig, superAdmin);
     // The one object only system:masters can make: the binding that gives the admin group its power.
-    const breakGlass = new k8s.Provider("k8s-super-admin", { kubeconfig: superAdmin }, { parent: this, dependsOn: [apiServer] });
+    // clusterIdentifier: a renewed credential changes a kubeconfig, and without it the provider (and every
+    // object made through it) would be replaced; the lab is the same cluster for as long as it lives.
+    const providerArgs = (kubeconfig: pulumi.Output<string>) => ({ kubeconfig, clusterIdentifier: `k8slab-${lab.name}` });
+    const breakGlass = new k8s.Provider("k8s-super-admin", providerArgs(superAdmin), { parent: this, dependsOn: [apiServer] });
     const admins = new k8s.rbac.v1.ClusterRoleBinding(
       "cluster-admins",
       {
@@ -80,7 +83,7 @@ export class ControlPlane extends Tier {
       },
       { parent: this, provider: breakGlass },
     );
-    this.k8s = new k8s.Provider("k8s", { kubeconfig: this.kubeconfig }, { parent: this, dependsOn: [apiServer, admins] });
+    this.k8s = new k8s.Provider("k8s", providerArgs(this.kubeconfig), { parent: this, dependsOn: [apiServer, admins] });
     this.registerOutputs({ kubeconfigFile: this.kubeconfigFile });
   }
 }

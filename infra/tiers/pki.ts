@@ -77,7 +77,8 @@ export class Pki extends Tier {
         `cert-${spec.name}`,
         "issue",
         { K8SLAB_CERT_SPEC: identity, K8SLAB_CA_CERT: cas[spec.ca].certPem, K8SLAB_CA_KEY: cas[spec.ca].keyPem },
-        [identity],
+        // A renewal issues every leaf again (same names, new keys and dates); the CAs stay.
+        args.certificatesRenewed ? [identity, args.certificatesRenewed] : [identity],
       );
       this.certs[spec.name] = { spec, certPem: pulumi.unsecret(issued.certPem), keyPem: issued.keyPem };
     }

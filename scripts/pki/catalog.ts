@@ -22,6 +22,12 @@ export interface CertSpec {
   readBy: string[];
 }
 
+/** The stack config key (namespace k8slab) `k8slab certs --renew` sets to the time of the renewal. */
+export const CERTIFICATES_RENEWED_KEY = "certificatesRenewed";
+
+/** How long a leaf certificate lasts (the CAs: ten years). */
+export const LEAF_VALID_DAYS = 365;
+
 /** What a certificate says (what issuing it depends on): where it goes and who reads it are not part of it. */
 export type CertIdentity = Pick<CertSpec, "name" | "commonName" | "ca" | "organization" | "dns" | "ips" | "usages">;
 export const certIdentity = ({ name, commonName, ca, organization, dns, ips, usages }: CertSpec): CertIdentity => ({

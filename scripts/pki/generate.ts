@@ -2,7 +2,7 @@
 import "reflect-metadata"; // @peculiar/x509's dependency injection needs the Reflect API
 import { randomBytes } from "node:crypto";
 import * as x509 from "@peculiar/x509";
-import type { CertIdentity } from "./catalog.ts";
+import { type CertIdentity, LEAF_VALID_DAYS } from "./catalog.ts";
 
 const webcrypto = globalThis.crypto;
 x509.cryptoProvider.set(webcrypto);
@@ -48,7 +48,7 @@ export async function createCa(commonName: string, validDays = 3650): Promise<Ke
   return { certPem: pem(cert.rawData, "CERTIFICATE"), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
-export async function issueCertificate(ca: KeyPairPem, spec: CertIdentity, validDays = 365): Promise<KeyPairPem> {
+export async function issueCertificate(ca: KeyPairPem, spec: CertIdentity, validDays = LEAF_VALID_DAYS): Promise<KeyPairPem> {
   const caCert = new x509.X509Certificate(ca.certPem);
   const keys = await newKeys();
   const subject = [`CN=${spec.commonName}`, ...(spec.organization ? [`O=${spec.organization}`] : [])].join(", ");

@@ -58,7 +58,12 @@ async function registeredPlugins(): Promise<string[]> {
 export async function proveOffline(): Promise<OfflineStep[]> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "k8slab-offline-"));
   // A throwaway stack with no secrets: any passphrase will do.
-  const env = { ...(process.env as Record<string, string>), ...pulumiEnv(), PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`, PULUMI_CONFIG_PASSPHRASE: "offline-check" };
+  const env = {
+    ...(process.env as Record<string, string>),
+    ...pulumiEnv(),
+    PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
+    PULUMI_CONFIG_PASSPHRASE: "offline-check",
+  };
   try {
     await writeFile(path.join(dir, "Pulumi.yaml"), "name: k8slab-offline-check\nruntime: nodejs\nmain: index.js\n");
     const plugins = await registeredPlugins();

@@ -1,0 +1,54 @@
+// SIGINT or SIGTERM during a lab's lifecycle: inside Pulumi's step the signal becomes Pulumi's own
+// cancel (the step ends its normal way), outside it the run stops at once; either way the lab's lock
+// is released and the exit status is 130. A child process per case (signals are process-wide).
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+
+const lifecycle = path.join(import.meta.dirname, "..", "scripts", "lifecycle.ts");
+
+/** Runs `body` (the code inside withLabLock's callback, `interrupt` in scope) and signals it once it says "working". */
+async function interrupted(body: string, signal: NodeJS.Signals) {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-run-"));
+  const script = `
+    const { withLabLock } = await import(${JSON.stringify(lifecycle)});
+    const code = await withLabLock({ name: "mini" }, "up", async (interrupt) => { ${body} });
+    console.log("returned " + code);
+    process.exitCode = code;`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { env: { ...process.env, K8SLAB_RUN: run } });
+  let out = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+    if (/working/.test(out) && !child.killed) child.kill(signal);
+  });
+  child.stderr.on("data", (d) => (out += d));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const left = fs.readdirSync(run);
+  fs.rmSync(run, { recursive: true, force: true });
+  return { code, out, left };
+}
+
+test("a signal during Pulumi's step aborts it, and the run ends its normal way with 130", { timeout: 30_000 }, async () => {
+  const r = await interrupted(
+    `return interrupt.during(() => new Promise((resolve) => {
+       console.log("working");
+       interrupt.signal.addEventListener("abort", () => setTimeout(() => { console.log("pulumi stopped"); resolve(1); }, 300));
+     }));`,
+    "SIGINT",
+  );
+  assert.equal(r.code, 130, r.out);
+  assert.match(r.out, /SIGINT: asking Pulumi to stop/);
+  assert.match(r.out, /pulumi stopped\nreturned 130/, "the step finished before the run returned");
+  assert.deepEqual(r.left, [], "no lock or holder file is left");
+});
+
+test("a signal outside Pulumi's step stops the run at once, lock released", { timeout: 30_000 }, async () => {
+  const r = await interrupted(`console.log("working"); await new Promise((r) => setTimeout(r, 20_000)); return 0;`, "SIGTERM");
+  assert.equal(r.code, 130, r.out);
+  assert.match(r.out, /SIGTERM: stopped/);
+  assert.doesNotMatch(r.out, /returned/);
+  assert.deepEqual(r.left, []);
+});
