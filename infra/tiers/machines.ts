@@ -5,6 +5,7 @@ import { API_SERVER_PORT, NODE_PATHS } from "../../core/node.ts";
 import { shq } from "../../core/shell.ts";
 import { machineSpecs } from "../../scripts/machines/lab-machines.ts";
 import { guestRunInputs } from "../../scripts/machines/render.ts";
+import { VM_SSH_WAIT_SEC } from "../../scripts/machines/spec.ts";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.ts";
@@ -72,6 +73,8 @@ export class Machines extends Tier {
             environment: { K8SLAB_SPEC: JSON.stringify(spec), K8SLAB_GUEST: JSON.stringify(guestRunInputs()) },
             // A changed spec (CPUs, memory, address) replaces the VM; the old one goes first, it holds the ports.
             triggers: [JSON.stringify(spec)],
+            // Longer than vm-up's own wait for ssh, so its message (with the console's tail) is the one shown.
+            timeoutSec: VM_SSH_WAIT_SEC + 120,
           },
           this.childOpts({ deleteBeforeReplace: true }, [lan]),
         );

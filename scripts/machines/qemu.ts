@@ -14,8 +14,8 @@ import { netnsExists, tapDown, tapUp } from "./labnet.ts";
 import { PreflightError, preflightVm } from "./preflight.ts";
 import { livePid, spawnDetached, stopPid } from "./proc.ts";
 import { type Accel, forwardArgv, knownHostsLine, qemuCommand, qemuName, runFingerprint, SEED_LABEL, seedDirModes, seedFiles } from "./render.ts";
-import { cacheRoot, forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint } from "./spec.ts";
-import { ensureHostKey, ensureLabKey, waitForSsh } from "./ssh.ts";
+import { cacheRoot, forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint, VM_SSH_WAIT_SEC } from "./spec.ts";
+import { ensureHostKey, ensureLabKey, SshTimeoutError, waitForSsh } from "./ssh.ts";
 
 function note(line: string) {
   process.stderr.write(`${line}\n`);
@@ -248,10 +248,16 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   const started = Date.now();
   const waitSsh = async (from: number) => {
     if (opts.wait === false) return undefined;
-    await waitForSsh(ep, {
-      timeoutSec: opts.timeoutSec ?? 600,
-      alive: () => (livePid(p.pid, marker) ? undefined : `qemu for ${spec.name} exited; console log ${p.console}:\n${consoleTail(p.console)}`),
-    });
+    try {
+      await waitForSsh(ep, {
+        timeoutSec: opts.timeoutSec ?? VM_SSH_WAIT_SEC,
+        alive: () => (livePid(p.pid, marker) ? undefined : `qemu for ${spec.name} exited; console log ${p.console}:\n${consoleTail(p.console)}`),
+      });
+    } catch (err) {
+      // A guest that runs but never answers: its console says why (a kernel panic, a stuck boot).
+      if (err instanceof SshTimeoutError) throw new Error(`${err.message}; console log ${p.console}:\n${consoleTail(p.console)}`);
+      throw err;
+    }
     return (Date.now() - from) / 1000;
   };
 

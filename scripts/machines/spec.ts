@@ -14,6 +14,9 @@ const nodeName = dnsLabel;
 const netnsName = z.string().regex(new RegExp(`^[A-Za-z0-9_.-]{1,${NETNS_MAX}}$`), `a network namespace name of at most ${NETNS_MAX} characters`);
 
 /** One lab's LAN: a network namespace holding a bridge that carries the gateway address. */
+/** How long vm-up waits for a booted guest's ssh; the Pulumi step around it allows more, so this message is the one the user sees. */
+export const VM_SSH_WAIT_SEC = 600;
+
 export const LabNetSpecSchema = z.strictObject({
   /** Lab name; names the namespace and the state folders. */
   lab: labName,

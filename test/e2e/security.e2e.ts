@@ -1,0 +1,207 @@
+// End-to-end proof of the lab's hardening and lifecycle on the reference lab (root, real VMs): what
+// etcd and the API server refuse, Secrets encrypted in etcd, the audit log, and `up` under a second
+// `up`, an interrupt and killed VMs. Each check's time goes into the figures printed at the end.
+// Run: npm run test:e2e:security   (a lab that is up is used as it is; K8SLAB_E2E_KEEP=1 keeps it up afterwards)
+import "../../scripts/quiet-bash.ts";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { $ } from "zx";
+import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
+import { apiServerURL, CA, caCert, ETCD_CLIENT_CERT, etcdctlCommand, etcdEndpoint, pki } from "../../core/node.ts";
+import { labPaths, runRoot } from "../../core/paths.ts";
+import { AUDIT_LOG } from "../../infra/render/controlplane.ts";
+import { loadLab } from "../../scripts/lab-file.ts";
+import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
+import type { SshEndpoint } from "../../scripts/machines/spec.ts";
+import { sshRun } from "../../scripts/machines/ssh.ts";
+import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
+
+const LAB_FILE = "labs/two-node.yaml";
+const loaded = loadLab(path.join(repoRoot, LAB_FILE));
+assert.ok(loaded.ok);
+const lab = loaded.lab;
+const [cp, worker] = [lab.controlPlane.name, lab.nodes.find((n) => !n.isControlPlane)!.name];
+const figures: Record<string, number> = {};
+const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
+const NODE = path.join(repoRoot, "node_modules/.bin/node");
+const k8slab = (...args: string[]) => $({ cwd: repoRoot, nothrow: true, quiet: true })`${NODE} scripts/bin/k8slab.mjs ${args}`;
+/** `k8slab up` as its own process, so a signal reaches it alone (as `kill` would, not the terminal's whole group). */
+const startUp = () => {
+  const child = spawn(NODE, ["scripts/bin/k8slab.mjs", "up", LAB_FILE], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { child, exited, output: () => out };
+};
+const until = async (what: string, seconds: number, check: () => boolean | Promise<boolean>) => {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `not within ${seconds} s: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+};
+/** Processes of this checkout's Pulumi run (the CLI, its language host, the k8slab provider). */
+const pulumiProcesses = () =>
+  spawnSync("pgrep", ["-af", "pulumi"], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter((l) => /pulumi( |-language-nodejs|-resource-k8slab)/.test(l) && !l.includes("pgrep"));
+
+describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
+  /** A command on a node: its output and exit status (ssh itself must succeed). */
+  const onNode = async (name: string, command: string) => {
+    const vm = (await labStatus(lab.name)).nodes.find((n) => n.name === name);
+    assert.ok(vm?.ssh, `${name} has an ssh endpoint`);
+    const out = await sshRun(vm.ssh as SshEndpoint, `${command}; echo "rc=$?"`);
+    const m = /rc=(\d+)\n?$/.exec(out);
+    return { out: out.slice(0, m?.index), rc: Number(m?.[1]) };
+  };
+  const kubectl = (...args: string[]) =>
+    $({ quiet: true, nothrow: true })`${bundleBinDir()}/kubectl --kubeconfig ${labPaths(lab.name).adminKubeconfig} ${args}`;
+
+  before(async () => {
+    if (
+      await labRunning(
+        lab.name,
+        lab.netns,
+        lab.nodes.map((n) => n.name),
+      )
+    )
+      return;
+    const from = Date.now();
+    const up = await k8slab("up", LAB_FILE);
+    figures["up from nothing s"] = secs(from);
+    assert.equal(up.exitCode, 0, up.stderr.split("\n").slice(-30).join("\n"));
+  });
+
+  after(async () => {
+    process.stderr.write(`security e2e figures: ${JSON.stringify(figures)}\n`);
+    if (process.env.K8SLAB_E2E_KEEP !== "1") assert.equal((await k8slab("down", LAB_FILE)).exitCode, 0);
+  });
+
+  it("etcd refuses the worker's kubelet certificate in the handshake, and its flannel key for /registry", async () => {
+    const from = Date.now();
+    const kubelet = await onNode(
+      worker,
+      `curl -sS --max-time 10 --cacert ${caCert(CA.etcd)} --cert ${pki(`kubelet-${worker}.crt`)} --key ${pki(`kubelet-${worker}.key`)} ${etcdEndpoint(lab)}/version 2>&1`,
+    );
+    assert.notEqual(kubelet.rc, 0, kubelet.out);
+    assert.match(kubelet.out, /unknown ca|bad certificate/);
+    // The worker's flannel key, from the worker: its own prefix yes, the cluster's objects no.
+    const flannel = etcdctlCommand(lab).replace(/^\S+/, "/usr/local/bin/etcdctl");
+    const own = await onNode(worker, `${flannel} get --prefix --keys-only ${FLANNEL_ETCD_PREFIX}/subnets 2>&1`);
+    assert.equal(own.rc, 0, own.out);
+    assert.match(own.out, /\/coreos\.com\/network\/subnets\//);
+    const registry = await onNode(worker, `${flannel} get --prefix --keys-only /registry/secrets 2>&1`);
+    assert.notEqual(registry.rc, 0);
+    assert.match(registry.out, /permission denied/);
+    figures["etcd refusals s"] = secs(from);
+  });
+
+  it("the API server refuses an anonymous request and the worker's kubelet for what RBAC does not grant", async () => {
+    const from = Date.now();
+    const anonymous = await onNode(cp, `curl -s -o /dev/null -w "%{http_code}" --cacert ${caCert(CA.kubernetes)} https://127.0.0.1:6443/api/v1/namespaces`);
+    assert.equal(anonymous.out.trim(), "401");
+    // The worker's kubelet credentials, from the worker, straight at the API server.
+    const asKubelet = (method: string, urlPath: string, body = "") =>
+      onNode(
+        worker,
+        `curl -s -X ${method} --cacert ${caCert(CA.kubernetes)} --cert ${pki(`kubelet-${worker}.crt`)} --key ${pki(`kubelet-${worker}.key`)} ` +
+          `-H 'Content-Type: application/merge-patch+json' ${body ? `-d '${body}' ` : ""}${apiServerURL(lab)}${urlPath}`,
+      );
+    const secrets = await asKubelet("GET", "/api/v1/secrets");
+    assert.match(secrets.out, /"code": 403/);
+    assert.match(secrets.out, new RegExp(`User \\\\"system:node:${worker}\\\\" cannot list resource \\\\"secrets\\\\"`));
+    const otherNode = await asKubelet("PATCH", `/api/v1/nodes/${cp}`, '{"metadata":{"labels":{"k8slab-e2e":"1"}}}');
+    assert.match(otherNode.out, /"code": 403/, "NodeRestriction: a kubelet may not change another node");
+    figures["API refusals s"] = secs(from);
+  });
+
+  it("a Secret written through the API is encrypted in etcd, and the audit log records the write", async () => {
+    const from = Date.now();
+    const name = `k8slab-e2e-${Date.now()}`;
+    const canary = "plaintext-canary-5b2f";
+    assert.equal((await kubectl("create", "secret", "generic", name, `--from-literal=token=${canary}`)).exitCode, 0);
+    try {
+      const stored = await onNode(
+        cp,
+        `${etcdctlCommand(lab, ETCD_CLIENT_CERT.apiServer)} get /registry/secrets/default/${name} --print-value-only | head -c 64 | tr -c '[:print:]' '.'`,
+      );
+      assert.match(stored.out, /^k8s:enc:secretbox:v1:key1:/);
+      const raw = await onNode(
+        cp,
+        `${etcdctlCommand(lab, ETCD_CLIENT_CERT.apiServer)} get /registry/secrets/default/${name} --print-value-only | grep -c ${canary}`,
+      );
+      assert.equal(raw.out.trim(), "0", "the value is nowhere in etcd as plaintext");
+      assert.equal((await kubectl("get", "secret", name, "-o", "jsonpath={.data.token}")).stdout, Buffer.from(canary).toString("base64"));
+      figures["Secret encrypted s"] = secs(from);
+      const auditFrom = Date.now();
+      await until("the audit log records the create", 30, async () => {
+        const line = await onNode(cp, `grep '"verb":"create"' ${AUDIT_LOG} | grep -c '"name":"${name}"'`);
+        return Number(line.out.trim()) > 0;
+      });
+      const entry = await onNode(cp, `grep '"name":"${name}"' ${AUDIT_LOG} | head -1`);
+      assert.match(entry.out, /"user":\{"username":"admin","groups":\["kubeadm:cluster-admins"/);
+      assert.doesNotMatch(entry.out, new RegExp(canary), "metadata only: the Secret's value is not in the log");
+      figures["audit record s"] = secs(auditFrom);
+    } finally {
+      await kubectl("delete", "secret", name);
+    }
+  });
+
+  it("a second up while one runs is refused within 5 s, naming the first", { timeout: 20 * 60_000 }, async () => {
+    const first = startUp();
+    const holder = path.join(runRoot(), `${lab.name}.lifecycle.holder`);
+    await until("the first up holds the lab's lock", 60, () => fs.existsSync(holder));
+    const from = Date.now();
+    const second = await k8slab("up", LAB_FILE);
+    figures["second up refused s"] = secs(from);
+    assert.equal(second.exitCode, 2, second.stderr);
+    assert.match(second.stderr, new RegExp(`is being changed right now \\(\`k8slab up\` pid ${first.child.pid} `));
+    assert.ok(figures["second up refused s"] <= 5, `refused after ${figures["second up refused s"]} s`);
+    assert.equal(await first.exited, 0, first.output().split("\n").slice(-30).join("\n"));
+  });
+
+  it("up interrupted in Pulumi's step leaves no process and no lock, and the next up converges", { timeout: 30 * 60_000 }, async () => {
+    const run = startUp();
+    await until("up reaches Pulumi's step", 300, () => /• pulumi up:/.test(run.output()));
+    await new Promise((r) => setTimeout(r, 5000)); // well inside: refresh is running
+    const from = Date.now();
+    run.child.kill("SIGINT");
+    const code = await run.exited;
+    figures["interrupt to exit s"] = secs(from);
+    assert.equal(code, 130, run.output().split("\n").slice(-20).join("\n"));
+    assert.match(run.output(), /SIGINT: asking Pulumi to stop/);
+    assert.deepEqual(pulumiProcesses(), [], "no pulumi process is left");
+    assert.equal(fs.existsSync(path.join(runRoot(), `${lab.name}.lifecycle.holder`)), false, "the lab lock is released");
+    const again = Date.now();
+    const up = await k8slab("up", LAB_FILE);
+    figures["up after interrupt s"] = secs(again);
+    assert.equal(up.exitCode, 0, up.stderr.split("\n").slice(-30).join("\n"));
+  });
+
+  it("after its VMs are killed, one up brings the lab back, every tier passing", { timeout: 40 * 60_000 }, async () => {
+    const vms = (await labStatus(lab.name)).nodes.filter((n) => n.running && n.pid);
+    assert.equal(vms.length, lab.nodes.length);
+    for (const vm of vms) process.kill(vm.pid!, "SIGKILL"); // QEMU processes this lab started (their pidfiles)
+    await until(
+      "the VMs are gone",
+      30,
+      async () =>
+        !(await labRunning(
+          lab.name,
+          lab.netns,
+          lab.nodes.map((n) => n.name),
+        )),
+    );
+    const from = Date.now();
+    const up = await k8slab("up", LAB_FILE);
+    figures["up after VMs killed s"] = secs(from);
+    assert.equal(up.exitCode, 0, up.stderr.split("\n").slice(-30).join("\n"));
+    assert.match(up.stderr, /the lab's VMs are not running/);
+    assert.match(up.stderr, /✓ probes: every network tier/);
+  });
+});
