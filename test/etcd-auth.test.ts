@@ -84,9 +84,10 @@ it("flannel's key reads and writes flannel's prefix and nothing else", { skip, t
 });
 
 it("a certificate of the Kubernetes CA (a kubelet's) is refused in the TLS handshake", { skip, timeout: 30_000 }, () => {
+  // TLS 1.2: etcd's refusal comes inside the handshake, as an alert curl names (with 1.3 it can arrive as a reset).
   const curl = (cert: string) =>
     inNetns(
-      `curl -sS --max-time 5 --cacert ${NODE_PATHS.pki}/${CA.etcd}.crt --cert ${NODE_PATHS.pki}/${cert}.crt --key ${NODE_PATHS.pki}/${cert}.key ${etcdEndpoint(lab)}/version`,
+      `curl -sS --max-time 5 --tls-max 1.2 --cacert ${NODE_PATHS.pki}/${CA.etcd}.crt --cert ${NODE_PATHS.pki}/${cert}.crt --key ${NODE_PATHS.pki}/${cert}.key ${etcdEndpoint(lab)}/version`,
     );
   assert.match(curl(ETCD_CLIENT_CERT.flannel).stdout, /"etcdserver"/, "an etcd-CA client gets through");
   const kubelet = curl("kubelet-node1");

@@ -22,7 +22,7 @@ async function interrupted(body: string, signal: NodeJS.Signals) {
   let out = "";
   child.stdout.on("data", (d) => {
     out += d;
-    if (/working/.test(out) && !child.killed) child.kill(signal);
+    if (/^working$/m.test(out) && !child.killed) child.kill(signal);
   });
   child.stderr.on("data", (d) => (out += d));
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
@@ -33,9 +33,14 @@ async function interrupted(body: string, signal: NodeJS.Signals) {
 
 test("a signal during Pulumi's step aborts it, and the run ends its normal way with 130", { timeout: 30_000 }, async () => {
   const r = await interrupted(
+    // The timer stands for Pulumi's CLI, which keeps the real run's event loop alive.
     `return interrupt.during(() => new Promise((resolve) => {
        console.log("working");
-       interrupt.signal.addEventListener("abort", () => setTimeout(() => { console.log("pulumi stopped"); resolve(1); }, 300));
+       const pulumi = setTimeout(() => resolve(0), 20_000);
+       interrupt.signal.addEventListener("abort", () => {
+         clearTimeout(pulumi);
+         setTimeout(() => { console.log("pulumi stopped"); resolve(1); }, 300);
+       });
      }));`,
     "SIGINT",
   );
