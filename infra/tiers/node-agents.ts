@@ -40,6 +40,9 @@ export function nodeRolesScript(lab: Lab): string {
     .join("\n");
 }
 
+/** The units of a node's container runtime: set up before the control plane is (see below). */
+const RUNTIME_UNITS = [NETSTAMP_UNIT, "containerd"];
+
 export class NodeAgents extends Tier {
   constructor(name: string, args: TierArgs, opts?: pulumi.ComponentResourceOptions) {
     super("NodeAgents", name, args, opts);
@@ -49,14 +52,24 @@ export class NodeAgents extends Tier {
     for (const node of lab.nodes) {
       const connection = machines.connections[node.name];
       const files = nodeAgentFiles(lab, node, this.imageRef(args, "pause"));
-      const written = nodeFiles(`files-${node.name}`, connection, files, this.childOpts());
+      // The container runtime and the lab's images need nothing of the control plane: they start once the
+      // node has its binaries, while etcd and the API server come up (the import is up's longest step).
+      const runtime = files.filter((f) => f.readBy.some((u) => RUNTIME_UNITS.includes(u)));
+      const early = (dependsOn: pulumi.Resource[]): pulumi.CustomResourceOptions => ({ parent: this, dependsOn });
+      const runtimeWritten = nodeFiles(`runtime-files-${node.name}`, connection, runtime, early([]));
+      const written = nodeFiles(
+        `files-${node.name}`,
+        connection,
+        files.filter((f) => !runtime.includes(f)),
+        this.childOpts(),
+      );
       // The timestamp holder first: it must be up before anything runs ping or tcpdump on the node.
-      const netstamp = nodeUnits(`${NETSTAMP_UNIT}-${node.name}`, connection, [NETSTAMP_UNIT], this.childOpts({}, [written]), {
+      const netstamp = nodeUnits(`${NETSTAMP_UNIT}-${node.name}`, connection, [NETSTAMP_UNIT], early([runtimeWritten]), {
         ready: `systemctl is-active --quiet ${NETSTAMP_UNIT}`,
         what: NETSTAMP_UNIT,
         configDigest: unitDigest(files, NETSTAMP_UNIT),
       });
-      const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], this.childOpts({}, [netstamp]), {
+      const containerd = nodeUnits(`containerd-${node.name}`, connection, ["containerd"], early([netstamp]), {
         ready: "ctr version >/dev/null 2>&1",
         what: "containerd",
         configDigest: unitDigest(files, "containerd"),
@@ -75,10 +88,10 @@ export class NodeAgents extends Tier {
           environment: { K8SLAB_IMAGES_SHA256: images.map((i) => `${i.ref}=${i.sha256}`).join(" ") },
           timeoutSec: 1200,
         },
-        this.childOpts({}, [containerd]),
+        early([containerd]),
       );
       kubelets.push(
-        nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded]), {
+        nodeUnits(`kubelet-${node.name}`, connection, ["kubelet"], this.childOpts({}, [loaded, written]), {
           ready: "systemctl is-active --quiet kubelet",
           what: "kubelet",
           configDigest: this.below(Pki).unitDigest(node.name, "kubelet", files),

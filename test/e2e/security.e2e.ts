@@ -17,6 +17,7 @@ import { loadLab } from "../../scripts/lab-file.ts";
 import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
+import type { CertExpiry } from "../../scripts/pki/expiry.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
 
 const LAB_FILE = "labs/two-node.yaml";
@@ -150,6 +151,29 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
       figures["audit record s"] = secs(auditFrom);
     } finally {
       await kubectl("delete", "secret", name);
+    }
+  });
+
+  it("certs --renew issues every leaf again without a rebuild; the CAs stay, every tier passes after", { timeout: 30 * 60_000 }, async () => {
+    const read = async () => {
+      const r = await k8slab("certs", LAB_FILE, "--json");
+      assert.equal(r.exitCode, 0, r.stderr);
+      const { certificates } = JSON.parse(r.stdout) as { certificates: CertExpiry[] };
+      return new Map(certificates.map((c) => [`${c.where}:${c.file}`, c]));
+    };
+    const before = await read();
+    assert.ok(before.size >= 20, `${before.size} certificates read`);
+    const from = Date.now();
+    const renew = await k8slab("certs", LAB_FILE, "--renew");
+    figures["certs --renew s"] = secs(from);
+    assert.equal(renew.exitCode, 0, renew.stderr.split("\n").slice(-30).join("\n"));
+    assert.match(renew.stderr, /✓ probes: every network tier/);
+    const after = await read();
+    for (const [key, c] of before) {
+      const now = after.get(key);
+      assert.ok(now, `${key} is still there`);
+      if (c.isCa) assert.equal(now.notAfter, c.notAfter, `${key}: a CA is not renewed`);
+      else assert.ok(now.notAfter > c.notAfter, `${key} renewed: ${c.notAfter} -> ${now.notAfter}`);
     }
   });
 
