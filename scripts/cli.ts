@@ -49,6 +49,24 @@ const commands: Record<string, Command> = {
       return Math.max(probed, drift);
     },
   },
+  trace: {
+    usage: "trace [LAB] FROM TO [--proto icmp|tcp|udp] [--port N] [--json] [--pcap DIR]",
+    summary: "follow one marked packet from FROM to TO, captured at every device it crosses",
+    options: { proto: { type: "string" }, port: { type: "string" }, json: { type: "boolean" }, pcap: { type: "string" } },
+    optionHelp: [
+      "FROM, TO        WORKLOAD[/INDEX] (a pod: business-manager, data-product, toolbox, coredns), svc/NAME, node/NAME,",
+      "                nodeport/NODE, ingress, client (the outside client; FROM only)",
+      "--proto P       icmp (pods, nodes), tcp (the default for Services, NodePort, ingress) or udp (kube-dns, from toolbox)",
+      "--port N        the port for tcp or udp to a pod or node",
+      "--json          the points as JSON (node, device, time, headers, verdict)",
+      "--pcap DIR      one pcapng per capture point, and all.pcapng, for Wireshark",
+    ],
+    run: async ({ positionals, values }) => {
+      if (positionals.length < 2 || positionals.length > 3) return usageError("trace", "expects [LAB] FROM TO");
+      const [lab, from, to] = positionals.length === 3 ? positionals : [DEFAULT_LAB, ...positionals];
+      return (await import("./trace/command.ts")).traceCommand(lab, from, to, values as Record<string, never>);
+    },
+  },
   snapshot: {
     usage: "snapshot [LAB] [-o FILE]",
     summary: "record the lab's dataplane (links, routes, FDB, iptables, leases, Services, Corefile, versions) as a reviewable baseline",

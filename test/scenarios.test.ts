@@ -82,3 +82,27 @@ test("break, hint and fix refuse bad input with exit 2 and change nothing", (t) 
   assert.match(k8slab("hint", "labs/two-node.yaml").stdout, /^Hint 2 of 2: /);
   assert.match(k8slab("hint", "labs/two-node.yaml").stdout, /^No more hints/);
 });
+
+test("a one-node lab keeps the catalog: scenarios naming the second node just do not fit it", () => {
+  const one = { ...lab, nodes: [lab.nodes[0]] };
+  const { scenarios, problems } = loadCatalog(one);
+  assert.deepEqual(problems, []);
+  const fit = scenarios.filter((s) => nodesNeeded(s) <= 1).map((s) => s.id);
+  assert.ok(fit.includes("coredns-down") && !fit.includes("forward-drop"), fit.join(", "));
+  // A misspelt variable of a node the lab has is still a problem.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-scenarios-"));
+  try {
+    const text = fs.readFileSync(path.join(root, "scenarios/coredns-down.yaml"), "utf8").replace("hints:\n", "hints:\n  - see {{node0Adress}}\n");
+    fs.writeFileSync(path.join(dir, "coredns-down.yaml"), text);
+    assert.match(JSON.stringify(loadCatalog(one, dir).problems), /\{\{node0Adress\}\} is not a lab variable/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a hop pattern matches a lab value literally (its dots are not wildcards)", () => {
+  const s = forLab(loadCatalog(lab).scenarios.find((x) => x.id === "mtu-mismatch")!, lab);
+  assert.match(s.verdict.hop, /flannel\\\.1/);
+  assert.ok(new RegExp(s.verdict.hop).test("node2 flannel.1: MTU 1400, not 1450"));
+  assert.ok(!new RegExp(s.verdict.hop).test("node2 flannelX1: MTU 1400"));
+});

@@ -87,6 +87,12 @@ export function sshEndpointOf(lab: Lab, node: LabNode): SshEndpoint | undefined 
  * process is found in its cgroup (kubelet's systemd cgroup driver: kubepods.slice/[<qos>/]<pod>/cri-containerd-<id>.scope).
  */
 export function enterContainer(containerID: string, command: string): string | undefined {
+  const pid = containerPidScript(containerID);
+  return pid && `${pid}\nexec nsenter -t "$pid" -m -n -u -i -- bash -c ${shq(command)}`;
+}
+
+/** Shell lines that set $pid to the container's first process on its node (exit 125 when it has none). */
+export function containerPidScript(containerID: string): string | undefined {
   const id = /^containerd:\/\/([0-9a-f]{64})$/.exec(containerID)?.[1];
   if (!id) return undefined;
   const procs = ["*", "*/*"].map((depth) => `/sys/fs/cgroup/kubepods.slice/${depth}/cri-containerd-${id}.scope/cgroup.procs`).join(" ");
@@ -94,7 +100,6 @@ export function enterContainer(containerID: string, command: string): string | u
     // Builtins only (read, not cat): a process start costs a fifth of a second on a busy emulated CPU.
     `pid=; for f in ${procs}; do [ -e "$f" ] && read -r pid <"$f" && break; done`,
     `[ -n "$pid" ] || { echo "k8slab: no process of container ${id.slice(0, 12)} on this node" >&2; exit 125; }`,
-    `exec nsenter -t "$pid" -m -n -u -i -- bash -c ${shq(command)}`,
   ].join("\n");
 }
 

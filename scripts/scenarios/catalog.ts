@@ -59,12 +59,14 @@ function nodeVars(prefix: string, n: LabNode): Record<string, string> {
 }
 
 const VARIABLE = /\{\{(\w+)\}\}/g;
+/** {{node0}}, {{node1Address}}, ...: a variable of the lab's Nth node. */
+const NODE_VARIABLE = /\{\{node(\d+)[A-Za-z]*\}\}/g;
 
-/** A text with every {{name}} replaced; a name the lab does not define is an error. */
-export function expand(text: string, vars: Record<string, string>): string {
+/** A text with every {{name}} replaced; a name the lab does not define is an error. `asRegExp` escapes the values (a hop pattern). */
+export function expand(text: string, vars: Record<string, string>, asRegExp = false): string {
   return text.replace(VARIABLE, (_, name: string) => {
     if (!(name in vars)) throw new Error(`{{${name}}} is not defined for this lab`);
-    return vars[name];
+    return asRegExp ? vars[name].replace(/[.*+?^${}()|[\]\\]/g, "\\$&") : vars[name];
   });
 }
 
@@ -75,7 +77,7 @@ export function forLab(s: Scenario, lab: Lab): Scenario {
   return {
     ...s,
     story: text(s.story),
-    verdict: { tier: s.verdict.tier, hop: text(s.verdict.hop) },
+    verdict: { tier: s.verdict.tier, hop: expand(s.verdict.hop, vars, true) },
     apply: s.apply.map((st) => expandStep(st, vars)),
     undo: s.undo.map((st) => expandStep(st, vars)),
     hints: s.hints.map(text),
@@ -129,13 +131,20 @@ export function loadCatalog(lab: Lab, dir = SCENARIO_DIR): { scenarios: Scenario
     }
     // Every text may name lab variables: the steps, the verdict's hop, the story, hints and explanation.
     for (const [field, value] of Object.entries(s)) {
+      // A node this lab lacks makes the scenario not fit it (nodesNeeded), not the file wrong.
       for (const [, v] of JSON.stringify(value).matchAll(VARIABLE))
-        if (!known.has(v)) problems.push({ file, path: field, reason: `{{${v}}} is not a lab variable` });
+        if (!known.has(v) && !(Number(/^node(\d+)[A-Za-z]*$/.exec(v)?.[1] ?? -1) >= lab.nodes.length))
+          problems.push({ file, path: field, reason: `{{${v}}} is not a lab variable` });
     }
     scenarios.push(s);
   }
   return { scenarios, problems };
 }
 
-/** The nodes a scenario's steps use: a lab with fewer cannot run it. */
-export const nodesNeeded = (s: Scenario) => Math.max(0, ...[...s.apply, ...s.undo].map((st) => ("node" in st ? st.node + 1 : 0)));
+/** The nodes a scenario uses (its steps' nodes, and the node variables any of its texts names): a lab with fewer cannot run it. */
+export const nodesNeeded = (s: Scenario) =>
+  Math.max(
+    0,
+    ...[...s.apply, ...s.undo].map((st) => ("node" in st ? st.node + 1 : 0)),
+    ...[...JSON.stringify(s).matchAll(NODE_VARIABLE)].map((m) => Number(m[1]) + 1),
+  );

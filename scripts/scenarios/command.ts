@@ -15,7 +15,8 @@ import { forLab, loadCatalog, nodesNeeded } from "./catalog.ts";
 import type { Scenario, ScenarioStep } from "./schema.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
-const STEP_SEC = 180;
+/** A step's limit: longer than the longest wait a scenario's own kubectl asks for (--timeout=300s). */
+const STEP_SEC = 330;
 
 interface Applied {
   id: string;
@@ -207,7 +208,7 @@ export async function fixCommand(labFile: string, opts: { waitSec?: number } = {
   process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
   if (!report.ok) {
     say(
-      `k8slab fix: ${scenario ? `${scenario.id} undone, but ` : ""}not every tier passes: see the report; \`npx k8slab up ${labFile}\` repairs what Pulumi owns`,
+      `k8slab fix: ${scenario ? `${scenario.id} undone, but ` : ""}not every tier passes: see the report. \`npx k8slab up ${labFile}\` puts back the cluster's objects; a change made on a node by hand (a route, a rule, a sysctl) needs undoing there, or the node restarted`,
     );
     return EXIT.failed;
   }

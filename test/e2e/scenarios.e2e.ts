@@ -23,6 +23,11 @@ const k8slab = (...args: string[]) =>
   $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs ${args}`;
 const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
 const rows: string[] = [];
+/** A scenario whose fix failed leaves the lab broken (and its record in place): the rest would only fail on it. */
+let unhealed: string | undefined;
+
+/** The first broken hop's name (firstBrokenHop is "name: detail"; a name may hold a colon, as node1:30080 does). */
+const hopName = (r: ProbeReport["results"][number]) => r.hops.find((h) => !h.ok)?.name ?? r.firstBrokenHop ?? "-";
 
 describe("the scenario catalog on the reference lab", { skip: process.getuid?.() === 0 ? false : "needs root (the lab's VMs)" }, () => {
   after(() => {
@@ -32,7 +37,8 @@ describe("the scenario catalog on the reference lab", { skip: process.getuid?.()
   });
 
   for (const s of chosen) {
-    it(`${s.id}: the probes fail at ${s.verdict.tier} naming /${s.verdict.hop}/, and fix heals the lab`, { timeout: 20 * 60_000 }, async () => {
+    it(`${s.id}: the probes fail at ${s.verdict.tier} naming /${s.verdict.hop}/, and fix heals the lab`, { timeout: 20 * 60_000 }, async (t0) => {
+      if (unhealed) return t0.skip(`the lab is still broken by ${unhealed}`);
       let t = Date.now();
       const broke = await k8slab("break", LAB_FILE, s.id);
       const apply = secs(t);
@@ -49,8 +55,9 @@ describe("the scenario catalog on the reference lab", { skip: process.getuid?.()
       t = Date.now();
       const fixed = await k8slab("fix", LAB_FILE);
       const undo = secs(t);
+      if (fixed.exitCode !== 0) unhealed = s.id;
       rows.push(
-        `| ${s.id} | ${s.verdict.tier} | ${failing?.tier ?? "none"} | ${failing?.firstBrokenHop?.split(":")[0] ?? "-"} | ${apply} | ${diagnose} | ${undo} |`,
+        `| ${s.id} | ${s.verdict.tier} | ${failing?.tier ?? "none"} | ${failing?.firstBrokenHop ? hopName(failing) : "-"} | ${apply} | ${diagnose} | ${undo} |`,
       );
       assert.equal(broke.exitCode, 0, broke.stderr);
       assert.equal(probe.exitCode, 1, "the probes find the fault");

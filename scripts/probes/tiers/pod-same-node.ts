@@ -1,7 +1,7 @@
 // Tier 3, pod -> pod on one node: eth0 -> veth -> the bridge forwards by MAC -> veth -> eth0, no router crossed.
 import type { LabNode } from "../../../core/index.ts";
 import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../../core/names.ts";
-import { isServing, type Pod, podsOf, toolboxOn } from "../cluster.ts";
+import { type Pod, podsOf, toolboxOn } from "../cluster.ts";
 import { TIMEOUT } from "../contract.ts";
 import { parseFdb, parseLinks, parseNeighbours, parsePing, pingCommand } from "../parse.ts";
 import { broken, type ClusterReader, type Exec, type ProbeContext, type Tier } from "../types.ts";
@@ -74,7 +74,9 @@ export const podSameNode: Tier = {
   async run(ctx) {
     const { lab } = ctx;
     const [dataProducts, businessManagers] = await lookups(ctx);
-    const peers = [...dataProducts, ...businessManagers].filter(isServing);
+    // Running with an address, ready or not: a pod that turned unready because its node's bridge broke
+    // is exactly the neighbour this tier must still try to reach.
+    const peers = [...dataProducts, ...businessManagers].filter((p) => p.phase === "Running" && !!p.ip);
     const pairs: [LabNode, Pod, Pod][] = [];
     for (const node of lab.nodes) {
       const peer = peers.find((p) => p.node === node.name);
