@@ -29,12 +29,19 @@ const commands: Record<string, Command> = {
     run: async ({ positionals }) => (await import("./lifecycle.ts")).up(labArg(positionals)),
   },
   probe: {
-    usage: "probe [LAB] [--json] [--junit FILE] [--tier T]... [--baseline FILE]",
+    usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--tier T]... [--baseline FILE]",
     summary: "run the network probes; exit 0 only if every selected tier passes (and, with --baseline, nothing drifted)",
-    options: { json: { type: "boolean" }, junit: { type: "string" }, tier: { type: "string", multiple: true }, baseline: { type: "string" } },
+    options: {
+      json: { type: "boolean" },
+      junit: { type: "string" },
+      html: { type: "string" },
+      tier: { type: "string", multiple: true },
+      baseline: { type: "string" },
+    },
     optionHelp: [
       "--json          print results as JSON",
       "--junit FILE    also write a JUnit XML report",
+      "--html FILE     also write one self-contained HTML page: the topology coloured by verdict, the evidence a click away",
       "--tier T        only this tier (repeatable)",
       "--baseline FILE then diff the live lab against this snapshot",
     ],
@@ -42,6 +49,7 @@ const commands: Record<string, Command> = {
       const probed = await (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
         json: !!values.json,
         junit: values.junit as string | undefined,
+        html: values.html as string | undefined,
         tiers: values.tier as string[] | undefined,
       });
       if (!values.baseline || probed === EXIT.invalid) return probed;
@@ -50,9 +58,9 @@ const commands: Record<string, Command> = {
     },
   },
   trace: {
-    usage: "trace [LAB] FROM TO [--proto icmp|tcp|udp] [--port N] [--json] [--pcap DIR]",
+    usage: "trace [LAB] FROM TO [--proto icmp|tcp|udp] [--port N] [--json] [--pcap DIR] [--html FILE]",
     summary: "follow one marked packet from FROM to TO, captured at every device it crosses",
-    options: { proto: { type: "string" }, port: { type: "string" }, json: { type: "boolean" }, pcap: { type: "string" } },
+    options: { proto: { type: "string" }, port: { type: "string" }, json: { type: "boolean" }, pcap: { type: "string" }, html: { type: "string" } },
     optionHelp: [
       "FROM, TO        WORKLOAD[/INDEX] (a pod: business-manager, data-product, toolbox, coredns), svc/NAME, node/NAME,",
       "                nodeport/NODE, ingress, client (the outside client; FROM only)",
@@ -60,6 +68,7 @@ const commands: Record<string, Command> = {
       "--port N        the port for tcp or udp to a pod or node",
       "--json          the points as JSON (node, device, time, headers, verdict)",
       "--pcap DIR      one pcapng per capture point, and all.pcapng, for Wireshark",
+      "--html FILE     the trace drawn on the lab's topology, one self-contained HTML page",
     ],
     run: async ({ positionals, values }) => {
       if (positionals.length < 2 || positionals.length > 3) return usageError("trace", "expects [LAB] FROM TO");

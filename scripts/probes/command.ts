@@ -3,6 +3,8 @@ import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
+import { renderProbeHtml } from "../report/html.ts";
+import { writeHtml } from "../report/write.ts";
 import { TIER_IDS, type TierId } from "./contract.ts";
 import { type LiveOptions, liveAccess } from "./live.ts";
 import { renderJson, renderJunit, renderTerminal } from "./render.ts";
@@ -12,6 +14,8 @@ import type { ProbeReport } from "./types.ts";
 export interface ProbeOptions extends LiveOptions {
   json?: boolean;
   junit?: string;
+  /** A self-contained HTML page: the lab's topology coloured by verdict, every tier and its evidence. */
+  html?: string;
   /** Tier ids; each may also be a comma-separated list. */
   tiers?: string[];
 }
@@ -46,5 +50,6 @@ export async function probeCommand(file: string, opts: ProbeOptions = {}): Promi
   });
   process.stdout.write(opts.json ? renderJson(report) : renderTerminal(report, { color: process.stdout.isTTY }));
   if (opts.junit) fs.writeFileSync(opts.junit, renderJunit(report));
+  if (opts.html) await writeHtml(opts.html, lab, (live) => renderProbeHtml(report, lab, live));
   return report.ok ? EXIT.ok : EXIT.failed;
 }

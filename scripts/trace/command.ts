@@ -8,6 +8,8 @@ import type { Lab } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
 import { labRunning } from "../machines/lab.ts";
 import { liveAccess } from "../probes/live.ts";
+import { renderTraceHtml } from "../report/html.ts";
+import { writeHtml } from "../report/write.ts";
 import { type Proto, parseEndpoint, protoFor, resolveSource, resolveTarget } from "./endpoints.ts";
 import { toPcapng } from "./packets.ts";
 import { renderTrace } from "./render.ts";
@@ -21,6 +23,7 @@ export interface TraceOptions {
   port?: string;
   json?: boolean;
   pcap?: string;
+  html?: string;
 }
 
 export async function traceCommand(labFile: string, fromText: string, toText: string, opts: TraceOptions): Promise<number> {
@@ -75,6 +78,7 @@ export async function traceCommand(labFile: string, fromText: string, toText: st
     await access.close();
   }
   if (opts.pcap) say(`pcapng files: ${writePcaps(opts.pcap, report).join(", ")}`);
+  if (opts.html) await writeHtml(opts.html, lab, (live) => renderTraceHtml(report, lab, live));
   if (opts.json) {
     const { captured, ...rest } = report;
     process.stdout.write(`${JSON.stringify({ ...rest, captured: captured.map((c) => ({ spot: c.spot.id, packets: c.packets.length })) }, null, 2)}\n`);
