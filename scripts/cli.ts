@@ -29,12 +29,13 @@ const commands: Record<string, Command> = {
     run: async ({ positionals }) => (await import("./lifecycle.ts")).up(labArg(positionals)),
   },
   probe: {
-    usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--tier T]... [--baseline FILE]",
+    usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--pcap DIR] [--tier T]... [--baseline FILE]",
     summary: "run the network probes; exit 0 only if every selected tier passes (and, with --baseline, nothing drifted)",
     options: {
       json: { type: "boolean" },
       junit: { type: "string" },
       html: { type: "string" },
+      pcap: { type: "string" },
       tier: { type: "string", multiple: true },
       baseline: { type: "string" },
     },
@@ -42,6 +43,7 @@ const commands: Record<string, Command> = {
       "--json          print results as JSON",
       "--junit FILE    also write a JUnit XML report",
       "--html FILE     also write one self-contained HTML page: the topology coloured by verdict, the evidence a click away",
+      "--pcap DIR      keep each capture's packets as pcapng (DIR/<node>-<capture>.pcapng), for Wireshark",
       "--tier T        only this tier (repeatable)",
       "--baseline FILE then diff the live lab against this snapshot",
     ],
@@ -50,6 +52,7 @@ const commands: Record<string, Command> = {
         json: !!values.json,
         junit: values.junit as string | undefined,
         html: values.html as string | undefined,
+        pcap: values.pcap as string | undefined,
         tiers: values.tier as string[] | undefined,
       });
       if (!values.baseline || probed === EXIT.invalid) return probed;

@@ -12,6 +12,7 @@ import { capture } from "../scripts/probes/capture.ts";
 import { enterContainer } from "../scripts/probes/live.ts";
 import { splitSteps, stepsScript } from "../scripts/probes/steps.ts";
 import type { Exec } from "../scripts/probes/types.ts";
+import { parsePcap } from "../scripts/trace/packets.ts";
 
 /** As the live access runs a command on a node: with bash. */
 const sh = (script: string): Exec => {
@@ -83,6 +84,28 @@ test("capture: start returns once the capturer listens, collect waits for it to 
   assert.match(failed.stderr, /No such device/);
   sh(broken.collect);
   assert.deepEqual(fs.readdirSync(dir), [], "collect removes what the capture left");
+});
+
+test("capture, pcap mode: real tcpdump prints the same lines and also hands over the packets as pcap", {
+  skip: process.getuid?.() !== 0 || spawnSync("tcpdump", ["--version"]).status !== 0 ? "needs root and tcpdump" : false,
+}, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-capture-pcap-"));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const c = capture("lo-test", "tcpdump -nn -l --immediate-mode -c 1 -i lo udp port 9999", 10, dir);
+  // In a network namespace of its own: nothing but this ping on its loopback.
+  const r = spawnSync("unshare", ["-n", "bash", "-c", `ip link set lo up\n${c.pcap.start}\necho k8slab >/dev/udp/127.0.0.1/9999\n${c.pcap.collect}`], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const [text, line] = r.stdout.split("k8slab-pcap ");
+  assert.match(text, /IP 127\.0\.0\.1\.\d+ > 127\.0\.0\.1\.9999: UDP, length 7/);
+  const packets = parsePcap(Buffer.from(line.trim(), "base64"));
+  assert.deepEqual(
+    packets.map((p) => [p.ip.proto, p.ip.dport]),
+    [[17, 9999]],
+  );
+  assert.deepEqual(fs.readdirSync(dir), []);
 });
 
 test("agent: concurrent commands each get their own stdout, stderr and exit code, large outputs do not interleave, a hung one is cut off", async () => {

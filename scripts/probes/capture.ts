@@ -10,13 +10,20 @@ import type { ProbeContext } from "./types.ts";
 const CAPTURE_DIR = "/run/k8slab-probe";
 
 export interface Capture {
+  /** Tells concurrent captures apart; names the pcap file too. */
+  name: string;
   /** Starts tcpdump in the background and returns once it listens (exit 1 with its error when it could not start). */
   start: string;
   /** Waits for tcpdump to end (its packet count or its timeout), prints what it saw and tcpdump's exit code. */
   collect: string;
   /** How long tcpdump may run once it listens. */
   timeoutSec: number;
+  /** The same capture writing a pcap file; its collect prints the packets as `start`'s tcpdump would, then the file as one base64 line. */
+  pcap: { start: string; collect: string };
 }
+
+/** The line a pcap collect ends with. */
+const PCAP_LINE = "k8slab-pcap ";
 
 /** Makes every capture's files its own: a capture left behind by a run that overran must not end a later one's collect with its exit code. */
 let captures = 0;
@@ -30,6 +37,7 @@ let captures = 0;
 export function capture(name: string, tcpdump: string, timeoutSec: number = TIMEOUT.capture, dir = CAPTURE_DIR): Capture {
   const base = `${dir}/${name}-${process.pid}.${++captures}`;
   return {
+    name,
     start: [
       `mkdir -p ${dir} && rm -f ${base}.*`,
       `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump} >${base}.out 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
@@ -39,13 +47,29 @@ export function capture(name: string, tcpdump: string, timeoutSec: number = TIME
     ].join("\n"),
     collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
     timeoutSec,
+    pcap: {
+      start: [
+        `mkdir -p ${dir} && rm -f ${base}.*`,
+        `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump.replace(/^tcpdump /, `tcpdump -U -w ${base}.pcap `)} 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
+        `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; sleep 0.1; done`,
+        `echo "capture ${name} listening"`,
+      ].join("\n"),
+      collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; tcpdump -r ${base}.pcap -nn 2>/dev/null; cat ${base}.err >&2; echo "${PCAP_LINE}$(base64 -w0 ${base}.pcap)"; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+    },
   };
 }
 
 /** On `node`: starts the capture, runs `send` once it listens, then collects. What send returned, and the UDP packets seen. */
 export async function captureAround<T>(ctx: ProbeContext, node: string, c: Capture, send: () => Promise<T>): Promise<{ sent: T; packets: UdpPacket[] }> {
-  await ctx.onNode(node, c.start, TIMEOUT.query);
+  const how = ctx.keepPcap ? c.pcap : c;
+  await ctx.onNode(node, how.start, TIMEOUT.query);
   const sent = await send();
-  const collected = await ctx.onNode(node, c.collect, c.timeoutSec + 2);
-  return { sent, packets: parseTcpdumpUdp(collected.stdout).packets };
+  const collected = await ctx.onNode(node, how.collect, c.timeoutSec + 2);
+  let text = collected.stdout;
+  const at = text.lastIndexOf(PCAP_LINE);
+  if (ctx.keepPcap && at >= 0) {
+    ctx.keepPcap(node, c.name, Buffer.from(text.slice(at + PCAP_LINE.length).trim(), "base64"));
+    text = text.slice(0, at);
+  }
+  return { sent, packets: parseTcpdumpUdp(text).packets };
 }

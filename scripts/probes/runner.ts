@@ -10,6 +10,8 @@ export interface RunOptions {
   tiers?: readonly TierId[];
   /** Called as each tier finishes, for a progress line. */
   onResult?: (r: TierResult) => void;
+  /** Each capture's packets as pcap (`probe --pcap DIR`). */
+  keepPcap?: ProbeContext["keepPcap"];
   /** Overrides for tests: the tier modules, the clock, the whole-tier time limit. */
   modules?: readonly Tier[];
   now?: () => number;
@@ -38,6 +40,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
     return answer && !overran(answer) ? answer : make();
   };
   const shared: SharedAccess = {
+    ...(opts.keepPcap ? { keepPcap: opts.keepPcap } : {}),
     onNode: (node, command, t) => handOver([node, command], () => access.onNode(node, command, t)),
     onNodeSteps: (node, commands, t) => handOver([node, commands], () => access.onNodeSteps(node, commands, t)),
     inPod: access.inPod.bind(access),
@@ -123,7 +126,7 @@ function annotateSoftDependencies(result: TierResult, results: Map<TierId, TierR
 }
 
 /** The tiers' access during a run: kubectl reads shared by every tier, and a way to read again. */
-type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain">;
+type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain" | "keepPcap">;
 
 const overran = (answer: Exec | Exec[]) => [answer].flat().some((e) => e.overran);
 
@@ -192,6 +195,7 @@ async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => nu
     inPod: (pod, cmd, t) => record(access.inPod(pod, cmd, t), true),
     inPodSteps: (pod, cmds, t) => recordSteps(access.inPodSteps(pod, cmds, t), true),
     fromOutsideClient: (cmd, t) => record(access.fromOutsideClient(cmd, t)),
+    ...(access.keepPcap ? { keepPcap: access.keepPcap } : {}),
     hop: (name, detail, ok, fix) => {
       hops.push({ name, detail, ok, ...(fix && !ok ? { fix } : {}) });
       return ok;

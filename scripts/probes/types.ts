@@ -93,6 +93,8 @@ export interface ProbeContext extends LabAccess {
   lab: Lab;
   /** kubectl made now, not the run's shared read: a second look at an object that may have changed since the run began. */
   kubectlAgain(args: string[], timeoutSec: number): Promise<Exec>;
+  /** When set (`probe --pcap DIR`), captures also keep their packets as pcap, handed over here. */
+  keepPcap?: (node: string, capture: string, pcap: Buffer) => void;
   /** Records a hop; returns ok so checks read as `if (!ctx.hop(...)) ...`. */
   hop(name: string, detail: string, ok: boolean, fix?: string): boolean;
 }
