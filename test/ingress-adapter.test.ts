@@ -643,6 +643,9 @@ function openLines(port: number, path: string) {
   };
 }
 
+/** The adapter's serving certificate, as the Pki tier issues it (127.0.0.1, the lab CA). */
+const ADAPTER_SERVING = { name: "ingress-adapter", commonName: "ingress-adapter", dns: [], ips: ["127.0.0.1"], usages: ["server" as const], ca: "ca" as const };
+
 describe("adapter end to end", () => {
   let ca: KeyPairPem;
   let fake: FakeApiServer;
@@ -887,14 +890,7 @@ describe("adapter end to end", () => {
   });
 
   test("serving HTTPS (in-cluster config mode): clients must present the pod's token", async () => {
-    const serving = await issueCertificate(ca, {
-      name: "ingress-adapter",
-      commonName: "ingress-adapter",
-      dns: [],
-      ips: ["127.0.0.1"],
-      usages: ["server"],
-      ca: "ca",
-    });
+    const serving = await issueCertificate(ca, ADAPTER_SERVING);
     const secure = await startAdapter({ tls: { cert: serving.certPem, key: serving.keyPem } });
     const tls = { ca: ca.certPem };
     const anonymous = await request(secure.port, "GET", "/apis/networking.k8s.io/v1beta1/ingressclasses/nginx", undefined, {}, tls);
@@ -919,14 +915,7 @@ describe("adapter end to end", () => {
     assert.match(fs.readFileSync(path.join(outDir, "SHA256SUMS"), "utf8"), /^[0-9a-f]{64} {2}ingress-adapter\.mjs$/m);
 
     fs.writeFileSync(path.join(dir, "ca.crt"), ca.certPem);
-    const serving = await issueCertificate(ca, {
-      name: "ingress-adapter",
-      commonName: "ingress-adapter",
-      dns: [],
-      ips: ["127.0.0.1"],
-      usages: ["server"],
-      ca: "ca",
-    });
+    const serving = await issueCertificate(ca, ADAPTER_SERVING);
     fs.writeFileSync(path.join(dir, "tls.crt"), serving.certPem);
     fs.writeFileSync(path.join(dir, "tls.key"), serving.keyPem);
     const env = {

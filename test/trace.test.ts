@@ -54,8 +54,8 @@ function frame(src: string, dst: string, proto: number, l4: Buffer, macs = ["0a:
   ip.writeUInt16BE(20 + l4.length, 2);
   ip[8] = 64;
   ip[9] = proto;
-  src.split(".").forEach((o, i) => (ip[12 + i] = Number(o)));
-  dst.split(".").forEach((o, i) => (ip[16 + i] = Number(o)));
+  Buffer.from(src.split(".").map(Number)).copy(ip, 12);
+  Buffer.from(dst.split(".").map(Number)).copy(ip, 16);
   return Buffer.concat([eth, ip, l4]);
 }
 const icmpEcho = (payload: number) => Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]), Buffer.alloc(payload)]);

@@ -115,7 +115,7 @@ function topologySvg(p: Page): string {
       ),
     );
     parts.push(`<text x="${x + 12}" y="${y + 222}" class="s">pods (veth pairs on ${esc(lab.pods.bridge)}):</text>`);
-    pods.forEach((q, j) => parts.push(`<text x="${x + 20}" y="${y + 240 + j * 16}" class="p">${esc(q.name)} ${esc(q.ip)}</text>`));
+    parts.push(...pods.map((q, j) => `<text x="${x + 20}" y="${y + 240 + j * 16}" class="p">${esc(q.name)} ${esc(q.ip)}</text>`));
     parts.push(
       `<g class="el" data-tier="nodeport"><text x="${x + 12}" y="${y + h - 30}" class="s" fill="${tierColor("nodeport")}">NodePort :${lab.workloads.businessManager.nodePort}</text></g>` +
         `<g class="el" data-tier="ingress"><text x="${x + 150}" y="${y + h - 30}" class="s" fill="${tierColor("ingress")}">nginx :80 (${esc(lab.ingress.host)})</text></g>`,

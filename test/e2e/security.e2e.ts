@@ -13,22 +13,15 @@ import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
 import { apiServerURL, CA, caCert, ETCD_CLIENT_CERT, etcdctlCommand, etcdEndpoint, pki } from "../../core/node.ts";
 import { labPaths, runRoot } from "../../core/paths.ts";
 import { AUDIT_LOG } from "../../infra/render/controlplane.ts";
-import { loadLab } from "../../scripts/lab-file.ts";
-import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
-import type { SshEndpoint } from "../../scripts/machines/spec.ts";
-import { sshRun } from "../../scripts/machines/ssh.ts";
+import { labStatus } from "../../scripts/machines/lab.ts";
 import type { CertExpiry } from "../../scripts/pki/expiry.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
+import { k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
 
-const LAB_FILE = "labs/two-node.yaml";
-const loaded = loadLab(path.join(repoRoot, LAB_FILE));
-assert.ok(loaded.ok);
-const lab = loaded.lab;
 const [cp, worker] = [lab.controlPlane.name, lab.nodes.find((n) => !n.isControlPlane)!.name];
 const figures: Record<string, number> = {};
-const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
+const secs = secsSince;
 const NODE = path.join(repoRoot, "node_modules/.bin/node");
-const k8slab = (...args: string[]) => $({ cwd: repoRoot, nothrow: true, quiet: true })`${NODE} scripts/bin/k8slab.mjs ${args}`;
 /** `k8slab up` as its own process, so a signal reaches it alone (as `kill` would, not the terminal's whole group). */
 const startUp = () => {
   const child = spawn(NODE, ["scripts/bin/k8slab.mjs", "up", LAB_FILE], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
@@ -52,26 +45,11 @@ const pulumiProcesses = () =>
     .filter((l) => /pulumi( |-language-nodejs|-resource-k8slab)/.test(l) && !l.includes("pgrep"));
 
 describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
-  /** A command on a node: its output and exit status (ssh itself must succeed). */
-  const onNode = async (name: string, command: string) => {
-    const vm = (await labStatus(lab.name)).nodes.find((n) => n.name === name);
-    assert.ok(vm?.ssh, `${name} has an ssh endpoint`);
-    const out = await sshRun(vm.ssh as SshEndpoint, `${command}; echo "rc=$?"`);
-    const m = /rc=(\d+)\n?$/.exec(out);
-    return { out: out.slice(0, m?.index), rc: Number(m?.[1]) };
-  };
   const kubectl = (...args: string[]) =>
     $({ quiet: true, nothrow: true })`${bundleBinDir()}/kubectl --kubeconfig ${labPaths(lab.name).adminKubeconfig} ${args}`;
 
   before(async () => {
-    if (
-      await labRunning(
-        lab.name,
-        lab.netns,
-        lab.nodes.map((n) => n.name),
-      )
-    )
-      return;
+    if (await labIsUp()) return;
     const from = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up from nothing s"] = secs(from);
@@ -212,16 +190,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
     const vms = (await labStatus(lab.name)).nodes.filter((n) => n.running && n.pid);
     assert.equal(vms.length, lab.nodes.length);
     for (const vm of vms) process.kill(vm.pid!, "SIGKILL"); // QEMU processes this lab started (their pidfiles)
-    await until(
-      "the VMs are gone",
-      30,
-      async () =>
-        !(await labRunning(
-          lab.name,
-          lab.netns,
-          lab.nodes.map((n) => n.name),
-        )),
-    );
+    await until("the VMs are gone", 30, async () => !(await labIsUp()));
     const from = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up after VMs killed s"] = secs(from);

@@ -11,19 +11,10 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { $ } from "zx";
 import { labPaths } from "../../core/paths.ts";
-import { loadLab } from "../../scripts/lab-file.ts";
-import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
-import type { SshEndpoint } from "../../scripts/machines/spec.ts";
-import { sshRun } from "../../scripts/machines/ssh.ts";
-import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
+import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import type { TraceReport } from "../../scripts/trace/run.ts";
+import { k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
 
-const LAB_FILE = "labs/two-node.yaml";
-const loaded = loadLab(path.join(repoRoot, LAB_FILE));
-assert.ok(loaded.ok);
-const lab = loaded.lab;
-const k8slab = (...args: string[]) =>
-  $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs ${args}`;
 const figures: Record<string, number> = {};
 const DROP = `FORWARD -i ${lab.pods.flannel.device} -o ${lab.pods.bridge} -j DROP`;
 
@@ -31,15 +22,10 @@ type Report = Omit<TraceReport, "captured"> & { captured: { spot: string; packet
 
 describe("k8slab trace on the reference lab", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-trace-e2e-"));
-  const onNode = async (name: string, command: string) => {
-    const vm = (await labStatus(lab.name)).nodes.find((n) => n.name === name);
-    assert.ok(vm?.ssh);
-    return sshRun(vm.ssh as SshEndpoint, command);
-  };
   const trace = async (name: string, ...args: string[]) => {
     const from = Date.now();
     const r = await k8slab("trace", LAB_FILE, ...args, "--json", "--pcap", path.join(dir, name));
-    figures[`${name} s`] = Math.round((Date.now() - from) / 100) / 10;
+    figures[`${name} s`] = secsSince(from);
     assert.notEqual(r.exitCode, 2, r.stderr);
     return { exitCode: r.exitCode, report: JSON.parse(r.stdout) as Report, stderr: r.stderr };
   };
@@ -64,14 +50,7 @@ describe("k8slab trace on the reference lab", { skip: process.getuid?.() === 0 ?
 
   let broughtUp = false;
   before(async () => {
-    if (
-      await labRunning(
-        lab.name,
-        lab.netns,
-        lab.nodes.map((n) => n.name),
-      )
-    )
-      return;
+    if (await labIsUp()) return;
     assert.equal((await k8slab("up", LAB_FILE)).exitCode, 0);
     broughtUp = true;
   });
