@@ -69,10 +69,10 @@ export class ControlPlane extends Tier {
     hostFile("admin-kubeconfig", this.kubeconfigFile, this.kubeconfig);
     const superAdmin = pki.kubeconfig(lab.name, server, "super-admin");
     hostFile("super-admin-kubeconfig", paths.superAdminKubeconfig, superAdmin);
-    // The one object only system:masters can make: the binding that gives the admin group its power.
     // clusterIdentifier: a renewed credential changes a kubeconfig, and without it the provider (and every
     // object made through it) would be replaced; the lab is the same cluster for as long as it lives.
     const providerArgs = (kubeconfig: pulumi.Output<string>) => ({ kubeconfig, clusterIdentifier: `k8slab-${lab.name}` });
+    // The one object only system:masters can make: the binding that gives the admin group its power.
     const breakGlass = new k8s.Provider("k8s-super-admin", providerArgs(superAdmin), { parent: this, dependsOn: [apiServer] });
     const admins = new k8s.rbac.v1.ClusterRoleBinding(
       "cluster-admins",
