@@ -14,6 +14,7 @@ import { apiServerURL, CA, caCert, ETCD_CLIENT_CERT, etcdctlCommand, etcdEndpoin
 import { labPaths, runRoot } from "../../core/paths.ts";
 import { AUDIT_LOG } from "../../infra/render/controlplane.ts";
 import { labStatus } from "../../scripts/machines/lab.ts";
+import { certificateCatalog } from "../../scripts/pki/catalog.ts";
 import type { CertExpiry } from "../../scripts/pki/expiry.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
 import { k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
@@ -140,7 +141,9 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
       return new Map(certificates.map((c) => [`${c.where}:${c.file}`, c]));
     };
     const before = await read();
-    assert.ok(before.size >= 20, `${before.size} certificates read`);
+    // Every node's own certificates and the two CAs, and the host's two kubeconfigs.
+    const expected = lab.nodes.reduce((n, node) => n + 2 + certificateCatalog(lab).filter((c) => c.nodes.includes(node.name)).length, 2);
+    assert.equal(before.size, expected, `${before.size} certificates read`);
     const from = Date.now();
     const renew = await k8slab("certs", LAB_FILE, "--renew");
     figures["certs --renew s"] = secs(from);
