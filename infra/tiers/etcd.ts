@@ -3,7 +3,7 @@
 // reads at <prefix>/config (the classic layout), written with flannel's own credentials.
 import type * as pulumi from "@pulumi/pulumi";
 import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
-import { configPath, etcdctlCommand } from "../../core/node.ts";
+import { configPath, ETCD_CLIENT_CERT, etcdctlCommand } from "../../core/node.ts";
 import { Command } from "../provider/command.ts";
 import { etcdFiles, flannelNetConfFile, renderEtcdAuthScript } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
@@ -19,7 +19,8 @@ export class Etcd extends Tier {
     const files = etcdFiles(lab);
     const written = nodeFiles("files", connection, files, this.childOpts());
     const etcd = nodeUnits("etcd", connection, ["etcd"], this.childOpts({}, [written]), {
-      ready: `${etcdctlCommand(lab)} endpoint health >/dev/null 2>&1`,
+      // As the API server's client: it may read anything, before auth is on and after.
+      ready: `${etcdctlCommand(lab, ETCD_CLIENT_CERT.apiServer)} endpoint health >/dev/null 2>&1`,
       what: "etcd's client endpoint",
       configDigest: this.below(Pki).unitDigest(lab.controlPlane.name, "etcd", files),
     });
