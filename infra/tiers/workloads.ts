@@ -53,8 +53,11 @@ export class Workloads extends Tier {
                     ports: [{ name: "serve", containerPort: w.port }],
                     ...probes,
                     resources: { requests: { cpu: "20m", memory: "48Mi" }, limits: { memory: "192Mi" } },
+                    // The root is read-only; the gRPC code writes its .proto files to /tmp at start.
+                    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
                   },
                 ],
+                volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } }],
               },
             },
           },
