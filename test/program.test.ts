@@ -262,4 +262,11 @@ test("cluster objects: CoreDNS at the lab's DNS IP, workloads and ingress from t
     .flatMap(([, v]) => [...v.spec.template.spec.containers, ...(v.spec.template.spec.initContainers ?? [])]);
   assert.ok(containers.length >= 5);
   for (const c of containers) assert.equal(c.imagePullPolicy, "Never", `${c.name} must not pull: the lab is offline`);
+  // The workloads meet Pod Security "restricted": non-root, read-only root (and a /tmp of their own to write to).
+  for (const name of ["data-product", "business-manager"]) {
+    const spec = obj(`kubernetes:apps/v1:Deployment::${name}`).spec.template.spec;
+    assert.equal(spec.securityContext.runAsNonRoot, true, name);
+    assert.equal(spec.containers[0].securityContext.readOnlyRootFilesystem, true, name);
+    assert.deepEqual(spec.containers[0].volumeMounts, [{ name: "tmp", mountPath: "/tmp" }], name);
+  }
 });
