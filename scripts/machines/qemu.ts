@@ -276,6 +276,9 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   if (running) {
     note(`qemu: ${spec.name}'s spec changed; restarting it`);
     await stopVm(spec.lab, spec.name);
+  } else {
+    // A VM that died (killed, a crash) leaves its port forwards running: ours (pidfiles), so end them before they block its ports.
+    await stopForwards(spec.lab, spec.name);
   }
 
   const problems = await preflightVm(
