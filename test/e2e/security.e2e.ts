@@ -41,9 +41,10 @@ const until = async (what: string, seconds: number, check: () => boolean | Promi
 };
 /** Pulumi's processes: its CLI, its language host and program, its providers. */
 const pulumiProcesses = () =>
-  spawnSync("pgrep", ["-af", "pulumi"], { encoding: "utf8" })
+  spawnSync("ps", ["-eo", "pid=,stat=,args="], { encoding: "utf8" })
     .stdout.split("\n")
-    .filter((l) => l.trim() && !l.includes("pgrep"));
+    // A zombie (stat Z) has ended; it only waits for its parent (here PID 1) to collect its exit status.
+    .filter((l) => /pulumi/.test(l) && !/^\s*\d+\s+Z/.test(l));
 
 describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
   const kubectl = (...args: string[]) =>
