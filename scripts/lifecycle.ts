@@ -179,7 +179,11 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
       });
     }
     const restarted = lab.driver.kind === "qemu" && (await machinesDown(lab)) && (await stackExists(lab));
-    if (restarted) await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
+    if (restarted) {
+      await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
+      // Pulumi's refresh reads every cluster object: the API server must answer first, or all of them fail "unreachable".
+      await step("cluster: the API server answers again after the restart", () => waitApiServer(lab));
+    }
     const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
     if (opts.renewCertificates) {
       // Kept in the stack's config: later `up`s see the same value and issue nothing.
@@ -215,6 +219,18 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     if (!(err instanceof StepFailed)) say(`✗ ${(err as Error).message}`);
     say(`k8slab up stopped${err instanceof StepFailed ? ` at "${err.step}"` : ""}; once that is fixed, \`npx k8slab up ${file}\` resumes from there`);
     return err instanceof StepFailed ? err.exit : EXIT.failed;
+  }
+}
+
+/** After VMs restarted: the API server's /readyz, asked every 5 s for up to 10 minutes. */
+async function waitApiServer(lab: Lab): Promise<void> {
+  const kubectl = [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`, "--request-timeout=10s"];
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const r = await $({ nothrow: true, quiet: true })`${kubectl} get --raw=/readyz`;
+    if (r.exitCode === 0) return;
+    if (Date.now() > deadline) throw new Error(`the API server did not answer /readyz within 600 s: ${(r.stderr || r.stdout).trim().split("\n").pop()}`);
+    await new Promise((resolve) => setTimeout(resolve, 5000));
   }
 }
 
