@@ -222,9 +222,12 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
   }
 }
 
+/** The bundle's kubectl with the lab's admin kubeconfig. */
+const labKubectl = (lab: Lab) => [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`];
+
 /** After VMs restarted: the API server's /readyz, asked every 5 s for up to 10 minutes. */
 async function waitApiServer(lab: Lab): Promise<void> {
-  const kubectl = [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`, "--request-timeout=10s"];
+  const kubectl = [...labKubectl(lab), "--request-timeout=10s"];
   const deadline = Date.now() + 600_000;
   for (;;) {
     const r = await $({ nothrow: true, quiet: true })`${kubectl} get --raw=/readyz`;
@@ -236,7 +239,7 @@ async function waitApiServer(lab: Lab): Promise<void> {
 
 /** After VMs restarted: kubelet re-registers, then every pod's containers start again. */
 async function waitReady(lab: Lab): Promise<void> {
-  const kubectl = [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`];
+  const kubectl = labKubectl(lab);
   for (const args of [
     ["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=600s"],
     ["wait", "--for=condition=Ready", "pods", "--all", "-A", "--timeout=600s"],
