@@ -16,7 +16,11 @@ export async function openStack(lab: Lab, say: (line: string) => void = () => {}
   const backend = fileBackend();
   if (backend) for (const lock of await clearStaleLocks(backend, lab.name)) say(`  removed the stack lock of ${lock} (that pulumi no longer runs)`);
   const options = await workspaceOptions();
-  options.envVars = { ...options.envVars, ...(await secretsPassphrase(lab, await stackExists(lab), say)) };
+  const existed = await stackExists(lab);
+  // A stack's settings file outlives its stack when another checkout ran `down`; its encryption salt
+  // belongs to the old passphrase and would make the new stack's secrets unreadable.
+  if (!existed) await rm(path.join(repoRoot, `Pulumi.${lab.name}.yaml`), { force: true });
+  options.envVars = { ...options.envVars, ...(await secretsPassphrase(lab, existed, say)) };
   const stack = await LocalWorkspace.createOrSelectStack({ stackName: lab.name, workDir: repoRoot }, options);
   await stack.setConfig("k8slab:lab", { value: path.relative(repoRoot, lab.file) });
   return stack;

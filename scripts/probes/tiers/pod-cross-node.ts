@@ -11,16 +11,24 @@ import { bridgePorts, POD_ETH0, podSide } from "./pod-same-node.ts";
 
 const PINGS = 6;
 
+/** An IPv4 address as the 32-bit number a BPF filter compares a header word with. */
+const hexIP = (ip: string) =>
+  `0x${ip
+    .split(".")
+    .map((o) => Number(o).toString(16).padStart(2, "0"))
+    .join("")}`;
+
 /**
- * On node2: the VXLAN packets node `from` sends it that carry ICMP, bounded by a count and a timeout.
- * udp[39] is the inner IPv4 protocol byte (UDP 8 + VXLAN 8 + inner Ethernet 14 + 9), so other pod
- * traffic between the nodes cannot use up the count before the pings arrive.
+ * On node2: the VXLAN packets node `from` sends it that carry ICMP from `src` to `dst`, bounded by a
+ * count and a timeout. The inner IPv4 header starts at udp[30] (UDP 8 + VXLAN 8 + inner Ethernet 14):
+ * protocol udp[39], addresses udp[42:4] and udp[46:4]. Matching the addresses matters after a restart,
+ * when node1 answers node2's old pods with "host unreachable" (ICMP too) and would use up the count.
  */
-export const vxlanCapture = (from: string, port: number) =>
-  capture(
-    `vxlan-from-${from}`,
-    `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(`udp dst port ${port} and src host ${from} and udp[39] = 1`)}`,
-  );
+export const vxlanFilter = (from: string, port: number, src: string, dst: string) =>
+  `udp dst port ${port} and src host ${from} and udp[39] = 1 and udp[42:4] = ${hexIP(src)} and udp[46:4] = ${hexIP(dst)}`;
+
+const vxlanCapture = (from: string, port: number, src: string, dst: string) =>
+  capture(`vxlan-from-${from}`, `tcpdump -nn -l --immediate-mode -c ${PINGS} -i ${UNDERLAY_NIC} ${shq(vxlanFilter(from, port, src, dst))}`);
 
 export const podCrossNode: Tier = {
   id: "pod-cross-node",
@@ -36,7 +44,7 @@ export const podCrossNode: Tier = {
     const [src, dst] = await Promise.all([toolboxOn(ctx, n1.name), toolboxOn(ctx, n2.name)]);
 
     // The reads do not depend on the ping and run beside it; the ping waits until node2's capture listens.
-    const listen = vxlanCapture(n1.address, port);
+    const listen = vxlanCapture(n1.address, port, src.ip, dst.ip);
     const [
       {
         sent: [eth0, ping, fullSize],
