@@ -1,6 +1,7 @@
 // End-to-end test of the reference lab (root, real VMs, the real bundle): `k8slab up`, the cluster's
 // promises checked from the outside, a second `up` that changes nothing, `k8slab probe` on the
-// healthy lab and with each of four faults (caught at the right tier), then `down` leaving nothing.
+// healthy lab and with each of four faults (caught at the right tier), three workshop scenarios broken
+// and fixed, then `down` leaving nothing.
 // Run: npm run test:e2e:lab   (K8SLAB_E2E_KEEP=1 keeps the lab up afterwards; K8SLAB_E2E_REUSE=1 starts from the lab that is up)
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
@@ -17,7 +18,9 @@ import { netnsExists } from "../../scripts/machines/labnet.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
+import { forLab, loadCatalog } from "../../scripts/scenarios/catalog.ts";
 import { bundleBinDir, cacheRoot, repoRoot } from "../../scripts/toolchain/paths.ts";
+import { SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
 
 const LAB_FILE = "labs/two-node.yaml";
 const loaded = loadLab(path.join(repoRoot, LAB_FILE));
@@ -29,6 +32,7 @@ const figures: Record<string, number | string> = {};
 /** The healthy lab is probed this many times, this far apart (CI: 3; K8SLAB_E2E_HEALTHY_RUNS=1 for a quick check). */
 const HEALTHY_RUNS = Number(process.env.K8SLAB_E2E_HEALTHY_RUNS ?? 3);
 const HEALTHY_GAP_SEC = 150;
+const CI_SCENARIOS = ["forward-drop", "kube-proxy-stopped", "coredns-down"];
 const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
 
 /** The k8slab command as a user runs it after npm ci: the project's own Node, the bin script. */
@@ -285,5 +289,21 @@ describe("the reference lab end to end", { skip: isRoot ? false : "needs root (n
 
   it("with every fault undone, every tier passes again", { ...faults, timeout: 10 * 60_000 }, async () => {
     assert.deepEqual(notPassing(await probe()), []);
+  });
+
+  // Three scenarios of the workshop catalog, each at another tier (the whole catalog: npm run test:e2e:scenarios).
+  it(`the workshop scenarios ${CI_SCENARIOS.join(", ")}: break, caught at their tier, fixed`, { timeout: 30 * 60_000 }, async () => {
+    const rows: string[] = [];
+    try {
+      for (const id of CI_SCENARIOS) {
+        const s = loadCatalog(lab).scenarios.find((x) => x.id === id);
+        assert.ok(s, `${id} is in the catalog`);
+        const tried = await tryScenario(forLab(s, lab));
+        rows.push(tried.row);
+        tried.check();
+      }
+    } finally {
+      process.stderr.write(`\n${SCENARIO_TABLE_HEAD}\n${rows.join("\n")}\n`);
+    }
   });
 });

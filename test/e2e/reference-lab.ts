@@ -1,5 +1,5 @@
 // What the end-to-end tests share about the reference lab: its file and Lab, the k8slab command as a
-// user runs it, whether the lab is up, and a command on one of its nodes.
+// user runs it, whether the lab is up, a command on one of its nodes, and a catalog scenario tried on it.
 import assert from "node:assert/strict";
 import path from "node:path";
 import { $ } from "zx";
@@ -7,6 +7,8 @@ import { loadLab } from "../../scripts/lab-file.ts";
 import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
+import type { ProbeReport } from "../../scripts/probes/types.ts";
+import type { Scenario } from "../../scripts/scenarios/schema.ts";
 import { repoRoot } from "../../scripts/toolchain/paths.ts";
 
 export const LAB_FILE = "labs/two-node.yaml";
@@ -35,4 +37,45 @@ export async function onNode(name: string, command: string): Promise<{ out: stri
   const out = await sshRun(vm.ssh as SshEndpoint, `${command}; echo "rc=$?"`);
   const m = /rc=(\d+)\n?$/.exec(out);
   return { out: out.slice(0, m?.index), rc: Number(m?.[1]) };
+}
+
+/** The first broken hop's name (firstBrokenHop is "name: detail"; a name may hold a colon, as node1:30080 does). */
+const hopName = (r: ProbeReport["results"][number]) => r.hops.find((h) => !h.ok)?.name ?? r.firstBrokenHop ?? "-";
+
+export const SCENARIO_TABLE_HEAD =
+  "| scenario | expected tier | tier reported | hop named | apply s | diagnose s | undo s |\n| --- | --- | --- | --- | --- | --- | --- |";
+
+/**
+ * One catalog scenario on the reference lab: `break`, `probe --json`, `fix`. Returns its table row,
+ * whether `fix` healed the lab, and `check`, which asserts the verdict (run after the row is kept, so
+ * a failing scenario still shows in the table).
+ */
+export async function tryScenario(s: Scenario): Promise<{ row: string; healed: boolean; check: () => void }> {
+  let t = Date.now();
+  const broke = await k8slab("break", LAB_FILE, s.id);
+  const apply = secsSince(t);
+  t = Date.now();
+  const probe = await k8slab("probe", LAB_FILE, "--json");
+  const diagnose = secsSince(t);
+  let report: ProbeReport | undefined;
+  try {
+    report = JSON.parse(probe.stdout) as ProbeReport;
+  } catch {
+    report = undefined;
+  }
+  const failing = report?.results.find((r) => r.verdict === "fail" || r.verdict === "inconclusive");
+  t = Date.now();
+  const fixed = await k8slab("fix", LAB_FILE);
+  const undo = secsSince(t);
+  return {
+    row: `| ${s.id} | ${s.verdict.tier} | ${failing?.tier ?? "none"} | ${failing?.firstBrokenHop ? hopName(failing) : "-"} | ${apply} | ${diagnose} | ${undo} |`,
+    healed: fixed.exitCode === 0,
+    check: () => {
+      assert.equal(broke.exitCode, 0, broke.stderr);
+      assert.equal(probe.exitCode, 1, "the probes find the fault");
+      assert.equal(failing?.tier, s.verdict.tier, `failing tier (first broken hop: ${failing?.firstBrokenHop})`);
+      assert.match(failing?.firstBrokenHop ?? "", new RegExp(s.verdict.hop));
+      assert.equal(fixed.exitCode, 0, `fix: ${fixed.stderr.split("\n").slice(-5).join("\n")}`);
+    },
+  };
 }
