@@ -23,6 +23,8 @@ const live = {
   ],
   services: [
     { namespace: "default", name: "business-manager", clusterIP: "10.254.70.70", ports: "80/TCP" },
+    { namespace: "default", name: "data-product", clusterIP: "10.254.214.96", ports: "50051/TCP" },
+    { namespace: "default", name: "kubernetes", clusterIP: "10.254.0.1", ports: "443/TCP" },
     { namespace: "kube-system", name: "kube-dns", clusterIP: "10.254.0.2", ports: "53/UDP 53/TCP" },
   ],
 };
@@ -36,6 +38,10 @@ test("a probe run's page: every node and tier, coloured by verdict, nothing fetc
   assert.match(html, /b2:98:9e:85:b1:97/, "live values are drawn");
   assert.match(html, /<details id="tier-dns" style="border-color:#c62828" open>/, "a failed tier is red and open");
   assert.doesNotMatch(html, /<(script|link|img)[^>]+(src|href)=/i, "no external resource");
+  // Nothing drawn past the drawing's edge (the reference lab's four Services once were).
+  const [, svgWidth] = /<svg [^>]*viewBox="0 0 (\d+) \d+"/.exec(html) ?? assert.fail("an svg");
+  for (const [, x, w] of html.matchAll(/<rect x="(\d+)" y="\d+" width="(\d+)"/g))
+    assert.ok(Number(x) + Number(w) <= Number(svgWidth), `a box ends at ${Number(x) + Number(w)} > ${svgWidth}`);
 });
 
 test("Chromium renders the page: every node and tier in the DOM, no console error", {

@@ -50,7 +50,7 @@ interface Page {
 
 function topologySvg(p: Page): string {
   const { lab, live } = p;
-  const colW = 300;
+  const colW = 340;
   const width = 60 + lab.nodes.length * (colW + 30);
   const tierColor = (key: keyof typeof TIER_OF) => COLOR[p.verdictOf(TIER_OF[key])];
   const deviceColor = (node: string, device: string, fallback: string) => p.pointColor?.get(`${node}/${device}`) ?? fallback;
@@ -63,11 +63,13 @@ function topologySvg(p: Page): string {
   parts.push(
     `<g class="el" data-tier="underlay"><line x1="30" y1="80" x2="${width - 30}" y2="80" stroke="${tierColor("lan")}" stroke-width="5"/><text x="${width - 250}" y="72" class="s">LAN ${esc(lab.lan.cidr)} (underlay)</text></g>`,
   );
+  const podsOn = (node: string) => (live.pods ?? []).filter((q) => q.node === node);
+  // Every node's box as tall as the fullest one's, so their NodePort and ingress lines align.
+  const h = 300 + Math.max(0, ...lab.nodes.map((n) => podsOn(n.name).length)) * 16;
   lab.nodes.forEach((n, i) => {
     const x = 30 + i * (colW + 30);
     const y = 100;
-    const pods = (live.pods ?? []).filter((q) => q.node === n.name);
-    const h = 300 + pods.length * 16;
+    const pods = podsOn(n.name);
     parts.push(`<line x1="${x + colW / 2}" y1="80" x2="${x + colW / 2}" y2="${y}" stroke="${tierColor("lan")}" stroke-width="3"/>`);
     parts.push(
       `<g id="node-${esc(n.name)}"><rect x="${x}" y="${y}" width="${colW}" height="${h}" rx="10" fill="#eceff1" stroke="#455a64"/>` +
@@ -128,16 +130,16 @@ function topologySvg(p: Page): string {
       `<g class="el" data-tier="pod-cross-node"><line x1="${30 + colW - 10}" y1="${y}" x2="${30 + colW + 40}" y2="${y}" stroke="${tierColor("overlay")}" stroke-width="5" stroke-dasharray="8 4"/></g>`,
     );
   }
-  const height = 100 + 300 + Math.max(0, ...lab.nodes.map((n) => (live.pods ?? []).filter((q) => q.node === n.name).length)) * 16 + 20;
-  // Services and DNS under the nodes.
+  // Services and DNS under the nodes, as many to a row as the drawing is wide.
   const services = live.services ?? [];
-  const sy = height;
+  const sy = 100 + h + 20;
+  const perRow = Math.max(1, Math.floor((width - 30) / 250));
   services.forEach((s, k) => {
     const tier: TierId = s.name === "kube-dns" ? "dns" : s.name === lab.workloads.businessManager.name ? "service" : "business-flow";
     parts.push(
       box(
-        30 + (k % 3) * 250,
-        sy + Math.floor(k / 3) * 54,
+        30 + (k % perRow) * 250,
+        sy + Math.floor(k / perRow) * 54,
         240,
         44,
         COLOR[p.verdictOf(tier)],
@@ -147,7 +149,7 @@ function topologySvg(p: Page): string {
       ),
     );
   });
-  const total = sy + Math.ceil(services.length / 3) * 54 + 10;
+  const total = sy + Math.ceil(services.length / perRow) * 54 + 10;
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${total}" width="${width}" height="${total}" role="img" aria-label="lab topology">${parts.join("")}</svg>`;
 }
 
