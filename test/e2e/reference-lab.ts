@@ -1,6 +1,7 @@
 // What the end-to-end tests share about the reference lab: its file and Lab, the k8slab command as a
 // user runs it, whether the lab is up, a command on one of its nodes, and a catalog scenario tried on it.
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
 import { loadLab } from "../../scripts/lab-file.ts";
@@ -9,7 +10,7 @@ import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
 import type { Scenario } from "../../scripts/scenarios/schema.ts";
-import { repoRoot } from "../../scripts/toolchain/paths.ts";
+import { cacheRoot, repoRoot } from "../../scripts/toolchain/paths.ts";
 
 export const LAB_FILE = "labs/two-node.yaml";
 const loaded = loadLab(path.join(repoRoot, LAB_FILE));
@@ -19,6 +20,19 @@ export const lab = loaded.lab;
 /** The k8slab command after npm ci: the project's own Node, the bin script; never throws. */
 export const k8slab = (...args: string[]) =>
   $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs ${args}`;
+
+/**
+ * Why a k8slab run failed, for an assertion message: its error lines and its tail. Pulumi prints a
+ * resource's error far above the summary, so the whole output is kept in a log file named there.
+ */
+export function failureOf(what: string, output: string): string {
+  const file = path.join(cacheRoot(), "logs", `e2e-${what.replace(/\W+/g, "-")}-${Date.now()}.log`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, output);
+  const lines = output.split("\n");
+  const errors = lines.filter((l) => /error|✗/i.test(l)).slice(0, 15);
+  return `${what} failed (whole output: ${file})\n${errors.join("\n")}\n...\n${lines.slice(-25).join("\n")}`;
+}
 
 export const secsSince = (from: number) => Math.round((Date.now() - from) / 100) / 10;
 
