@@ -225,15 +225,23 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
 /** The bundle's kubectl with the lab's admin kubeconfig. */
 const labKubectl = (lab: Lab) => [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`];
 
-/** After VMs restarted: the API server's /readyz, asked every 5 s for up to 10 minutes. */
+/**
+ * After VMs restarted: the API server's /readyz, then its OpenAPI v2 document, each asked every 5 s for
+ * up to 10 minutes in all. The first /openapi/v2 after a start builds the document, over 32 s under
+ * TCG: Pulumi's Kubernetes provider gives up at 32 s and calls the cluster unreachable, so it is built here.
+ */
 async function waitApiServer(lab: Lab): Promise<void> {
-  const kubectl = [...labKubectl(lab), "--request-timeout=10s"];
   const deadline = Date.now() + 600_000;
-  for (;;) {
-    const r = await $({ nothrow: true, quiet: true })`${kubectl} get --raw=/readyz`;
-    if (r.exitCode === 0) return;
-    if (Date.now() > deadline) throw new Error(`the API server did not answer /readyz within 600 s: ${(r.stderr || r.stdout).trim().split("\n").pop()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5000));
+  for (const [path, timeout] of [
+    ["/readyz", "10s"],
+    ["/openapi/v2", "120s"],
+  ]) {
+    for (;;) {
+      const r = await $({ nothrow: true, quiet: true })`${labKubectl(lab)} --request-timeout=${timeout} get --raw=${path}`;
+      if (r.exitCode === 0) break;
+      if (Date.now() > deadline) throw new Error(`the API server did not answer ${path} within 600 s: ${r.stderr.trim().split("\n").pop()}`);
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+    }
   }
 }
 
