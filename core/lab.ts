@@ -273,9 +273,9 @@ function checkDriver(driver: any, nodes: any[], add: (p: PropertyKey[], m: strin
     });
     return;
   }
-  if (driver?.kind !== "qemu") return;
+  if (driver?.kind !== "qemu" && driver?.kind !== "container") return;
   nodes.forEach((n, i) => {
-    if (n?.ssh) add(["nodes", i, "ssh"], "is only for driver kind ssh; qemu nodes are reached through forwarded ports");
+    if (n?.ssh) add(["nodes", i, "ssh"], `is only for driver kind ssh; ${driver.kind} nodes are reached through forwarded ports`);
   });
   const base = driver.sshPortBase;
   if (Number.isInteger(base) && base + nodes.length - 1 > 65535) {

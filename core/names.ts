@@ -22,6 +22,23 @@ export function tapOf(node: string): string {
   return node.length <= IFNAME_MAX - 4 ? `tap-${node}` : `tap-${createHash("sha256").update(node).digest("hex").slice(0, 11)}`;
 }
 
+/**
+ * A container node's name on the host. LXC names its cgroups lxc.payload.<name> at the root of every
+ * host hierarchy, so the name must be unique on the host, not only in the lab: k8slab-<lab>-<node>
+ * (like the VMs' QEMU name), or a hash of both past CONTAINER_NAME_MAX.
+ */
+export function containerOf(lab: string, node: string): string {
+  const name = `k8slab-${lab}-${node}`;
+  return name.length <= CONTAINER_NAME_MAX ? name : `k8slab-${createHash("sha256").update(`${lab}/${node}`).digest("hex").slice(0, 16)}`;
+}
+/** Well inside LXC's limits (its control socket path and cgroup names), and readable in `ls /sys/fs/cgroup/memory`. */
+export const CONTAINER_NAME_MAX = 64;
+
+/** A container node's veth in the lab namespace (the node's end is eth0): ct-<node>, or a hash past IFNAME_MAX. */
+export function vethOf(node: string): string {
+  return node.length <= IFNAME_MAX - 3 ? `ct-${node}` : `ct-${createHash("sha256").update(node).digest("hex").slice(0, 12)}`;
+}
+
 /** The nodes' LAN NIC (the node image boots with net.ifnames=0); VXLAN packets cross it. */
 export const UNDERLAY_NIC = "eth0";
 

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
+import { containerOf } from "./names.ts";
 
 /** Lab state (keys, overlays, logs); everything under it is removed by `down`. */
 export function stateRoot(): string {
@@ -20,6 +21,10 @@ export interface LabPaths {
   knownHosts: string;
   logs: string;
   vms: string;
+  /** Container nodes: each node's own layers and keys. */
+  containers: string;
+  /** LXC's lxcpath for the lab's containers (config, LXC's own files). Absolute: lxc-* name the control socket after it. */
+  lxc: string;
   run: string;
   /** The cluster-admin kubeconfig the control-plane tier writes for this host's kubectl (RBAC: kubeadm's cluster-admins group). */
   adminKubeconfig: string;
@@ -39,6 +44,8 @@ export function labPaths(lab: string): LabPaths {
     knownHosts: path.join(dir, "known_hosts"),
     logs: path.join(dir, "logs"),
     vms: path.join(dir, "vms"),
+    containers: path.join(dir, "containers"),
+    lxc: path.join(dir, "lxc"),
     run: path.join(runRoot(), lab),
     adminKubeconfig: path.join(dir, "admin.kubeconfig"),
     superAdminKubeconfig: path.join(dir, "super-admin.kubeconfig"),
@@ -78,7 +85,59 @@ export function vmPaths(lab: string, name: string): VmPaths {
     pid: path.join(l.run, `${name}.qemu.pid`),
     // A unix socket path must fit in 108 bytes; long lab and node names fall back to a hash.
     qmp: socketPath(path.join(l.run, `${name}.qmp`)),
+    ...forwardPaths(lab, name),
+  };
+}
+
+/** A node's host-loopback forwards (socat), the same for VMs and containers. */
+export function forwardPaths(lab: string, name: string): Pick<VmPaths, "fwdPid" | "fwdLog"> {
+  const l = labPaths(lab);
+  return {
     fwdPid: (p) => path.join(l.run, `${name}.fwd-${p}.pid`),
     fwdLog: (p) => path.join(l.logs, `${name}.fwd-${p}.log`),
+  };
+}
+
+export interface CtPaths extends Pick<VmPaths, "fwdPid" | "fwdLog"> {
+  /** The node's own folder: its overlay's upper and work dirs, its containerd dir, host key, state. */
+  dir: string;
+  /** Overlay upper layer: the node's writes, and the per-node files put there before each start. */
+  upper: string;
+  /** Overlay work dir; LXC's overlay backend puts it beside upper under this name. */
+  work: string;
+  /** Bind-mounted at /var/lib/containerd: containerd's overlayfs snapshots cannot sit on an overlay. */
+  containerd: string;
+  hostKey: string;
+  knownHosts: string;
+  state: string;
+  /** LXC's folder for the container: lxcpath/<container>. */
+  lxcDir: string;
+  config: string;
+  /** lxc.net.0.script.up: enslaves the host end of the veth to the lab bridge. */
+  netHook: string;
+  console: string;
+  lxcLog: string;
+  /** The lxc-start monitor's pid (lxc-start -p). */
+  pid: string;
+}
+export function ctPaths(lab: string, name: string): CtPaths {
+  const l = labPaths(lab);
+  const dir = path.join(l.containers, name);
+  const lxcDir = path.join(l.lxc, containerOf(lab, name));
+  return {
+    dir,
+    upper: path.join(dir, "upper"),
+    work: path.join(dir, "work"),
+    containerd: path.join(dir, "containerd"),
+    hostKey: path.join(dir, "ssh_host_ed25519_key"),
+    knownHosts: path.join(dir, "known_hosts"),
+    state: path.join(dir, "state.json"),
+    lxcDir,
+    config: path.join(lxcDir, "config"),
+    netHook: path.join(lxcDir, "net-up"),
+    console: path.join(l.logs, `${name}.console.log`),
+    lxcLog: path.join(l.logs, `${name}.lxc.log`),
+    pid: path.join(l.run, `${name}.lxc.pid`),
+    ...forwardPaths(lab, name),
   };
 }

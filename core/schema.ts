@@ -80,11 +80,17 @@ const node = z.strictObject({
   ssh: sshEndpoint.optional().describe("Only with driver kind ssh: how to reach an existing host."),
 });
 
-const qemuDriver = z.strictObject({
-  kind: z.literal("qemu"),
+// The drivers that create the nodes themselves (VMs, system containers) share these fields: the host reaches
+// the nodes only through forwards to its loopback, since the lab LAN lives in its own network namespace.
+const ownedNodeFields = {
   sshPortBase: port.default(2221).describe("Node i (0-based, in file order) has its sshd forwarded to 127.0.0.1:(sshPortBase + i)."),
   apiServerPort: port.default(16443).describe("The control plane's kube-apiserver is forwarded to 127.0.0.1:apiServerPort."),
-});
+};
+
+const qemuDriver = z.strictObject({ kind: z.literal("qemu"), ...ownedNodeFields });
+
+/** Privileged LXC system containers on the host's kernel: no VM, so cpus and memoryMiB are limits, not reservations. */
+const containerDriver = z.strictObject({ kind: z.literal("container"), ...ownedNodeFields });
 
 const sshDriver = z.strictObject({
   kind: z.literal("ssh"),
@@ -93,7 +99,7 @@ const sshDriver = z.strictObject({
 
 export const labFileSchema = z.strictObject({
   name: dnsLabel.describe("Names the lab's network namespace (k8slab-NAME) and its Pulumi stack."),
-  driver: z.discriminatedUnion("kind", [qemuDriver, sshDriver]).default({ kind: "qemu", sshPortBase: 2221, apiServerPort: 16443 }),
+  driver: z.discriminatedUnion("kind", [qemuDriver, containerDriver, sshDriver]).default({ kind: "qemu", sshPortBase: 2221, apiServerPort: 16443 }),
   lan: z.strictObject({
     cidr: cidr.describe("The underlay: the network the nodes share."),
     gateway: ipv4.describe("The lab bridge's address; it is also the outside client for NodePort and ingress probes."),
@@ -149,3 +155,14 @@ export const labFileSchema = z.strictObject({
 /** A lab file as written, after defaults. */
 export type LabFile = z.output<typeof labFileSchema>;
 export type LabFileNode = LabFile["nodes"][number];
+export type Driver = LabFile["driver"];
+/** A driver whose nodes k8slab creates, runs and removes itself (qemu VMs, LXC containers). */
+export type OwnedDriver = Extract<Driver, { kind: "qemu" | "container" }>;
+
+/**
+ * Does k8slab own this lab's machines? Then it owns the LAN namespace, the loopback forwards, the
+ * node image, preflight and `down`; an ssh lab's hosts exist before and after k8slab.
+ */
+export function ownsMachines<T extends { driver: Driver }>(lab: T): lab is T & { driver: OwnedDriver } {
+  return lab.driver.kind === "qemu" || lab.driver.kind === "container";
+}

@@ -4,7 +4,7 @@ import path from "node:path";
 import lockfile from "proper-lockfile";
 import { $ } from "zx";
 import { EXIT } from "../core/exit.ts";
-import type { Lab } from "../core/index.ts";
+import { type Lab, ownsMachines } from "../core/index.ts";
 import { labPaths, runRoot } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
@@ -172,13 +172,13 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
       writeLabImages(images.images);
     });
     // Checked before anything is created; a lab that is already up holds its own ports and memory.
-    if (lab.driver.kind === "qemu" && !netnsExists(lab.netns)) {
+    if (ownsMachines(lab) && !netnsExists(lab.netns)) {
       await step("preflight: host, tools, ports, memory", async () => {
         const problems = await preflightLab(parseLabMachines(machineSpecs(lab)));
         if (problems.length) throw new Refused(problems);
       });
     }
-    const restarted = lab.driver.kind === "qemu" && (await machinesDown(lab)) && (await stackExists(lab));
+    const restarted = ownsMachines(lab) && (await machinesDown(lab)) && (await stackExists(lab));
     if (restarted) {
       await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
       // Pulumi's refresh reads every cluster object: the API server must answer first, or all of them fail "unreachable".
@@ -268,8 +268,8 @@ async function downLocked(lab: Lab, interrupt: Interrupt): Promise<number> {
   try {
     if (await stackExists(lab)) {
       const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
-      if (lab.driver.kind === "qemu") {
-        // Everything of a VM lab lives on its VMs: removing them (below) removes it all at once,
+      if (ownsMachines(lab)) {
+        // Everything of a VM or container lab lives on its nodes: removing them (below) removes it all at once,
         // where a destroy would first undo each object and unit, one ssh call at a time.
         await step(`stack: forget ${lab.name} (its VMs go next)`, () => stack.workspace.removeStack(lab.name, { force: true }));
       } else {
@@ -307,7 +307,8 @@ export async function status(file: string, json: boolean): Promise<number> {
         podSubnet: n.podSubnet,
         running: vm?.running ?? false,
         pid: vm?.pid,
-        rssMiB: vm?.rssMiB,
+        // A VM's QEMU resident memory; a container node's memory cgroup charge.
+        rssMiB: vm && ("driver" in vm ? vm.memoryUsageMiB : vm.rssMiB),
         ssh,
         consoleLog: vm?.consoleLog,
       };

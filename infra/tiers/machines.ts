@@ -1,6 +1,6 @@
 // Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
 import * as pulumi from "@pulumi/pulumi";
-import type { Lab, LabNode } from "../../core/index.ts";
+import { type Lab, type LabNode, ownsMachines } from "../../core/index.ts";
 import { API_SERVER_PORT, NODE_PATHS } from "../../core/node.ts";
 import { shq } from "../../core/shell.ts";
 import { machineSpecs } from "../../scripts/machines/lab-machines.ts";
@@ -32,10 +32,10 @@ export function pushBundleCommand(files: string[], ep: SshEndpoint): string {
   return `tar -C ${shq(bundleDir())} --transform ${shq(transform)} -cf - ${files.join(" ")} | ${sshCommandLine(ep, "tar -C / --no-same-owner -xf -")}`;
 }
 
-/** Where this machine reaches kube-apiserver: the loopback forward (qemu) or the lab file's endpoint (ssh). */
+/** Where this machine reaches kube-apiserver: the loopback forward (qemu, container) or the lab file's endpoint (ssh). */
 export function apiServerEndpoint(lab: Lab): string {
-  if (lab.driver.kind === "qemu") return `127.0.0.1:${lab.driver.apiServerPort}`;
-  return lab.driver.apiServerEndpoint ?? `${lab.controlPlane.address}:${API_SERVER_PORT}`;
+  if (lab.driver.kind === "ssh") return lab.driver.apiServerEndpoint ?? `${lab.controlPlane.address}:${API_SERVER_PORT}`;
+  return `127.0.0.1:${lab.driver.apiServerPort}`;
 }
 
 export class Machines extends Tier {

@@ -3,22 +3,26 @@
 // progress and notices go to stderr. Exit 0 ok, 2 bad input or preflight (one "field: reason" line each), 1 other.
 import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
-import { ensureImage, findImage, imageKey, pruneImages } from "./image.ts";
+import { ensureContainerRootfs, ensureImage, findImage, imageKey, pruneImages } from "./image.ts";
 import { labDown, labNetUp, labStatus } from "./lab.ts";
 import { PreflightError, preflightLab } from "./preflight.ts";
+import { ctDown, ctUp } from "./lxc.ts";
 import { detectAccel, vmDown, vmUp } from "./qemu.ts";
 import { issueLines, parseLabMachines, SpecError, SshHostSpecSchema } from "./spec.ts";
 import { sshHostUp, waitForSsh } from "./ssh.ts";
 
 const USAGE = `usage: tsx scripts/machines/cli.ts COMMAND [JSON | --file PATH | < JSON]
 
-  image [--rebuild] [--prune]    build the node OS image unless cached; print its manifest summary
+  image [--rebuild] [--prune] [--container]
+                                 build the node OS image (the VM's, or the container nodes' rootfs) unless cached
   accel                          which accelerator VMs will use (KVM only if it really boots)
   preflight LAB_MACHINES         check a whole lab ({net: LabNetSpec, machines: MachineSpec[]}) before creating anything
   net-up LAB_NET                 lab namespace + bridge + gateway address + ssh key (LabNetSpec)
-  net-down LAB                   remove the whole lab: VMs, namespace, keys, overlays, logs ({lab, netns?})
+  net-down LAB                   remove the whole lab: VMs, containers, namespace, keys, overlays, logs ({lab, netns?})
   vm-up MACHINE [--no-wait]      start a VM (no-op if running with the same spec), wait for ssh (MachineSpec)
   vm-down VM                     stop and remove a VM ({lab, name})
+  ct-up MACHINE [--no-wait]      container driver: start a node's LXC container (no-op if running with the same spec), wait for ssh
+  ct-down NODE                   stop and remove a container node ({lab, name})
   ssh-up SSH_HOST --lab LAB      ssh driver: wait until an existing host answers ({host, port, user, keyFile})
   ssh-wait ENDPOINT              wait for ssh ({host, port?, user?, keyFile, knownHostsFile, timeoutSec?})
   down LAB_NAME [--keep-logs]    same as net-down, by lab name
@@ -60,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
     case "image": {
       if (flag(args, "--prune")) {
         print({ pruned: pruneImages() });
+        return EXIT.ok;
+      }
+      if (flag(args, "--container")) {
+        const c = await ensureContainerRootfs({ rebuild: flag(args, "--rebuild") });
+        print({ key: c.key, dir: c.dir, rootfs: c.rootfs, reused: c.reused, buildSeconds: c.buildSeconds });
         return EXIT.ok;
       }
       const m = await ensureImage({ rebuild: flag(args, "--rebuild") });
@@ -110,6 +119,18 @@ async function main(argv: string[]): Promise<number> {
       const ref = jsonArg(args) as { lab: string; name: string; netns?: string };
       if (!ref?.lab || !ref?.name) throw new SpecError(["lab, name: required"]);
       await vmDown(ref);
+      print({ removed: ref.name });
+      return EXIT.ok;
+    }
+    case "ct-up": {
+      const wait = !flag(args, "--no-wait");
+      print(await ctUp(jsonArg(args) as never, { wait }));
+      return EXIT.ok;
+    }
+    case "ct-down": {
+      const ref = jsonArg(args) as { lab: string; name: string; netns?: string };
+      if (!ref?.lab || !ref?.name) throw new SpecError(["lab, name: required"]);
+      await ctDown(ref);
       print({ removed: ref.name });
       return EXIT.ok;
     }

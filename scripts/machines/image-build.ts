@@ -1,5 +1,6 @@
-// Builds the node OS image: a Debian trixie rootfs from debootstrap, its kernel+initrd, and an ext4 qcow2 base disk.
-// This file and guest/ are the image's inputs: their hash is the image key (image.ts), so an edit here rebuilds.
+// Builds the node OS images from one debootstrap of Debian trixie, in two flavours: "vm" (its kernel+initrd and
+// an ext4 qcow2 base disk) and "container" (a plain directory, the read-only lower layer of LXC nodes).
+// This file, guest/ and container/ are the images' inputs: their hash is the image key (image.ts), so an edit here rebuilds.
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +11,12 @@ import { cacheRoot } from "./spec.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const guestDir = path.join(here, "guest");
+/** Files only the container flavour bakes in (entrypoint, unit drop-ins). */
+export const containerDir = path.join(here, "container");
+
+export type Flavour = "vm" | "container";
+/** A container runs on the host's kernel: no kernel, no initrd to build. */
+export const VM_ONLY_PACKAGES = ["linux-image-amd64", "initramfs-tools"];
 
 export const SUITE = "trixie";
 export const MIRROR = process.env.K8SLAB_DEBIAN_MIRROR || "http://deb.debian.org/debian";
@@ -36,12 +43,13 @@ export interface ImageManifest extends NodeImage {
   buildSeconds: number;
 }
 
-/** The image's package list: guest/packages.txt without comments. */
-export function imagePackages(text = fs.readFileSync(path.join(guestDir, "packages.txt"), "utf8")): string[] {
+/** The image's package list: guest/packages.txt without comments (the container flavour: without the kernel's). */
+export function imagePackages(text = fs.readFileSync(path.join(guestDir, "packages.txt"), "utf8"), flavour: Flavour = "vm"): string[] {
   return text
     .split("\n")
     .map((l) => l.replace(/#.*/, "").trim())
-    .filter(Boolean);
+    .filter(Boolean)
+    .filter((p) => flavour === "vm" || !VM_ONLY_PACKAGES.includes(p));
 }
 
 export function imageOf(dir: string, key: string, kernelVersion: string): NodeImage {
@@ -94,21 +102,53 @@ const MASKED_UNITS = [
  */
 const INITRD_MODULES = ["virtio_pci", "virtio_blk", "ext4"];
 
-async function configureRootfs(root: string) {
-  const put = (rel: string, content: string | Buffer, mode = 0o644) => {
+/**
+ * Units that must not run in a privileged system container: they would act on the host (systemd-sysctl
+ * writes kernel.* and vm.* keys, udev triggers the host's devices, binfmt is host-global), or have
+ * nothing to do (no modules, no ttys, no seed disk: the per-node files are in the node's upper layer).
+ */
+export const CONTAINER_MASKED_UNITS = [
+  "systemd-sysctl.service",
+  "systemd-udevd.service",
+  "systemd-udevd-control.socket",
+  "systemd-udevd-kernel.socket",
+  "systemd-udev-trigger.service",
+  "systemd-udev-settle.service",
+  "systemd-hwdb-update.service",
+  "systemd-modules-load.service",
+  "systemd-binfmt.service",
+  "proc-sys-fs-binfmt_misc.automount",
+  "proc-sys-fs-binfmt_misc.mount",
+  "systemd-journald-audit.socket",
+  "sys-kernel-debug.mount",
+  "sys-kernel-tracing.mount",
+  "dev-hugepages.mount",
+  "dev-mqueue.mount",
+  "systemd-random-seed.service",
+  "systemd-firstboot.service",
+  "k8slab-seed.service",
+  "console-getty.service",
+  "getty@tty1.service",
+];
+
+type Put = (rel: string, content: string | Buffer, mode?: number) => void;
+
+function putter(root: string): Put {
+  return (rel, content, mode = 0o644) => {
     const p = path.join(root, rel);
     fs.mkdirSync(path.dirname(p), { recursive: true });
     fs.writeFileSync(p, content, { mode });
     fs.chmodSync(p, mode);
   };
-  const guest = (f: string) => fs.readFileSync(path.join(guestDir, f));
-  put("usr/local/sbin/k8slab-seed", guest("k8slab-seed.sh"), 0o755);
-  put("etc/systemd/system/k8slab-seed.service", guest("k8slab-seed.service"));
+}
+
+const guest = (f: string) => fs.readFileSync(path.join(guestDir, f));
+
+/** What both flavours share: sshd, sysctls, no build-host identity, networkd on the LAN NIC, no timers. */
+async function configureCommon(root: string, put: Put) {
   put("etc/ssh/sshd_config.d/k8slab.conf", guest("sshd.conf"));
-  put("etc/modules-load.d/k8slab.conf", guest("modules.conf"));
   put("etc/sysctl.d/90-k8slab.conf", guest("sysctl.conf"));
-  put("etc/fstab", `LABEL=${ROOT_LABEL}\t/\text4\trw,relatime\t0\t0\n`);
-  // Per VM from the seed disk; never the build host's values.
+  // Per node from the seed disk or the node's upper layer; never the build host's values.
   put("etc/hostname", "localhost\n");
   put("etc/resolv.conf", "");
   put("etc/hosts", "127.0.0.1\tlocalhost\n");
@@ -118,17 +158,69 @@ async function configureRootfs(root: string) {
   for (const f of fs.readdirSync(path.join(root, "etc/ssh"))) {
     if (/^ssh_host_.*_key(\.pub)?$/.test(f)) fs.rmSync(path.join(root, "etc/ssh", f));
   }
-  await $`chroot ${root} systemctl enable systemd-networkd.service k8slab-seed.service`.quiet();
+  // Debian's networking.service (ifupdown) is absent in minbase; networkd owns the NIC.
+  await $`chroot ${root} systemctl enable systemd-networkd.service`.quiet();
   await $`chroot ${root} systemctl disable ${DISABLED_UNITS}`.nothrow().quiet();
   await $`chroot ${root} systemctl mask ${MASKED_UNITS}`.quiet();
+}
+
+/** The VM flavour: the seed unit, modules at boot, / by label, a small initrd. */
+async function configureVm(root: string, put: Put) {
+  put("usr/local/sbin/k8slab-seed", guest("k8slab-seed.sh"), 0o755);
+  put("etc/systemd/system/k8slab-seed.service", guest("k8slab-seed.service"));
+  put("etc/modules-load.d/k8slab.conf", guest("modules.conf"));
+  put("etc/fstab", `LABEL=${ROOT_LABEL}\t/\text4\trw,relatime\t0\t0\n`);
+  await $`chroot ${root} systemctl enable k8slab-seed.service`.quiet();
   put("etc/initramfs-tools/conf.d/k8slab.conf", "MODULES=list\n");
   put("etc/initramfs-tools/modules", `${INITRD_MODULES.join("\n")}\n`);
   await $`chroot ${root} update-initramfs -u -k all`.quiet();
-  // Debian's networking.service (ifupdown) is absent in minbase; networkd owns the NIC.
+}
+
+/** The container flavour (lxc-spike): the LXC entrypoint, units masked, containerd within the host's limits, net sysctls only. */
+async function configureContainer(root: string, put: Put) {
+  const ct = (f: string) => fs.readFileSync(path.join(containerDir, f));
+  put("usr/local/sbin/k8slab-entrypoint", ct("entrypoint"), 0o755);
+  put("etc/k8slab/fake-sysctls", ct("fake-sysctls"));
+  put("etc/systemd/system/containerd.service.d/k8slab.conf", ct("containerd.conf"));
+  put("etc/systemd/journald.conf.d/k8slab.conf", ct("journald.conf"));
+  put("etc/systemd/system/k8slab-net-sysctl.service", ct("k8slab-net-sysctl.service"));
+  // / is LXC's overlay: nothing to mount or remount from fstab.
+  put("etc/fstab", "");
+  await $`chroot ${root} systemctl enable k8slab-net-sysctl.service`.quiet();
+  await $`chroot ${root} systemctl mask ${CONTAINER_MASKED_UNITS}`.quiet();
+}
+
+/** apt's caches and lists: nothing a node needs, and the lists would be stale anyway. */
+function dropAptCaches(root: string) {
   fs.rmSync(path.join(root, "var/cache/apt/archives"), { recursive: true, force: true });
   fs.mkdirSync(path.join(root, "var/cache/apt/archives/partial"), { recursive: true });
   fs.rmSync(path.join(root, "var/lib/apt/lists"), { recursive: true, force: true });
   fs.mkdirSync(path.join(root, "var/lib/apt/lists/partial"), { recursive: true });
+}
+
+/**
+ * debootstrap the flavour's packages into work/rootfs (the .debs come from and go to the shared cache,
+ * so a second flavour downloads nothing new), then configure it. Returns dpkg's list of what is installed.
+ */
+async function bootstrapRootfs(work: string, root: string, flavour: Flavour): Promise<{ packages: string[]; installed: string[] }> {
+  const debs = path.join(cacheRoot(), "debs");
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.mkdirSync(work, { recursive: true });
+  fs.mkdirSync(debs, { recursive: true });
+  const packages = imagePackages(undefined, flavour);
+  log(`debootstrap ${SUITE} for the ${flavour} image (minbase + ${packages.length} packages) from ${MIRROR}`);
+  const boot = await $`debootstrap --variant=minbase --cache-dir=${debs} --include=${packages.join(",")} ${SUITE} ${root} ${MIRROR}`.nothrow().quiet();
+  fs.writeFileSync(path.join(work, "debootstrap.log"), boot.stdout + boot.stderr);
+  if (boot.exitCode !== 0) {
+    const tail = (boot.stdout + boot.stderr).trim().split("\n").slice(-15).join("\n");
+    throw new Error(`debootstrap failed (exit ${boot.exitCode}); see ${path.join(work, "debootstrap.log")}\n${tail}`);
+  }
+  const put = putter(root);
+  await configureCommon(root, put);
+  await (flavour === "vm" ? configureVm(root, put) : configureContainer(root, put));
+  dropAptCaches(root);
+  const installed = (await $`dpkg-query --admindir=${path.join(root, "var/lib/dpkg")} -W -f=${"${Package} ${Version}\n"}`.quiet()).stdout.trim().split("\n");
+  return { packages, installed };
 }
 
 /** Build the image for key into dir (dir must not be in use; the caller holds the lock). */
@@ -136,20 +228,8 @@ export async function buildImage(key: string, dir: string): Promise<ImageManifes
   const started = Date.now();
   const work = `${dir}.build`;
   const root = path.join(work, "rootfs");
-  const debs = path.join(cacheRoot(), "debs");
-  fs.rmSync(work, { recursive: true, force: true });
-  fs.mkdirSync(work, { recursive: true });
-  fs.mkdirSync(debs, { recursive: true });
-  const packages = imagePackages();
   try {
-    log(`debootstrap ${SUITE} (minbase + ${packages.length} packages) from ${MIRROR}`);
-    const boot = await $`debootstrap --variant=minbase --cache-dir=${debs} --include=${packages.join(",")} ${SUITE} ${root} ${MIRROR}`.nothrow().quiet();
-    fs.writeFileSync(path.join(work, "debootstrap.log"), boot.stdout + boot.stderr);
-    if (boot.exitCode !== 0) {
-      const tail = (boot.stdout + boot.stderr).trim().split("\n").slice(-15).join("\n");
-      throw new Error(`debootstrap failed (exit ${boot.exitCode}); see ${path.join(work, "debootstrap.log")}\n${tail}`);
-    }
-    await configureRootfs(root);
+    const { packages, installed } = await bootstrapRootfs(work, root, "vm");
 
     const kernels = fs.readdirSync(path.join(root, "boot")).filter((f) => f.startsWith("vmlinuz-"));
     if (kernels.length !== 1) throw new Error(`expected one kernel in the rootfs /boot, found: ${kernels.join(", ") || "none"}`);
@@ -157,8 +237,6 @@ export async function buildImage(key: string, dir: string): Promise<ImageManifes
     const image = imageOf(work, key, kernelVersion);
     fs.copyFileSync(path.join(root, "boot", `vmlinuz-${kernelVersion}`), image.kernel);
     fs.copyFileSync(path.join(root, "boot", `initrd.img-${kernelVersion}`), image.initrd);
-
-    const installed = (await $`dpkg-query --admindir=${path.join(root, "var/lib/dpkg")} -W -f=${"${Package} ${Version}\n"}`.quiet()).stdout.trim().split("\n");
 
     log(`mkfs.ext4 -d rootfs (${ROOT_SIZE_GIB} GiB, sparse) and convert to qcow2`);
     const raw = path.join(work, "rootfs.raw");
@@ -185,6 +263,48 @@ export async function buildImage(key: string, dir: string): Promise<ImageManifes
     return manifest;
   } catch (e) {
     // Keep nothing half-built except the debootstrap log for diagnosis.
+    await removeTree(root);
+    throw e;
+  }
+}
+
+export interface ContainerRootfsManifest {
+  key: string;
+  dir: string;
+  /** The root directory every container node of this key overlays (never written to). */
+  rootfs: string;
+  suite: string;
+  mirror: string;
+  packages: string[];
+  installed: string[];
+  builtAt: string;
+  buildSeconds: number;
+}
+
+/** Build the container flavour for key into dir: the configured rootfs stays a directory (the caller holds the lock). */
+export async function buildContainerRootfs(key: string, dir: string): Promise<ContainerRootfsManifest> {
+  const started = Date.now();
+  const work = `${dir}.build`;
+  const root = path.join(work, "rootfs");
+  try {
+    const { packages, installed } = await bootstrapRootfs(work, root, "container");
+    const manifest: ContainerRootfsManifest = {
+      key,
+      dir,
+      rootfs: path.join(dir, "rootfs"),
+      suite: SUITE,
+      mirror: MIRROR,
+      packages,
+      installed,
+      builtAt: new Date().toISOString(),
+      buildSeconds: Math.round((Date.now() - started) / 100) / 10,
+    };
+    fs.writeFileSync(path.join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+    await removeTree(dir);
+    fs.renameSync(work, dir);
+    log(`built ${key} in ${manifest.buildSeconds} s`);
+    return manifest;
+  } catch (e) {
     await removeTree(root);
     throw e;
   }

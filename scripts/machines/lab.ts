@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { labPaths } from "../../core/paths.ts";
 import { type NetStatus, netDown, netnsExists, netStatus, netUp } from "./labnet.ts";
+import { type CtStatus, ctDown, ctStatus, labCtNames, removeIdlePivotCgroups } from "./lxc.ts";
 import { labVmNames, readLabNetns, type VmStatus, vmDown, vmStatus } from "./qemu.ts";
 import { type LabNetSpec, parseLabNetSpec } from "./spec.ts";
 import { ensureLabKey } from "./ssh.ts";
@@ -28,7 +29,7 @@ export async function labNetUp(input: unknown): Promise<LabNetUpResult> {
   return { netns: spec.netns, bridge: spec.bridge, gatewayCidr: spec.gatewayCidr, ...key, knownHostsFile: l.knownHosts };
 }
 
-/** The lab's namespace exists and each of these VMs runs. */
+/** The lab's namespace exists and each of these machines (VMs or containers) runs. */
 export async function labRunning(lab: string, netns: string, nodes: string[]): Promise<boolean> {
   if (!netnsExists(netns)) return false;
   const running = new Set((await labStatus(lab)).nodes.filter((n) => n.running).map((n) => n.name));
@@ -36,13 +37,20 @@ export async function labRunning(lab: string, netns: string, nodes: string[]): P
 }
 
 /**
- * down: every VM of the lab (found by its pidfiles and state folders, not by a caller's list),
- * then the namespace (bridge and taps go with it), then the lab's state (key, overlays, logs)
- * and run folders (pidfiles, sockets). Idempotent. keepLogs keeps the logs folder for diagnosis.
+ * down: every container node and VM of the lab (found by their pidfiles and state folders, not by a
+ * caller's list), then the namespace (bridge, taps and veths go with it), then the lab's state (key,
+ * overlays, logs) and run folders (pidfiles, sockets). Idempotent. keepLogs keeps the logs folder for diagnosis.
  */
 export async function labDown(lab: string, opts: { netns?: string; keepLogs?: boolean } = {}): Promise<{ removed: string[] }> {
   const removed: string[] = [];
   const netns = opts.netns ?? readLabNetns(lab);
+  // Containers first: their forwards' pidfiles would otherwise look like VMs' (labVmNames reads the run folder).
+  const containers = labCtNames(lab);
+  for (const name of containers) {
+    await ctDown({ lab, name, netns });
+    removed.push(`container ${name}`);
+  }
+  if (containers.length) removeIdlePivotCgroups();
   for (const name of labVmNames(lab)) {
     await vmDown({ lab, name, netns });
     removed.push(`vm ${name}`);
@@ -79,17 +87,18 @@ export interface LabStatus {
   net: NetStatus;
   keyFile?: string;
   knownHostsFile?: string;
-  nodes: VmStatus[];
+  nodes: (VmStatus | CtStatus)[];
 }
 
 export async function labStatus(lab: string): Promise<LabStatus> {
   const l = labPaths(lab);
   const netns = readLabNetns(lab);
+  const cts = labCtNames(lab);
   return {
     lab,
     netns,
     net: await netStatus(netns),
     ...(fs.existsSync(l.key) ? { keyFile: l.key, knownHostsFile: l.knownHosts } : {}),
-    nodes: labVmNames(lab).map((n) => vmStatus(lab, n)),
+    nodes: [...cts.map((n) => ctStatus(lab, n)), ...labVmNames(lab).filter((n) => !cts.includes(n)).map((n) => vmStatus(lab, n))],
   };
 }

@@ -19,7 +19,27 @@ export const HOST_TOOLS: Record<string, string> = {
   "ssh-keygen": "openssh-client",
   "dpkg-query": "dpkg",
   timeout: "coreutils",
+  "lxc-start": "lxc",
+  "lxc-stop": "lxc",
+  "lxc-info": "lxc",
 };
+
+/** What every driver that owns its machines runs (the LAN, keys, forwards, ssh). */
+const COMMON_TOOLS = ["mkfs.ext4", "ip", "nsenter", "socat", "ssh", "ssh-keygen", "timeout"];
+/** The tools each driver needs on top, at vm-up / ct-up. */
+export const DRIVER_TOOLS = {
+  qemu: ["qemu-system-x86_64", "qemu-img", ...COMMON_TOOLS],
+  container: ["lxc-start", "lxc-stop", "lxc-info", ...COMMON_TOOLS],
+} as const;
+/** And to build the driver's image (debootstrap, dpkg-query). */
+const BUILD_TOOLS = ["debootstrap", "dpkg-query"];
+
+/**
+ * inotify instances a container node holds (systemd, journald, containerd, kubelet and its pods: 15 were
+ * counted in the LXC spike). They count against root's fs.inotify.max_user_instances on the host, shared
+ * with the host's own services and every other lab.
+ */
+export const INOTIFY_PER_NODE = 15;
 
 /** QEMU's own overhead on top of guest memory, per VM (TCG translation cache, device state). */
 export const QEMU_OVERHEAD_MIB = 384;
@@ -49,6 +69,42 @@ export function checkRoot(): string[] {
 
 export function checkTools(tools: string[] = Object.keys(HOST_TOOLS)): string[] {
   return tools.filter((t) => !onPath(t)).map((t) => `tools: ${t} is missing (apt-get install ${HOST_TOOLS[t] ?? t})`);
+}
+
+/** The host's per-user inotify instance limit. */
+export function inotifyLimit(): number {
+  try {
+    return Number(fs.readFileSync("/proc/sys/fs/inotify/max_user_instances", "utf8").trim());
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** inotify instances uid holds now: every process's fds that point at an inotify (read only, from /proc). */
+export function inotifyInUse(uid = 0): number {
+  let n = 0;
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (fs.statSync(`/proc/${pid}`).uid !== uid) continue;
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:inotify") n++;
+    } catch {
+      /* the process ended meanwhile */
+    }
+  }
+  return n;
+}
+
+/**
+ * Enough inotify instances left for the container nodes to start? Pure: limit and use are inputs.
+ * k8slab does not change the host's limit; it says which sysctl would.
+ */
+export function checkInotify(nodes: number, limit: number, inUse: number): string[] {
+  const need = nodes * INOTIFY_PER_NODE;
+  return inUse + need > limit
+    ? [
+        `inotify: ${nodes} container node(s) need about ${need} inotify instances (${INOTIFY_PER_NODE} each), but root already holds ${inUse} of the host's fs.inotify.max_user_instances=${limit}; raise it on the host (e.g. sysctl fs.inotify.max_user_instances=512) or stop another lab`,
+      ]
+    : [];
 }
 
 export function checkTun(): string[] {
@@ -127,17 +183,19 @@ export function checkMemory(machines: Pick<MachineSpec, "memoryMiB" | "name">[],
 
 /** Everything for a whole lab, before net-up: the CLI's `preflight`. */
 export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean } = {}): Promise<string[]> {
+  const container = lab.driver === "container";
   const lan = lanOf({ address: lab.net.gatewayCidr.split("/")[0], prefixLength: Number(lab.net.gatewayCidr.split("/")[1]) });
   const ports = lab.machines.flatMap((m, i) =>
     forwardsOf(m).map((f, j) => ({ port: f.host, field: `machines[${i}].${j === 0 ? "sshPort" : `extraForwards[${j - 1}].host`}` })),
   );
   return [
     ...checkRoot(),
-    ...checkTools(),
-    ...checkTun(),
+    ...checkTools([...DRIVER_TOOLS[lab.driver], ...BUILD_TOOLS]),
+    ...(container ? checkInotify(lab.machines.length, inotifyLimit(), inotifyInUse()) : checkTun()),
     ...(await checkLanRoutes(lan, "net.gatewayCidr")),
     ...(opts.skipPorts ? [] : await checkPorts(ports)),
-    ...checkMemory(lab.machines),
+    // A container's memoryMiB is a cap the host need not have free; a VM's is taken at start.
+    ...(container ? [] : checkMemory(lab.machines)),
   ];
 }
 
@@ -146,9 +204,19 @@ export async function preflightVm(spec: MachineSpec, ports: number[]): Promise<s
   const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? "sshPort" : `extraForwards[${j - 1}].host`]));
   return [
     ...checkRoot(),
-    ...checkTools(["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "ip", "nsenter", "socat", "ssh", "ssh-keygen", "timeout"]),
+    ...checkTools([...DRIVER_TOOLS.qemu]),
     ...checkTun(),
     ...(await checkPorts(ports.map((port) => ({ port, field: fields.get(port) ?? "port" })))),
     ...checkMemory([spec]),
+  ];
+}
+
+/** What one container node needs right before it starts (its ports: only those not already forwarded by us). */
+export async function preflightCt(spec: MachineSpec, ports: number[]): Promise<string[]> {
+  const fields = new Map(forwardsOf(spec).map((f, j) => [f.host, j === 0 ? "sshPort" : `extraForwards[${j - 1}].host`]));
+  return [
+    ...checkRoot(),
+    ...checkTools([...DRIVER_TOOLS.container]),
+    ...(await checkPorts(ports.map((port) => ({ port, field: fields.get(port) ?? "port" })))),
   ];
 }

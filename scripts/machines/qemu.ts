@@ -6,14 +6,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import lockfile from "proper-lockfile";
-import { $, sleep } from "zx";
+import { $ } from "zx";
 import { netnsOf, tapOf } from "../../core/names.ts";
 import { labPaths, vmPaths } from "../../core/paths.ts";
+import { forwardMarker, listening, startForwards, stopForwards } from "./forwards.ts";
 import { ensureImage, type ImageManifest } from "./image.ts";
 import { netnsExists, tapDown, tapUp } from "./labnet.ts";
 import { PreflightError, preflightVm } from "./preflight.ts";
-import { livePid, spawnDetached, stopPid } from "./proc.ts";
-import { type Accel, forwardArgv, knownHostsLine, qemuCommand, qemuName, runFingerprint, SEED_LABEL, seedDirModes, seedFiles } from "./render.ts";
+import { livePid, stopPid } from "./proc.ts";
+import { type Accel, knownHostsLine, qemuCommand, qemuName, runFingerprint, SEED_LABEL, seedDirModes, seedFiles } from "./render.ts";
 import { cacheRoot, forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint, VM_SSH_WAIT_SEC } from "./spec.ts";
 import { ensureHostKey, ensureLabKey, SshTimeoutError, waitForSsh } from "./ssh.ts";
 
@@ -65,56 +66,8 @@ export async function detectAccel(kernel: string): Promise<{ accel: Accel; reaso
   return verdict;
 }
 
-// ---------------------------------------------------------------- forwards
-
-/** Is something listening on 127.0.0.1:port (host namespace)? Read from /proc/net/tcp. */
-export function listening(port: number): boolean {
-  const hex = port.toString(16).toUpperCase().padStart(4, "0");
-  try {
-    return fs
-      .readFileSync("/proc/net/tcp", "utf8")
-      .split("\n")
-      .some((l) => {
-        const f = l.trim().split(/\s+/);
-        return f[1] === `0100007F:${hex}` && f[3] === "0A";
-      });
-  } catch {
-    return false;
-  }
-}
-
-function forwardMarker(hostPort: number): string {
-  return `TCP-LISTEN:${hostPort},bind=127.0.0.1`;
-}
-
-async function startForwards(spec: MachineSpec): Promise<void> {
-  const p = vmPaths(spec.lab, spec.name);
-  for (const f of forwardsOf(spec)) {
-    if (livePid(p.fwdPid(f.host), forwardMarker(f.host))) continue;
-    spawnDetached(forwardArgv(netOf(spec).netns, f.host, spec.address, f.guest), p.fwdLog(f.host), p.fwdPid(f.host));
-    const deadline = Date.now() + 5000;
-    while (!listening(f.host)) {
-      if (!livePid(p.fwdPid(f.host), forwardMarker(f.host)) || Date.now() > deadline) {
-        const log = fs.existsSync(p.fwdLog(f.host)) ? fs.readFileSync(p.fwdLog(f.host), "utf8").trim().split("\n").pop() : "";
-        throw new Error(`forward 127.0.0.1:${f.host} -> ${spec.address}:${f.guest} did not start: ${log}`);
-      }
-      await sleep(50);
-    }
-  }
-}
-
-async function stopForwards(lab: string, name: string): Promise<void> {
-  const p = vmPaths(lab, name);
-  const run = labPaths(lab).run;
-  if (!fs.existsSync(run)) return;
-  const prefix = `${name}.fwd-`;
-  for (const f of fs.readdirSync(run)) {
-    if (!f.startsWith(prefix) || !f.endsWith(".pid")) continue;
-    const port = Number(f.slice(prefix.length, -".pid".length));
-    // The group: socat forks a child per connection (an open ssh session keeps one).
-    await stopPid(p.fwdPid(port), forwardMarker(port), { group: true, graceMs: 2000 });
-  }
-}
+// The e2e tests and the CLI know the forwards' check from here.
+export { listening };
 
 // ---------------------------------------------------------------- VM state
 
@@ -141,7 +94,7 @@ function fingerprintOf(spec: MachineSpec, imageKey: string, accel: Accel): strin
 }
 
 /** Rewrite the lab's known_hosts from every VM's entry (so one file serves ssh -J node1 -> node2). */
-async function writeLabKnownHosts(lab: string): Promise<void> {
+export async function writeLabKnownHosts(lab: string): Promise<void> {
   const l = labPaths(lab);
   if (!fs.existsSync(l.dir)) return;
   // Parallel vm-ups of one lab: without the lock, one could rename an older listing over a newer one.
@@ -154,14 +107,17 @@ async function writeLabKnownHosts(lab: string): Promise<void> {
 }
 
 function writeKnownHostsNow(l: ReturnType<typeof labPaths>): void {
-  const entries = fs.existsSync(l.vms)
-    ? fs
-        .readdirSync(l.vms)
-        .sort()
-        .map((n) => path.join(l.vms, n, "known_hosts"))
-        .filter((f) => fs.existsSync(f))
-        .map((f) => fs.readFileSync(f, "utf8"))
-    : [];
+  // VMs and container nodes keep their entry in their own folder.
+  const entries = [l.vms, l.containers].flatMap((dir) =>
+    fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir)
+          .sort()
+          .map((n) => path.join(dir, n, "known_hosts"))
+          .filter((f) => fs.existsSync(f))
+          .map((f) => fs.readFileSync(f, "utf8"))
+      : [],
+  );
   const tmp = `${l.knownHosts}.${process.pid}`;
   fs.writeFileSync(tmp, entries.join(""));
   fs.renameSync(tmp, l.knownHosts);

@@ -59,6 +59,8 @@ export type MachineSpec = z.output<typeof MachineSpecSchema>;
 /** What the whole lab needs from the machine layer: used by preflight and the e2e test. */
 export const LabMachinesSchema = z.strictObject({
   net: LabNetSpecSchema,
+  /** Which driver starts the machines: QEMU VMs or LXC system containers (same MachineSpec). */
+  driver: z.enum(["qemu", "container"]).default("qemu"),
   machines: z.array(MachineSpecSchema).min(1),
 });
 export type LabMachines = z.output<typeof LabMachinesSchema>;

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
-import type { Lab, LabNode } from "../../core/index.ts";
+import { type Lab, type LabNode, ownsMachines } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { shq } from "../../core/shell.ts";
 import { vmStatus } from "../machines/qemu.ts";
@@ -154,8 +154,8 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       return splitSteps(await this.inPod(pod, stepsScript(commands), timeoutSec), commands);
     },
     async fromOutsideClient(command, timeoutSec) {
-      // qemu labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
-      const inNetns = lab.driver.kind === "qemu" ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
+      // qemu and container labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
+      const inNetns = ownsMachines(lab) ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
       return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, {
         deadlineSec: timeoutSec,
       });

@@ -3,7 +3,7 @@
 // `break` that failed halfway.
 import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
-import type { Lab } from "../../core/index.ts";
+import { type Lab, ownsMachines } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { labOrProblems } from "../lab-file.ts";
 import { labRunning } from "../machines/lab.ts";
@@ -46,7 +46,7 @@ function catalogOr(lab: Lab): Scenario[] | undefined {
 async function labIsUp(lab: Lab): Promise<boolean> {
   if (!fs.existsSync(labPaths(lab.name).adminKubeconfig)) return false;
   return (
-    lab.driver.kind !== "qemu" ||
+    !ownsMachines(lab) ||
     labRunning(
       lab.name,
       lab.netns,

@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
-import type { Lab } from "../../core/index.ts";
+import { type Lab, ownsMachines } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
 import { labRunning } from "../machines/lab.ts";
 import { liveAccess } from "../probes/live.ts";
@@ -45,7 +45,7 @@ export async function traceCommand(labFile: string, fromText: string, toText: st
   if (how.proto === "udp" && !(from.kind === "pod" && from.workload === "toolbox"))
     return refuse("--proto udp is sent with dig, which only the toolbox pods have: trace from toolbox or toolbox/1");
   if (
-    lab.driver.kind === "qemu" &&
+    ownsMachines(lab) &&
     !(await labRunning(
       lab.name,
       lab.netns,

@@ -1,0 +1,57 @@
+// A node's host-loopback forwards (socat into the lab namespace), the same for VMs and container nodes:
+// started from pidfiles, stopped by pid, never found by pattern.
+import fs from "node:fs";
+import { sleep } from "zx";
+import { forwardPaths, labPaths } from "../../core/paths.ts";
+import { livePid, spawnDetached, stopPid } from "./proc.ts";
+import { forwardArgv } from "./render.ts";
+import { forwardsOf, type MachineSpec, netOf } from "./spec.ts";
+
+/** Is something listening on 127.0.0.1:port (host namespace)? Read from /proc/net/tcp. */
+export function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  try {
+    return fs
+      .readFileSync("/proc/net/tcp", "utf8")
+      .split("\n")
+      .some((l) => {
+        const f = l.trim().split(/\s+/);
+        return f[1] === `0100007F:${hex}` && f[3] === "0A";
+      });
+  } catch {
+    return false;
+  }
+}
+
+export function forwardMarker(hostPort: number): string {
+  return `TCP-LISTEN:${hostPort},bind=127.0.0.1`;
+}
+
+export async function startForwards(spec: MachineSpec): Promise<void> {
+  const p = forwardPaths(spec.lab, spec.name);
+  for (const f of forwardsOf(spec)) {
+    if (livePid(p.fwdPid(f.host), forwardMarker(f.host))) continue;
+    spawnDetached(forwardArgv(netOf(spec).netns, f.host, spec.address, f.guest), p.fwdLog(f.host), p.fwdPid(f.host));
+    const deadline = Date.now() + 5000;
+    while (!listening(f.host)) {
+      if (!livePid(p.fwdPid(f.host), forwardMarker(f.host)) || Date.now() > deadline) {
+        const log = fs.existsSync(p.fwdLog(f.host)) ? fs.readFileSync(p.fwdLog(f.host), "utf8").trim().split("\n").pop() : "";
+        throw new Error(`forward 127.0.0.1:${f.host} -> ${spec.address}:${f.guest} did not start: ${log}`);
+      }
+      await sleep(50);
+    }
+  }
+}
+
+export async function stopForwards(lab: string, name: string): Promise<void> {
+  const p = forwardPaths(lab, name);
+  const run = labPaths(lab).run;
+  if (!fs.existsSync(run)) return;
+  const prefix = `${name}.fwd-`;
+  for (const f of fs.readdirSync(run)) {
+    if (!f.startsWith(prefix) || !f.endsWith(".pid")) continue;
+    const port = Number(f.slice(prefix.length, -".pid".length));
+    // The group: socat forks a child per connection (an open ssh session keeps one).
+    await stopPid(p.fwdPid(port), forwardMarker(port), { group: true, graceMs: 2000 });
+  }
+}
