@@ -24,11 +24,12 @@ export function tapOf(node: string): string {
 
 /**
  * A container node's name on the host. LXC names its cgroups lxc.payload.<name> at the root of every
- * host hierarchy, so the name must be unique on the host, not only in the lab: k8slab-<lab>-<node>
- * (like the VMs' QEMU name), or a hash of both past CONTAINER_NAME_MAX.
+ * host hierarchy, so the name must be unique on the host, not only in the lab: k8slab-<lab>.<node>
+ * (a dot is in no lab or node name, so lab "a-b" node "c" and lab "a" node "b-c" differ), or a hash of
+ * both past CONTAINER_NAME_MAX.
  */
 export function containerOf(lab: string, node: string): string {
-  const name = `k8slab-${lab}-${node}`;
+  const name = `k8slab-${lab}.${node}`;
   return name.length <= CONTAINER_NAME_MAX ? name : `k8slab-${createHash("sha256").update(`${lab}/${node}`).digest("hex").slice(0, 16)}`;
 }
 /** Well inside LXC's limits (its control socket path and cgroup names), and readable in `ls /sys/fs/cgroup/memory`. */

@@ -9,10 +9,11 @@ import { labPaths, runRoot } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { labOrProblems } from "./lab-file.ts";
-import { ensureImage } from "./machines/image.ts";
+import { ensureContainerRootfs, ensureImage } from "./machines/image.ts";
 import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
+import { ctUp } from "./machines/lxc.ts";
 import { preflightLab } from "./machines/preflight.ts";
 import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
@@ -134,7 +135,7 @@ export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interr
 async function restartMachines(lab: Lab): Promise<void> {
   const specs = machineSpecs(lab);
   await labNetUp(specs.net);
-  await Promise.all(specs.machines.map((m) => vmUp(m)));
+  await Promise.all(specs.machines.map((m) => (specs.driver === "container" ? ctUp(m) : vmUp(m))));
 }
 
 /** The lab's namespace is gone, or one of its VMs is not running. */
@@ -162,6 +163,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
       if (!(await ensureToolchain())) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
     });
     if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
+    if (lab.driver.kind === "container") await step("node image: Debian trixie rootfs for the container nodes", () => ensureContainerRootfs());
     await step("container images: built offline, for containerd", async () => {
       const images = await ensureImages();
       const missing = [

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { parseLab } from "../core/index.ts";
+import { ownsMachines, parseLab } from "../core/index.ts";
 import { loadLab } from "../scripts/lab-file.ts";
 
 const fixtures = path.join(import.meta.dirname, "fixtures/labs");
@@ -30,7 +30,7 @@ for (const file of files.filter((f) => f.startsWith("invalid-"))) {
   });
 }
 
-for (const file of [...files.filter((f) => f.startsWith("valid-")), "../../../labs/two-node.yaml"]) {
+for (const file of [...files.filter((f) => f.startsWith("valid-")), "../../../labs/two-node.yaml", "../../../labs/container-two-node.yaml"]) {
   test(`${path.basename(file)} is valid`, () => {
     const result = loadLab(path.join(fixtures, file));
     assert.deepEqual(result.ok ? [] : result.problems, []);
@@ -70,6 +70,29 @@ test("defaults fill what a minimal lab leaves out", () => {
   assert.equal(lab.pods.flannel.vni, 1);
   assert.equal(lab.services.clusterDomain, "cluster.local");
   assert.equal(lab.workloads.dataProduct.name, "data-product");
+});
+
+test("the container driver takes the qemu driver's fields and defaults, and owns its machines", () => {
+  const result = loadLab(path.join(fixtures, "valid-container-driver.yaml"));
+  assert.ok(result.ok);
+  const { lab } = result;
+  assert.deepEqual(lab.driver, { kind: "container", sshPortBase: 2221, apiServerPort: 16443 });
+  assert.equal(lab.nodes[0].memoryMiB, 1024);
+  assert.equal(lab.nodes[0].cpus, 1);
+  assert.equal(ownsMachines(lab), true);
+  const ssh = loadLab(path.join(fixtures, "valid-ssh-driver.yaml"));
+  assert.ok(ssh.ok);
+  assert.equal(ownsMachines(ssh.lab), false);
+});
+
+test("the container reference lab runs beside the VM lab: its own name, namespace and ports", () => {
+  const [vm, ct] = ["two-node.yaml", "container-two-node.yaml"].map((f) => loadLab(path.join(import.meta.dirname, "../labs", f)));
+  assert.ok(vm.ok && ct.ok);
+  assert.equal(ct.lab.driver.kind, "container");
+  assert.notEqual(ct.lab.netns, vm.lab.netns);
+  if (ct.lab.driver.kind !== "container" || vm.lab.driver.kind !== "qemu") throw new Error("drivers");
+  assert.deepEqual([ct.lab.driver.sshPortBase, ct.lab.driver.apiServerPort], [2241, 16453]);
+  assert.notEqual(ct.lab.driver.sshPortBase, vm.lab.driver.sshPortBase);
 });
 
 test("ssh driver keys resolve relative to the lab file", () => {

@@ -1,9 +1,10 @@
-// Machines: the lab's nodes (QEMU VMs on an isolated LAN, or existing hosts over SSH) and how to reach them.
+// Machines: the lab's nodes (QEMU VMs or LXC system containers on an isolated LAN, or existing hosts over SSH) and how to reach them.
 import * as pulumi from "@pulumi/pulumi";
 import { type Lab, type LabNode, ownsMachines } from "../../core/index.ts";
 import { API_SERVER_PORT, NODE_PATHS } from "../../core/node.ts";
 import { shq } from "../../core/shell.ts";
 import { machineSpecs } from "../../scripts/machines/lab-machines.ts";
+import { ctRunInputs } from "../../scripts/machines/lxc-config.ts";
 import { guestRunInputs } from "../../scripts/machines/render.ts";
 import { VM_SSH_WAIT_SEC } from "../../scripts/machines/spec.ts";
 import { sshCommandLine } from "../../scripts/machines/ssh.ts";
@@ -62,15 +63,17 @@ export class Machines extends Tier {
     );
 
     const endpoints: Record<string, pulumi.Output<SshEndpoint>> = {};
-    if (lab.driver.kind === "qemu") {
+    if (ownsMachines(lab)) {
+      // The same Command for both: vm-up/vm-down or ct-up/ct-down take the same spec.
+      const [kind, up, down, guest] = lab.driver.kind === "qemu" ? ["vm", "vm-up", "vm-down", guestRunInputs()] : ["ct", "ct-up", "ct-down", ctRunInputs()];
       for (const spec of machines) {
         const vm = new Command(
-          `vm-${spec.name}`,
+          `${kind}-${spec.name}`,
           {
-            create: withSpec("vm-up"),
-            delete: `printf '%s' '${JSON.stringify({ lab: lab.name, name: spec.name, netns: net.netns })}' | ${MACHINES} vm-down`,
-            // K8SLAB_GUEST: a changed QEMU invocation (CPU model, kernel command line) restarts the VM on its disk.
-            environment: { K8SLAB_SPEC: JSON.stringify(spec), K8SLAB_GUEST: JSON.stringify(guestRunInputs()) },
+            create: withSpec(up),
+            delete: `printf '%s' '${JSON.stringify({ lab: lab.name, name: spec.name, netns: net.netns })}' | ${MACHINES} ${down}`,
+            // K8SLAB_GUEST: a changed QEMU invocation (CPU model, kernel command line) or LXC config restarts the node on its disk.
+            environment: { K8SLAB_SPEC: JSON.stringify(spec), K8SLAB_GUEST: JSON.stringify(guest) },
             // A changed spec (CPUs, memory, address) replaces the VM; the old one goes first, it holds the ports.
             triggers: [JSON.stringify(spec)],
             // Longer than vm-up's own wait for ssh, so its message (with the console's tail) is the one shown.

@@ -99,6 +99,11 @@ export async function labStatus(lab: string): Promise<LabStatus> {
     netns,
     net: await netStatus(netns),
     ...(fs.existsSync(l.key) ? { keyFile: l.key, knownHostsFile: l.knownHosts } : {}),
-    nodes: [...cts.map((n) => ctStatus(lab, n)), ...labVmNames(lab).filter((n) => !cts.includes(n)).map((n) => vmStatus(lab, n))],
+    nodes: [
+      ...cts.map((n) => ctStatus(lab, n)),
+      ...labVmNames(lab)
+        .filter((n) => !cts.includes(n))
+        .map((n) => vmStatus(lab, n)),
+    ],
   };
 }

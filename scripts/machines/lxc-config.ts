@@ -121,8 +121,5 @@ export function netUpHook(spec: MachineSpec): string {
  * stable machine-id (a VM makes one at first boot; a container node should not get a new one each start).
  */
 export function ctNodeFiles(spec: MachineSpec, keys: SeedKeys): SeedFile[] {
-  return [
-    ...seedFiles(spec, keys),
-    { path: "etc/machine-id", mode: 0o444, content: `${uuidFor(spec.lab, spec.name).replace(/-/g, "")}\n` },
-  ];
+  return [...seedFiles(spec, keys), { path: "etc/machine-id", mode: 0o444, content: `${uuidFor(spec.lab, spec.name).replace(/-/g, "")}\n` }];
 }
