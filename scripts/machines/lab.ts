@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { labPaths } from "../../core/paths.ts";
 import { type NetStatus, netDown, netnsExists, netStatus, netUp } from "./labnet.ts";
-import { type CtStatus, ctDown, ctStatus, labCtNames, removeIdlePivotCgroups } from "./lxc.ts";
+import { type CtStatus, ctDown, ctStatus, labCtNames } from "./lxc.ts";
 import { labVmNames, readLabNetns, type VmStatus, vmDown, vmStatus } from "./qemu.ts";
 import { type LabNetSpec, parseLabNetSpec } from "./spec.ts";
 import { ensureLabKey } from "./ssh.ts";
@@ -50,7 +50,6 @@ export async function labDown(lab: string, opts: { netns?: string; keepLogs?: bo
     await ctDown({ lab, name, netns });
     removed.push(`container ${name}`);
   }
-  if (containers.length) removeIdlePivotCgroups();
   for (const name of labVmNames(lab)) {
     await vmDown({ lab, name, netns });
     removed.push(`vm ${name}`);

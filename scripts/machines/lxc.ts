@@ -197,14 +197,10 @@ export async function ctUp(input: MachineSpecInput, opts: { wait?: boolean; time
     const sshSeconds = await waitSsh(started);
     return result(spec, prev.initPid ?? 0, rootfs.key, false, sshSeconds);
   }
-  if (running) {
-    note(`container: ${spec.name}'s spec changed; restarting it`);
-    await stopCt(spec.lab, spec.name, netns);
-  } else {
-    // A node that died leaves its forwards running (ours, by pidfile): end them before they block its ports.
-    await stopForwards(spec.lab, spec.name);
-    await stopCt(spec.lab, spec.name, netns);
-  }
+  if (running) note(`container: ${spec.name}'s spec changed; restarting it`);
+  // Its forwards hold the ports preflight checks (a node that died leaves them running too: ours, by pidfile).
+  await stopForwards(spec.lab, spec.name);
+  await stopCt(spec.lab, spec.name, netns);
 
   const problems = await preflightCt(
     spec,
@@ -308,6 +304,7 @@ export async function ctDown(ref: { lab: string; name: string; netns?: string })
   await removeTree(p.lxcDir);
   await removeTree(p.dir);
   removeLxcLock(labPaths(ref.lab).lxc, containerOf(ref.lab, ref.name));
+  removeIdlePivotCgroups();
   for (const d of [labPaths(ref.lab).lxc, labPaths(ref.lab).containers]) {
     try {
       fs.rmdirSync(d);
