@@ -5,6 +5,7 @@ import { $ } from "zx";
 import { type Lab, type LabNode, ownsMachines } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { shq } from "../../core/shell.ts";
+import { ctStatus } from "../machines/lxc.ts";
 import { vmStatus } from "../machines/qemu.ts";
 import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
@@ -73,11 +74,11 @@ const refused = (where: string, command: string, exitCode: number, why: string, 
   ...(unreachable ? { unreachable: true as const } : {}),
 });
 
-/** How this host reaches a node's sshd: the VM's forwarded port (qemu), or the host from the lab file (ssh). */
+/** How this host reaches a node's sshd: the VM's or container's forwarded port (qemu, container), or the host from the lab file (ssh). */
 export function sshEndpointOf(lab: Lab, node: LabNode): SshEndpoint | undefined {
   if (node.ssh) return { ...node.ssh, knownHostsFile: labPaths(lab.name).knownHosts };
-  const vm = vmStatus(lab.name, node.name);
-  return vm.running ? vm.ssh : undefined;
+  const machine = lab.driver.kind === "container" ? ctStatus(lab.name, node.name) : vmStatus(lab.name, node.name);
+  return machine.running ? machine.ssh : undefined;
 }
 
 /**
