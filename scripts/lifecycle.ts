@@ -273,7 +273,9 @@ async function downLocked(lab: Lab, interrupt: Interrupt): Promise<number> {
       if (ownsMachines(lab)) {
         // Everything of a VM or container lab lives on its nodes: removing them (below) removes it all at once,
         // where a destroy would first undo each object and unit, one ssh call at a time.
-        await step(`stack: forget ${lab.name} (its VMs go next)`, () => stack.workspace.removeStack(lab.name, { force: true }));
+        await step(`stack: forget ${lab.name} (its ${lab.driver.kind === "qemu" ? "VMs" : "container nodes"} go next)`, () =>
+          stack.workspace.removeStack(lab.name, { force: true }),
+        );
       } else {
         await step("pulumi destroy: undo every step on the lab's hosts", () =>
           interrupt.during(() => stack.destroy({ onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),

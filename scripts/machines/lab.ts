@@ -46,10 +46,9 @@ export async function labDown(lab: string, opts: { netns?: string; keepLogs?: bo
   const netns = opts.netns ?? readLabNetns(lab);
   // Containers first: their forwards' pidfiles would otherwise look like VMs' (labVmNames reads the run folder).
   const containers = labCtNames(lab);
-  for (const name of containers) {
-    await ctDown({ lab, name, netns });
-    removed.push(`container ${name}`);
-  }
+  // In parallel: each may wait for its systemd's poweroff.
+  await Promise.all(containers.map((name) => ctDown({ lab, name, netns })));
+  removed.push(...containers.map((name) => `container ${name}`));
   for (const name of labVmNames(lab)) {
     await vmDown({ lab, name, netns });
     removed.push(`vm ${name}`);

@@ -14,7 +14,7 @@ import { removeTree } from "../files.ts";
 import { forwardMarker, listening, startForwards, stopForwards } from "./forwards.ts";
 import { type ContainerRootfsManifest, ensureContainerRootfs } from "./image.ts";
 import { netnsExists } from "./labnet.ts";
-import { CT_STOP_TIMEOUT_SEC, ctMountPlan, ctNodeFiles, lxcConfig, netUpHook } from "./lxc-config.ts";
+import { CT_DOWN_STOP_TIMEOUT_SEC, CT_STOP_TIMEOUT_SEC, ctMountPlan, ctNodeFiles, lxcConfig, netUpHook } from "./lxc-config.ts";
 import { PreflightError, preflightCt } from "./preflight.ts";
 import { livePid, readPid } from "./proc.ts";
 import { endpointOf, readLabNetns, writeLabKnownHosts } from "./qemu.ts";
@@ -269,11 +269,11 @@ function result(spec: MachineSpec, pid: number, imageKey: string, changed: boole
  * timeout), then lxc-stop -k; last, SIGKILL to its init (checked by its LXC cgroup), which ends the
  * container's pid namespace and so its monitor. Then LXC's cgroup folders for it, if LXC left them.
  */
-async function stopCt(lab: string, name: string, netns?: string): Promise<void> {
+async function stopCt(lab: string, name: string, netns?: string, timeoutSec = CT_STOP_TIMEOUT_SEC): Promise<void> {
   const p = ctPaths(lab, name);
   const container = containerOf(lab, name);
   if ((await lxcState(lab, name, netns)) !== "STOPPED") {
-    await lxc(lab, name, "stop", ["-t", String(CT_STOP_TIMEOUT_SEC)], netns);
+    await lxc(lab, name, "stop", ["-t", String(timeoutSec)], netns);
     if ((await lxcState(lab, name, netns)) !== "STOPPED") await lxc(lab, name, "stop", ["-k"], netns);
   }
   const init = initPidOf(lab, name, readState(p.state)?.initPid);
@@ -298,7 +298,8 @@ export async function ctDown(ref: { lab: string; name: string; netns?: string })
   const p = ctPaths(ref.lab, ref.name);
   const netns = ref.netns ?? readLabNetns(ref.lab);
   await stopForwards(ref.lab, ref.name);
-  await stopCt(ref.lab, ref.name, netns);
+  // Its disk goes next: a clean poweroff only has to be quick (a node with pods was seen to need the full 30 s).
+  await stopCt(ref.lab, ref.name, netns, CT_DOWN_STOP_TIMEOUT_SEC);
   // No lxc-destroy: with the overlay backend it deletes the upper dir itself; removing our own folders
   // (after checking nothing is mounted under them) is the same, and also works without the lab namespace.
   await removeTree(p.lxcDir);
