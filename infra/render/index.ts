@@ -61,7 +61,7 @@ export function controlPlaneFiles(lab: Lab): NodeFile[] {
 /** NodeAgents tier, every node: containerd (with the lab's pause image), the CNI chain, kubelet. */
 export function nodeAgentFiles(lab: Lab, node: LabNode, pauseImage: string): NodeFile[] {
   return [
-    { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig(pauseImage), readBy: ["containerd"] },
+    { path: NODE_PATHS.containerdConfig, content: renderContainerdConfig(lab, pauseImage), readBy: ["containerd"] },
     { path: `${NODE_PATHS.cniConf}/10-k8slab.conflist`, content: renderCniConfig(lab), readBy: [] },
     { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node), readBy: ["kubelet"] },
     unitFile("kubelet", renderKubeletUnit(node)),

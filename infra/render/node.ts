@@ -6,13 +6,20 @@ import { TLS_CIPHER_SUITES } from "./controlplane.ts";
 import { renderUnit } from "./systemd.ts";
 
 /** containerd's CRI config; `pauseImage` is the sandbox image, built offline and loaded, never pulled. */
-export function renderContainerdConfig(pauseImage: string): string {
+export function renderContainerdConfig(lab: Lab, pauseImage: string): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   return [
     "version = 2",
     "",
     `[${cri}]`,
     `  sandbox_image = "${pauseImage}"`,
+    ...(lab.driver.kind === "container"
+      ? [
+          "  # A container node has no CAP_SYS_RESOURCE: runc cannot lower a pod's oom_score_adj below",
+          "  # containerd's own (kubelet asks -998), and without this every pod fails to start.",
+          "  restrict_oom_score_adj = true",
+        ]
+      : []),
     "",
     `[${cri}.containerd.runtimes.runc]`,
     '  runtime_type = "io.containerd.runc.v2"',
@@ -181,6 +188,9 @@ export function renderKubeProxyConfig(lab: Lab, node: LabNode): string {
     // NodePorts answer on the lab LAN address, where the outside client comes from.
     "nodePortAddresses:",
     `  - ${lab.lan.cidr}`,
+    // A container node shares the host's conntrack table, whose size only the host's own network
+    // namespace may set: 0 leaves nf_conntrack_max as it is (kube-proxy otherwise exits on EACCES).
+    ...(lab.driver.kind === "container" ? ["conntrack:", "  maxPerCore: 0"] : []),
     "",
   ].join("\n");
 }

@@ -96,7 +96,10 @@ export function enterContainer(containerID: string, command: string): string | u
 export function containerPidScript(containerID: string): string | undefined {
   const id = /^containerd:\/\/([0-9a-f]{64})$/.exec(containerID)?.[1];
   if (!id) return undefined;
-  const procs = ["*", "*/*"].map((depth) => `/sys/fs/cgroup/kubepods.slice/${depth}/cri-containerd-${id}.scope/cgroup.procs`).join(" ");
+  // cgroup v2 (a VM) has one tree; a container node on a cgroup v1 host has kubepods.slice in name=systemd's.
+  const procs = ["/sys/fs/cgroup", "/sys/fs/cgroup/systemd"]
+    .flatMap((root) => ["*", "*/*"].map((depth) => `${root}/kubepods.slice/${depth}/cri-containerd-${id}.scope/cgroup.procs`))
+    .join(" ");
   return [
     // Builtins only (read, not cat): a process start costs a fifth of a second on a busy emulated CPU.
     `pid=; for f in ${procs}; do [ -e "$f" ] && read -r pid <"$f" && break; done`,
