@@ -9,8 +9,8 @@ import { type MachineSpec, macFor, netOf, uuidFor } from "./spec.ts";
 export const CT_INIT = "/usr/local/sbin/k8slab-entrypoint /sbin/init";
 /** Seconds lxc-stop waits for systemd's clean poweroff (SIGRTMIN+3) before it kills the container. */
 export const CT_STOP_TIMEOUT_SEC = 30;
-/** The same when the node is removed afterwards (ct-down): nothing of it is kept, so nothing to flush. */
-export const CT_DOWN_STOP_TIMEOUT_SEC = 10;
+/** The same when the node is removed afterwards (ct-down): nothing of it is kept, so it is killed at once (0). */
+export const CT_DOWN_STOP_TIMEOUT_SEC = 0;
 /** cgroup v1 CPU quota period: cpus x this is the quota. */
 export const CPU_PERIOD_US = 100_000;
 

@@ -273,7 +273,8 @@ async function stopCt(lab: string, name: string, netns?: string, timeoutSec = CT
   const p = ctPaths(lab, name);
   const container = containerOf(lab, name);
   if ((await lxcState(lab, name, netns)) !== "STOPPED") {
-    await lxc(lab, name, "stop", ["-t", String(timeoutSec)], netns);
+    if (timeoutSec > 0) await lxc(lab, name, "stop", ["-t", String(timeoutSec)], netns);
+    // Killing the init ends the node's PID namespace: the kernel ends every process in it, pods included.
     if ((await lxcState(lab, name, netns)) !== "STOPPED") await lxc(lab, name, "stop", ["-k"], netns);
   }
   const init = initPidOf(lab, name, readState(p.state)?.initPid);
@@ -298,7 +299,7 @@ export async function ctDown(ref: { lab: string; name: string; netns?: string })
   const p = ctPaths(ref.lab, ref.name);
   const netns = ref.netns ?? readLabNetns(ref.lab);
   await stopForwards(ref.lab, ref.name);
-  // Its disk goes next: a clean poweroff only has to be quick (a node with pods was seen to need the full 30 s).
+  // Its disk goes next: no clean poweroff (a node with pods was seen to need the full 30 s for it).
   await stopCt(ref.lab, ref.name, netns, CT_DOWN_STOP_TIMEOUT_SEC);
   // No lxc-destroy: with the overlay backend it deletes the upper dir itself; removing our own folders
   // (after checking nothing is mounted under them) is the same, and also works without the lab namespace.
