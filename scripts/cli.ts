@@ -23,10 +23,21 @@ interface Command {
 
 const commands: Record<string, Command> = {
   up: {
-    usage: "up [LAB]",
+    usage: "up [LAB] | up --room FILE",
     summary: "build what is missing of the bundle, create, update or repair the lab, then run the probes",
+    options: { room: { type: "string" } },
+    optionHelp: ["--room FILE     every learner's lab of a room file (see docs/rooms.md), several at once"],
+    run: async ({ positionals, values }) =>
+      values.room ? (await import("./room.ts")).roomCommand("up", values.room as string) : (await import("./lifecycle.ts")).up(labArg(positionals)),
+  },
+  reset: {
+    usage: "reset LAB",
+    summary: "bring one lab back to healthy: undo its scenario, else repair it with up",
     options: {},
-    run: async ({ positionals }) => (await import("./lifecycle.ts")).up(labArg(positionals)),
+    run: async ({ positionals }) => {
+      if (positionals.length !== 1) return usageError("reset", "expects exactly one lab file");
+      return (await import("./room.ts")).resetCommand(positionals[0]);
+    },
   },
   probe: {
     usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--pcap DIR] [--tier T]... [--baseline FILE]",
@@ -141,10 +152,12 @@ const commands: Record<string, Command> = {
     run: async ({ positionals }) => (await import("./scenarios/command.ts")).fixCommand(labArg(positionals)),
   },
   down: {
-    usage: "down [LAB]",
+    usage: "down [LAB] | down --room FILE",
     summary: "destroy the lab and leave nothing behind",
-    options: {},
-    run: async ({ positionals }) => (await import("./lifecycle.ts")).down(labArg(positionals)),
+    options: { room: { type: "string" } },
+    optionHelp: ["--room FILE     every learner's lab of a room file"],
+    run: async ({ positionals, values }) =>
+      values.room ? (await import("./room.ts")).roomCommand("down", values.room as string) : (await import("./lifecycle.ts")).down(labArg(positionals)),
   },
   certs: {
     usage: "certs [LAB] [--renew] [--json]",
@@ -158,11 +171,18 @@ const commands: Record<string, Command> = {
     },
   },
   status: {
-    usage: "status [LAB] [--json]",
-    summary: "what exists, where, and how to reach it",
-    options: { json: { type: "boolean" } },
-    optionHelp: ["--json          netns, nodes (name, address, ssh) and kubeconfig as JSON"],
-    run: async ({ positionals, values }) => (await import("./lifecycle.ts")).status(labArg(positionals), !!values.json),
+    usage: "status [LAB] [--json] | status --room FILE [--json] [--junit FILE]",
+    summary: "what exists, where, and how to reach it; for a room, the instructor's roll-up",
+    options: { json: { type: "boolean" }, room: { type: "string" }, junit: { type: "string" } },
+    optionHelp: [
+      "--json          netns, nodes (name, address, ssh) and kubeconfig as JSON",
+      "--room FILE     one row per learner: its VMs, every tier's verdict (a probe run of each lab), the scenario applied",
+      "--junit FILE    with --room: a test case per learner and tier",
+    ],
+    run: async ({ positionals, values }) =>
+      values.room
+        ? (await import("./room.ts")).roomStatus(values.room as string, { json: !!values.json, ...(values.junit ? { junit: values.junit as string } : {}) })
+        : (await import("./lifecycle.ts")).status(labArg(positionals), !!values.json),
   },
   validate: {
     usage: "validate LAB",

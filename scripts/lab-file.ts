@@ -11,29 +11,33 @@ const refused = (file: string, reason: string): LoadResult => ({ ok: false, prob
 
 /** Reads and validates a lab file; every problem found is returned, not just the first. */
 export function loadLab(file: string): LoadResult {
+  const text = readLabFile(file);
+  return typeof text === "string" ? parseLab(text, path.resolve(file)) : refused(file, text.reason);
+}
+
+/** A lab (or room) file's text, or why it is not one: checked before anything is read from it. */
+export function readLabFile(file: string): string | { reason: string } {
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file); // follows symlinks: a loop is ELOOP
   } catch (err) {
-    return refused(file, statProblem(err as NodeJS.ErrnoException));
+    return { reason: statProblem(err as NodeJS.ErrnoException) };
   }
-  if (stat.isDirectory()) return refused(file, "is a directory, not a lab file");
-  if (!stat.isFile()) return refused(file, "is not a regular file (a FIFO, socket or device): a lab file is a YAML file");
-  if (stat.size > LAB_FILE_MAX_BYTES) return refused(file, `is ${stat.size} bytes: a lab file is at most ${LAB_FILE_MAX_BYTES} bytes`);
+  if (stat.isDirectory()) return { reason: "is a directory, not a lab file" };
+  if (!stat.isFile()) return { reason: "is not a regular file (a FIFO, socket or device): a lab file is a YAML file" };
+  if (stat.size > LAB_FILE_MAX_BYTES) return { reason: `is ${stat.size} bytes: a lab file is at most ${LAB_FILE_MAX_BYTES} bytes` };
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);
   } catch (err) {
-    return refused(file, statProblem(err as NodeJS.ErrnoException));
+    return { reason: statProblem(err as NodeJS.ErrnoException) };
   }
-  if (bytes.includes(0)) return refused(file, "is binary (it holds NUL bytes): a lab file is YAML text");
-  let text: string;
+  if (bytes.includes(0)) return { reason: "is binary (it holds NUL bytes): a lab file is YAML text" };
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    return refused(file, "is not UTF-8 text");
+    return { reason: "is not UTF-8 text" };
   }
-  return parseLab(text, path.resolve(file));
 }
 
 function statProblem(err: NodeJS.ErrnoException): string {

@@ -1,0 +1,203 @@
+// `k8slab up | probe | status | down --room FILE` and `k8slab reset LAB`: a workshop's labs. Each
+// learner's lab is a lab file k8slab writes (core/room.ts derives it) under the state folder, run by
+// its own k8slab process (its output in a log beside it), `parallel` at a time. `status --room` is
+// the instructor's roll-up: per learner, its VMs, every tier's verdict and the scenario applied.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { EXIT } from "../core/exit.ts";
+import { labPaths, stateRoot } from "../core/paths.ts";
+import { parseRoom, type Room, type RoomLab } from "../core/room.ts";
+import { labOrProblems, readLabFile } from "./lab-file.ts";
+import { labRunning } from "./machines/lab.ts";
+import { TIER_IDS } from "./probes/contract.ts";
+import type { ProbeReport } from "./probes/types.ts";
+import { repoRoot } from "./toolchain/paths.ts";
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+export const roomDir = (room: string) => path.join(stateRoot(), "rooms", room);
+const labFileOf = (room: string, learner: string) => path.join(roomDir(room), `${learner}.yaml`);
+
+/** The room and its labs, each lab file written; problems (exit 2) named by the room file's field. */
+export function loadRoom(file: string): Room | undefined {
+  const text = readLabFile(file);
+  if (typeof text !== "string") {
+    say(`${file}: ${text.reason}`);
+    return undefined;
+  }
+  const templateRef = /^template:\s*(\S+)/m.exec(text)?.[1]?.replace(/^["']|["']$/g, "");
+  const templatePath = templateRef ? path.resolve(path.dirname(file), templateRef) : "";
+  const template = templateRef ? readLabFile(templatePath) : { reason: "names no template lab file" };
+  if (typeof template !== "string") {
+    say(`${file}: template: ${template.reason}`);
+    return undefined;
+  }
+  const name = /^name:\s*(\S+)/m.exec(text)?.[1] ?? "room";
+  const parsed = parseRoom(text, file, template, (learner) => labFileOf(name, learner));
+  if (!parsed.ok) {
+    for (const p of parsed.problems) say(`${p.path}: ${p.reason}`);
+    return undefined;
+  }
+  fs.mkdirSync(roomDir(parsed.room.name), { recursive: true, mode: 0o700 });
+  for (const l of parsed.room.labs) fs.writeFileSync(l.lab.file, l.text);
+  return parsed.room;
+}
+
+/**
+ * QEMU's own memory beside a guest's under TCG (its translation cache above all), measured on the
+ * reference lab after a 2-hour soak: node1 3072 MiB guest, 3882 MiB resident; node2 2048, 2907.
+ */
+export const VM_OVERHEAD_MIB = 860;
+
+/** What the host has for the room's labs that are not up yet: their VMs' memory (and QEMU's) against MemAvailable. */
+export function roomMemoryProblem(labs: RoomLab[], memAvailableKiB = memAvailable()): string | undefined {
+  const needMiB = labs.reduce((sum, l) => sum + l.lab.nodes.reduce((s, n) => s + (n.memoryMiB ?? 2048) + VM_OVERHEAD_MIB, 0), 0);
+  const haveMiB = Math.floor(memAvailableKiB / 1024);
+  return needMiB > haveMiB
+    ? `the labs' VMs need ${needMiB} MiB, the host has ${haveMiB} MiB available: fewer learners, or smaller nodes in the template`
+    : undefined;
+}
+
+function memAvailable(): number {
+  return Number(/^MemAvailable:\s+(\d+)/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 0);
+}
+
+/** Runs `k8slab <args> <lab file>` for every lab, `parallel` at once; each one's output in its log. */
+async function eachLab(room: Room, args: string[], onDone: (l: RoomLab, code: number, seconds: number, out: string) => void): Promise<void> {
+  const queue = [...room.labs];
+  const worker = async () => {
+    for (let l = queue.shift(); l; l = queue.shift()) {
+      const started = Date.now();
+      const log = path.join(roomDir(room.name), `${l.learner}.${args[0]}.log`);
+      const out: Buffer[] = [];
+      const code = await new Promise<number>((resolve) => {
+        const child = spawn(
+          path.join(repoRoot, "node_modules/.bin/node"),
+          [path.join(repoRoot, "scripts/bin/k8slab.mjs"), args[0], l.lab.file, ...args.slice(1)],
+          {
+            cwd: repoRoot,
+            stdio: ["ignore", "pipe", fs.openSync(log, "w")],
+          },
+        );
+        child.stdout?.on("data", (d: Buffer) => out.push(d));
+        child.once("exit", (c) => resolve(c ?? 1));
+      });
+      onDone(l, code, Math.round((Date.now() - started) / 100) / 10, Buffer.concat(out).toString("utf8"));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(room.parallel, room.labs.length) }, worker));
+}
+
+export async function roomCommand(what: "up" | "down" | "probe", file: string): Promise<number> {
+  const room = loadRoom(file);
+  if (!room) return EXIT.invalid;
+  if (what === "up") {
+    const down = [];
+    for (const l of room.labs)
+      if (
+        !(await labRunning(
+          l.lab.name,
+          l.lab.netns,
+          l.lab.nodes.map((n) => n.name),
+        ))
+      )
+        down.push(l);
+    const problem = roomMemoryProblem(down);
+    if (problem) {
+      say(`k8slab up --room: ${problem}`);
+      return EXIT.invalid;
+    }
+  }
+  let failed = 0;
+  say(`room ${room.name}: ${what} of ${room.labs.length} labs, ${room.parallel} at a time (logs in ${roomDir(room.name)})`);
+  await eachLab(room, [what], (l, code, seconds) => {
+    if (code !== 0) failed++;
+    say(`  ${code === 0 ? "✓" : "✗"} ${l.learner} (${l.lab.name}): ${what} ${code === 0 ? "done" : `exit ${code}`} in ${seconds} s`);
+  });
+  return failed ? EXIT.failed : EXIT.ok;
+}
+
+export interface RollUpRow {
+  learner: string;
+  lab: string;
+  up: boolean;
+  verdicts: Record<string, string>;
+  scenario?: string;
+}
+
+/** The roll-up as a table: one row per learner, one column per tier. */
+export function renderRollUp(rows: RollUpRow[]): string {
+  const head = ["learner", "lab", "up", ...TIER_IDS, "scenario"];
+  const lines = rows.map((r) => [r.learner, r.lab, r.up ? "yes" : "no", ...TIER_IDS.map((t) => r.verdicts[t] ?? "-"), r.scenario ?? "-"]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
+  return `${[fmt(head), ...lines.map(fmt)].join("\n")}\n`;
+}
+
+export function renderRollUpJunit(room: string, rows: RollUpRow[]): string {
+  const esc = (s: string) => s.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const cases = rows.flatMap((r) =>
+    TIER_IDS.map((t) => {
+      const v = r.up ? (r.verdicts[t] ?? "not run") : "lab not up";
+      return `    <testcase classname="${esc(`${room}.${r.learner}`)}" name="${t}">${v === "pass" || v === "skipped" ? "" : `<failure message="${esc(v)}"/>`}</testcase>`;
+    }),
+  );
+  const failures = cases.filter((c) => c.includes("<failure")).length;
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n  <testsuite name="${esc(room)}" tests="${cases.length}" failures="${failures}">\n${cases.join("\n")}\n  </testsuite>\n</testsuites>\n`;
+}
+
+export async function roomStatus(file: string, opts: { json?: boolean; junit?: string }): Promise<number> {
+  const room = loadRoom(file);
+  if (!room) return EXIT.invalid;
+  const rows = new Map<string, RollUpRow>();
+  for (const l of room.labs) {
+    const up = await labRunning(
+      l.lab.name,
+      l.lab.netns,
+      l.lab.nodes.map((n) => n.name),
+    );
+    const applied = labPaths(l.lab.name).scenario;
+    const scenario = fs.existsSync(applied) ? (JSON.parse(fs.readFileSync(applied, "utf8")) as { id: string; hidden?: boolean }) : undefined;
+    rows.set(l.learner, {
+      learner: l.learner,
+      lab: l.lab.name,
+      up,
+      verdicts: {},
+      ...(scenario ? { scenario: scenario.hidden ? "(hidden)" : scenario.id } : {}),
+    });
+  }
+  const upRoom = { ...room, labs: room.labs.filter((l) => rows.get(l.learner)!.up) };
+  await eachLab(upRoom, ["probe", "--json"], (l, _code, _s, out) => {
+    try {
+      const report = JSON.parse(out) as ProbeReport;
+      for (const r of report.results) rows.get(l.learner)!.verdicts[r.tier] = r.verdict;
+    } catch {
+      /* no report: the row shows no verdicts */
+    }
+  });
+  const all = [...rows.values()];
+  process.stdout.write(opts.json ? `${JSON.stringify({ room: room.name, labs: all }, null, 2)}\n` : renderRollUp(all));
+  if (opts.junit) fs.writeFileSync(opts.junit, renderRollUpJunit(room.name, all));
+  return all.every((r) => r.up && TIER_IDS.every((t) => ["pass", "skipped"].includes(r.verdicts[t] ?? ""))) ? EXIT.ok : EXIT.failed;
+}
+
+/**
+ * `k8slab reset LAB`: the quickest way back to healthy. A scenario applied: its undo, probing until
+ * every tier passes (no rebuild). Otherwise, or when that is not enough: `up`, which repairs what
+ * Pulumi owns and starts stopped VMs again.
+ */
+export async function resetCommand(labFile: string): Promise<number> {
+  const lab = labOrProblems(labFile);
+  if (!lab) return EXIT.invalid;
+  const scenarios = await import("./scenarios/command.ts");
+  if (fs.existsSync(labPaths(lab.name).scenario)) {
+    say(`k8slab reset: undoing the scenario applied to ${lab.name}`);
+    if ((await scenarios.fixCommand(labFile, { waitSec: 60 })) === EXIT.ok) return EXIT.ok;
+  }
+  say(`k8slab reset: repairing ${lab.name} with up`);
+  return (await import("./lifecycle.ts")).up(labFile);
+}

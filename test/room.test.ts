@@ -1,0 +1,65 @@
+// A room file: every learner's lab derived from the template (name, ports), checked; the roll-up's
+// table and JUnit; the memory check before `up --room`.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { parseRoom } from "../core/room.ts";
+import { renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
+
+const root = path.join(import.meta.dirname, "..");
+const template = fs.readFileSync(path.join(root, "labs/two-node.yaml"), "utf8");
+const room = (text: string) => parseRoom(text, "room.yaml", template, (l) => `/state/rooms/ws/${l}.yaml`);
+
+test("each learner gets a lab of its own: name, 127.0.0.1 ports; the addresses inside stay the template's", () => {
+  const r = room(fs.readFileSync(path.join(root, "labs/room.yaml"), "utf8"));
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.problems));
+  const [alice, bob] = r.room.labs;
+  assert.deepEqual([alice.lab.name, bob.lab.name], ["ws-alice", "ws-bob"]);
+  assert.deepEqual([alice.lab.netns, bob.lab.netns], ["k8slab-ws-alice", "k8slab-ws-bob"]);
+  const ports = (l: typeof alice) => (l.lab.driver.kind === "qemu" ? [l.lab.driver.sshPortBase, l.lab.driver.apiServerPort] : []);
+  assert.deepEqual(ports(alice), [2321, 16543]);
+  assert.deepEqual(ports(bob), [2323, 16544], "after alice's two ssh ports");
+  assert.equal(alice.lab.nodes[0].address, bob.lab.nodes[0].address, "each in its own namespace");
+  assert.equal(alice.lab.file, "/state/rooms/ws/alice.yaml");
+});
+
+test("a count names the learners l1..lN; bad rooms say what is wrong", () => {
+  const counted = room("name: ws\ntemplate: two-node.yaml\ncount: 3\n");
+  assert.ok(counted.ok);
+  assert.deepEqual(
+    counted.room.labs.map((l) => l.learner),
+    ["l1", "l2", "l3"],
+  );
+  const problems = (text: string) => {
+    const r = room(text);
+    assert.ok(!r.ok);
+    return r.problems.map((p) => `${p.path}: ${p.reason}`).join("\n");
+  };
+  assert.match(problems("name: ws\ntemplate: t.yaml\ncount: 2\nlearners: [a]\n"), /^learners: give the learners' names or a count, one of the two$/m);
+  assert.match(problems("name: ws\ntemplate: t.yaml\nlearners: [a, a]\n"), /^learners: a is named twice$/m);
+  assert.match(problems(`name: ${"w".repeat(55)}\ntemplate: t.yaml\nlearners: [alice]\n`), /^learners\.alice: name: /m);
+  assert.match(problems("name: ws\ntemplate: t.yaml\nlearners: [a]\nparallel: 0\n"), /^parallel: /m);
+  const ssh = template.replace(/^driver:[\s\S]*?\n(?=\S)/m, "driver:\n  kind: ssh\n  apiServerEndpoint: 192.168.0.21:6443\n");
+  const viaSsh = parseRoom("name: ws\ntemplate: t.yaml\nlearners: [a]\n", "room.yaml", ssh, (l) => l);
+  assert.ok(!viaSsh.ok);
+});
+
+test("the host's memory for the labs not up yet; the roll-up, and JUnit with a failure per tier not passing", () => {
+  const r = room("name: ws\ntemplate: two-node.yaml\ncount: 4\n");
+  assert.ok(r.ok);
+  const perLab = r.room.labs[0].lab.nodes.reduce((s, n) => s + (n.memoryMiB ?? 2048) + VM_OVERHEAD_MIB, 0);
+  assert.equal(roomMemoryProblem(r.room.labs, 4 * perLab * 1024), undefined);
+  assert.match(roomMemoryProblem(r.room.labs, 3 * perLab * 1024) ?? "", new RegExp(`need ${4 * perLab} MiB, the host has ${3 * perLab} MiB`));
+  const rows = [
+    { learner: "alice", lab: "ws-alice", up: true, verdicts: { underlay: "pass", flannel: "fail" }, scenario: "route-missing" },
+    { learner: "bob", lab: "ws-bob", up: false, verdicts: {} },
+  ];
+  const table = renderRollUp(rows);
+  assert.match(table, /^learner\s+lab\s+up\s+underlay\s+flannel\s+/);
+  assert.match(table, /^alice\s+ws-alice\s+yes\s+pass\s+fail\s+-.*route-missing$/m);
+  const junit = renderRollUpJunit("ws", rows);
+  assert.match(junit, /<testcase classname="ws.alice" name="underlay"><\/testcase>/);
+  assert.match(junit, /<testcase classname="ws.alice" name="flannel"><failure message="fail"\/>/);
+  assert.match(junit, /<testcase classname="ws.bob" name="underlay"><failure message="lab not up"\/>/);
+});
