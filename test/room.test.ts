@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { parseRoom } from "../core/room.ts";
-import { renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
+import { type RollUpRow, renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const template = fs.readFileSync(path.join(root, "labs/two-node.yaml"), "utf8");
@@ -51,7 +51,7 @@ test("the host's memory for the labs not up yet; the roll-up, and JUnit with a f
   const perLab = r.room.labs[0].lab.nodes.reduce((s, n) => s + (n.memoryMiB ?? 2048) + VM_OVERHEAD_MIB, 0);
   assert.equal(roomMemoryProblem(r.room.labs, 4 * perLab * 1024), undefined);
   assert.match(roomMemoryProblem(r.room.labs, 3 * perLab * 1024) ?? "", new RegExp(`need ${4 * perLab} MiB, the host has ${3 * perLab} MiB`));
-  const rows = [
+  const rows: RollUpRow[] = [
     { learner: "alice", lab: "ws-alice", up: true, verdicts: { underlay: "pass", flannel: "fail" }, scenario: "route-missing" },
     { learner: "bob", lab: "ws-bob", up: false, verdicts: {} },
   ];
