@@ -9,7 +9,7 @@ import { EXIT } from "../core/exit.ts";
 import { labPaths, stateRoot } from "../core/paths.ts";
 import { parseRoom, type Room, type RoomLab } from "../core/room.ts";
 import { labOrProblems, readLabFile } from "./lab-file.ts";
-import { labRunning } from "./machines/lab.ts";
+import { labIsUp, labRunning } from "./machines/lab.ts";
 import { TIER_IDS } from "./probes/contract.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { repoRoot } from "./toolchain/paths.ts";
@@ -155,11 +155,7 @@ export async function roomStatus(file: string, opts: { json?: boolean; junit?: s
   if (!room) return EXIT.invalid;
   const rows = new Map<string, RollUpRow>();
   for (const l of room.labs) {
-    const up = await labRunning(
-      l.lab.name,
-      l.lab.netns,
-      l.lab.nodes.map((n) => n.name),
-    );
+    const up = await labIsUp(l.lab);
     const applied = labPaths(l.lab.name).scenario;
     const scenario = fs.existsSync(applied) ? (JSON.parse(fs.readFileSync(applied, "utf8")) as { id: string; hidden?: boolean }) : undefined;
     rows.set(l.learner, {

@@ -1,6 +1,7 @@
 // Lab-level actions of the machine layer: bring a lab's LAN and key up, tear everything of a lab down, report status.
 import fs from "node:fs";
 import path from "node:path";
+import { type Lab, ownsMachines } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { type NetStatus, netDown, netnsExists, netStatus, netUp } from "./labnet.ts";
 import { type CtStatus, ctDown, ctStatus, labCtNames } from "./lxc.ts";
@@ -34,6 +35,19 @@ export async function labRunning(lab: string, netns: string, nodes: string[]): P
   if (!netnsExists(netns)) return false;
   const running = new Set((await labStatus(lab)).nodes.filter((n) => n.running).map((n) => n.name));
   return nodes.every((n) => running.has(n));
+}
+
+/** A lab that is up: its admin kubeconfig written and, for k8slab's own machines, its namespace and every node running. */
+export async function labIsUp(lab: Lab): Promise<boolean> {
+  if (!fs.existsSync(labPaths(lab.name).adminKubeconfig)) return false;
+  return (
+    !ownsMachines(lab) ||
+    labRunning(
+      lab.name,
+      lab.netns,
+      lab.nodes.map((n) => n.name),
+    )
+  );
 }
 
 /**

@@ -3,10 +3,10 @@
 // `break` that failed halfway.
 import fs from "node:fs";
 import { EXIT } from "../../core/exit.ts";
-import { type Lab, ownsMachines } from "../../core/index.ts";
+import type { Lab } from "../../core/index.ts";
 import { labPaths } from "../../core/paths.ts";
 import { labOrProblems } from "../lab-file.ts";
-import { labRunning } from "../machines/lab.ts";
+import { labIsUp } from "../machines/lab.ts";
 import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTerminal } from "../probes/render.ts";
@@ -40,19 +40,6 @@ function catalogOr(lab: Lab): Scenario[] | undefined {
   const { scenarios, problems } = loadCatalog(lab);
   for (const p of problems) say(`${p.file}: ${p.path}: ${p.reason}`);
   return problems.length ? undefined : scenarios.map((s) => forLab(s, lab));
-}
-
-/** A lab whose VMs run and whose admin kubeconfig exists (an ssh lab: the kubeconfig). */
-async function labIsUp(lab: Lab): Promise<boolean> {
-  if (!fs.existsSync(labPaths(lab.name).adminKubeconfig)) return false;
-  return (
-    !ownsMachines(lab) ||
-    labRunning(
-      lab.name,
-      lab.netns,
-      lab.nodes.map((n) => n.name),
-    )
-  );
 }
 
 /** Runs steps in order; returns a line per step that failed (all run: an undo must go as far as it can). */

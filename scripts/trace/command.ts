@@ -4,9 +4,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
-import { type Lab, ownsMachines } from "../../core/index.ts";
+import type { Lab } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
-import { labRunning } from "../machines/lab.ts";
+import { labIsUp } from "../machines/lab.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTraceHtml } from "../report/html.ts";
 import { writeHtml } from "../report/write.ts";
@@ -44,14 +44,7 @@ export async function traceCommand(labFile: string, fromText: string, toText: st
   if (typeof how === "string") return refuse(how);
   if (how.proto === "udp" && !(from.kind === "pod" && from.workload === "toolbox"))
     return refuse("--proto udp is sent with dig, which only the toolbox pods have: trace from toolbox or toolbox/1");
-  if (
-    ownsMachines(lab) &&
-    !(await labRunning(
-      lab.name,
-      lab.netns,
-      lab.nodes.map((n) => n.name),
-    ))
-  ) {
+  if (!(await labIsUp(lab))) {
     return refuse(`lab ${lab.name} is not up (\`npx k8slab up ${labFile}\`)`);
   }
   const access = liveAccess(lab);
