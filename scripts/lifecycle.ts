@@ -98,9 +98,12 @@ export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interr
   const controller = new AbortController();
   let inPulumi = false;
   const onSignal = async (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) return say(`k8slab ${what}: ${signal} again; still stopping`);
+    // The first signal inside Pulumi's step asks Pulumi to stop; a second one (or any outside it) stops now.
+    if (inPulumi && !controller.signal.aborted) {
+      controller.abort();
+      return say(`k8slab ${what}: ${signal}: asking Pulumi to stop once its running steps end (its state stays whole); again to stop at once`);
+    }
     controller.abort();
-    if (inPulumi) return say(`k8slab ${what}: ${signal}: asking Pulumi to stop once its running steps end (its state stays whole)`);
     say(`k8slab ${what}: ${signal}: stopped`);
     await unlock();
     process.exit(EXIT_INTERRUPTED);
