@@ -7,7 +7,7 @@
 import yaml from "js-yaml";
 import { z } from "zod";
 import { type Lab, type Problem, parseLab } from "./lab.ts";
-import { dnsLabel } from "./schema.ts";
+import { dnsLabel, type OwnedDriver, ownsMachines } from "./schema.ts";
 
 export const roomSchema = z.strictObject({
   name: dnsLabel.describe("Names every lab of the room: <name>-<learner>."),
@@ -64,12 +64,12 @@ export function parseRoom(
   const template = parseLab(templateText, r.template);
   if (!template.ok)
     return { ok: false, problems: [...problems, ...template.problems.map((p) => ({ path: `template ${r.template}: ${p.path}`, reason: p.reason }))] };
-  if (template.lab.driver.kind !== "qemu")
-    problems.push({ path: "template", reason: "a room's labs run on machines k8slab makes (driver qemu); existing hosts cannot be shared out" });
+  if (!ownsMachines(template.lab))
+    problems.push({ path: "template", reason: "a room's labs run on machines k8slab makes (driver qemu or container); existing hosts cannot be shared out" });
   if (problems.length) return { ok: false, problems };
 
   const base = yaml.load(templateText, { schema: yaml.CORE_SCHEMA }) as Record<string, any>;
-  const driver = template.lab.driver as Extract<Lab["driver"], { kind: "qemu" }>;
+  const driver = template.lab.driver as OwnedDriver;
   const nodes = template.lab.nodes.length;
   const labs: RoomLab[] = [];
   learners.forEach((learner, i) => {

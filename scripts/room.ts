@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../core/exit.ts";
+import type { Lab } from "../core/index.ts";
 import { labPaths, stateRoot } from "../core/paths.ts";
 import { parseRoom, type Room, type RoomLab } from "../core/room.ts";
 import { labOrProblems, readLabFile } from "./lab-file.ts";
@@ -49,12 +50,24 @@ export function loadRoom(file: string): Room | undefined {
  */
 export const VM_OVERHEAD_MIB = 860;
 
-/** What the host has for the room's labs that are not up yet: their VMs' memory (and QEMU's) against MemAvailable. */
+/**
+ * A container node's resident memory with the reference lab running (the container lab e2e: node1
+ * with etcd and the control plane 540 MiB, node2 212 MiB), rounded up. Its page cache (the pushed
+ * bundle and images, about 1 GiB) is not counted: the kernel reclaims it under pressure.
+ */
+export const CONTAINER_NODE_MIB = 600;
+
+/** What one node of a lab takes from the host: a VM its guest memory and QEMU's own; a container node what it holds resident. */
+export function nodeMemoryMiB(lab: Lab, node: Lab["nodes"][number]): number {
+  return lab.driver.kind === "container" ? CONTAINER_NODE_MIB : node.memoryMiB + VM_OVERHEAD_MIB;
+}
+
+/** What the host has for the room's labs that are not up yet: their nodes' memory against MemAvailable. */
 export function roomMemoryProblem(labs: RoomLab[], memAvailableKiB = memAvailable()): string | undefined {
-  const needMiB = labs.reduce((sum, l) => sum + l.lab.nodes.reduce((s, n) => s + (n.memoryMiB ?? 2048) + VM_OVERHEAD_MIB, 0), 0);
+  const needMiB = labs.reduce((sum, l) => sum + l.lab.nodes.reduce((s, n) => s + nodeMemoryMiB(l.lab, n), 0), 0);
   const haveMiB = Math.floor(memAvailableKiB / 1024);
   return needMiB > haveMiB
-    ? `the labs' VMs need ${needMiB} MiB, the host has ${haveMiB} MiB available: fewer learners, or smaller nodes in the template`
+    ? `the labs' nodes need ${needMiB} MiB, the host has ${haveMiB} MiB available: fewer learners, or smaller nodes in the template`
     : undefined;
 }
 

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { parseRoom } from "../core/room.ts";
-import { type RollUpRow, renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
+import { CONTAINER_NODE_MIB, type RollUpRow, renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const template = fs.readFileSync(path.join(root, "labs/two-node.yaml"), "utf8");
@@ -62,4 +62,22 @@ test("the host's memory for the labs not up yet; the roll-up, and JUnit with a f
   assert.match(junit, /<testcase classname="ws.alice" name="underlay"><\/testcase>/);
   assert.match(junit, /<testcase classname="ws.alice" name="flannel"><failure message="fail"\/>/);
   assert.match(junit, /<testcase classname="ws.bob" name="underlay"><failure message="lab not up"\/>/);
+});
+
+test("a room of container-node labs: each lab's ports, and a node's resident memory counted, not its limit", () => {
+  const ctTemplate = fs.readFileSync(path.join(root, "labs/container-two-node.yaml"), "utf8");
+  const r = parseRoom(fs.readFileSync(path.join(root, "labs/room-containers.yaml"), "utf8"), "room.yaml", ctTemplate, (l) => `/state/rooms/ct/${l}.yaml`);
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.problems));
+  assert.deepEqual(
+    r.room.labs.map((l) => [l.lab.name, l.lab.driver.kind === "container" && l.lab.driver.sshPortBase]),
+    [
+      ["ct-l1", 2341],
+      ["ct-l2", 2343],
+      ["ct-l3", 2345],
+      ["ct-l4", 2347],
+    ],
+  );
+  const need = 4 * 2 * CONTAINER_NODE_MIB;
+  assert.equal(roomMemoryProblem(r.room.labs, need * 1024), undefined);
+  assert.match(roomMemoryProblem(r.room.labs, (need - 1) * 1024) ?? "", new RegExp(`nodes need ${need} MiB`));
 });
