@@ -32,7 +32,7 @@ const figures: Record<string, number | string> = {};
 /** The healthy lab is probed this many times, this far apart (CI: 3; K8SLAB_E2E_HEALTHY_RUNS=1 for a quick check). */
 const HEALTHY_RUNS = Number(process.env.K8SLAB_E2E_HEALTHY_RUNS ?? 3);
 const HEALTHY_GAP_SEC = 150;
-const CI_SCENARIOS = ["forward-drop", "kube-proxy-stopped", "coredns-down"];
+const CI_SCENARIOS = ["forward-drop", "service-selector-mismatch", "coredns-down"];
 const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
 
 /** The k8slab command as a user runs it after npm ci: the project's own Node, the bin script. */
