@@ -11,6 +11,7 @@ import { labPaths, stateRoot } from "../core/paths.ts";
 import { parseRoom, type Room, type RoomLab } from "../core/room.ts";
 import { labOrProblems, readLabFile } from "./lab-file.ts";
 import { labIsUp, labRunning } from "./machines/lab.ts";
+import { checkInotify, inotifyInUse, inotifyLimit } from "./machines/preflight.ts";
 import { TIER_IDS } from "./probes/contract.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { repoRoot } from "./toolchain/paths.ts";
@@ -115,9 +116,11 @@ export async function roomCommand(what: "up" | "down" | "probe", file: string): 
         ))
       )
         down.push(l);
-    const problem = roomMemoryProblem(down);
-    if (problem) {
-      say(`k8slab up --room: ${problem}`);
+    // Checked for the whole room before any lab starts: a room that cannot all run is refused, not half made.
+    const containerNodes = down.filter((l) => l.lab.driver.kind === "container").reduce((n, l) => n + l.lab.nodes.length, 0);
+    const problems = [roomMemoryProblem(down), ...checkInotify(containerNodes, inotifyLimit(), inotifyInUse())].filter(Boolean);
+    if (problems.length) {
+      for (const p of problems) say(`k8slab up --room: ${p}`);
       return EXIT.invalid;
     }
   }
