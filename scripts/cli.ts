@@ -40,7 +40,7 @@ const commands: Record<string, Command> = {
     },
   },
   probe: {
-    usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--pcap DIR] [--tier T]... [--baseline FILE]",
+    usage: "probe [LAB] [--json] [--junit FILE] [--html FILE] [--pcap DIR] [--tier T]... [--baseline FILE] | probe --room FILE [--json] [--junit FILE]",
     summary: "run the network probes; exit 0 only if every selected tier passes (and, with --baseline, nothing drifted)",
     options: {
       json: { type: "boolean" },
@@ -49,6 +49,7 @@ const commands: Record<string, Command> = {
       pcap: { type: "string" },
       tier: { type: "string", multiple: true },
       baseline: { type: "string" },
+      room: { type: "string" },
     },
     optionHelp: [
       "--json          print results as JSON",
@@ -57,8 +58,14 @@ const commands: Record<string, Command> = {
       "--pcap DIR      keep each capture's packets as pcapng (DIR/<node>-<capture>.pcapng), for Wireshark",
       "--tier T        only this tier (repeatable)",
       "--baseline FILE then diff the live lab against this snapshot",
+      "--room FILE     every learner's lab of a room file: the roll-up, as `status --room`",
     ],
     run: async ({ positionals, values }) => {
+      if (values.room)
+        return (await import("./room.ts")).roomStatus(values.room as string, {
+          json: !!values.json,
+          ...(values.junit ? { junit: values.junit as string } : {}),
+        });
       const probed = await (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
         json: !!values.json,
         junit: values.junit as string | undefined,
