@@ -3,6 +3,7 @@
 import fs from "node:fs";
 import { sleep } from "zx";
 import { forwardPaths, labPaths } from "../../core/paths.ts";
+import { PreflightError } from "./preflight.ts";
 import { livePid, spawnDetached, stopPid } from "./proc.ts";
 import { forwardArgv } from "./render.ts";
 import { forwardsOf, type MachineSpec, netOf } from "./spec.ts";
@@ -41,6 +42,21 @@ export async function startForwards(spec: MachineSpec): Promise<void> {
       await sleep(50);
     }
   }
+}
+
+/**
+ * A node still running with the same spec: its forwards that died are started again, once preflight
+ * (the driver's own: ports free, tools) has nothing against their ports.
+ */
+export async function restoreForwards(spec: MachineSpec, preflight: (spec: MachineSpec, ports: number[]) => Promise<string[]>): Promise<void> {
+  const p = forwardPaths(spec.lab, spec.name);
+  const missing = forwardsOf(spec).filter((f) => !livePid(p.fwdPid(f.host), forwardMarker(f.host)));
+  const problems = await preflight(
+    spec,
+    missing.map((f) => f.host),
+  );
+  if (problems.length) throw new PreflightError(problems);
+  await startForwards(spec);
 }
 
 export async function stopForwards(lab: string, name: string): Promise<void> {

@@ -11,7 +11,7 @@ import { $, sleep } from "zx";
 import { containerOf } from "../../core/names.ts";
 import { type CtPaths, ctPaths, labPaths } from "../../core/paths.ts";
 import { removeTree } from "../files.ts";
-import { forwardMarker, listening, startForwards, stopForwards } from "./forwards.ts";
+import { forwardMarker, listening, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
 import { type ContainerRootfsManifest, ensureContainerRootfs } from "./image.ts";
 import { netnsExists } from "./labnet.ts";
 import { CT_DOWN_STOP_TIMEOUT_SEC, CT_STOP_TIMEOUT_SEC, ctMountPlan, ctNodeFiles, lxcConfig, netUpHook } from "./lxc-config.ts";
@@ -20,7 +20,7 @@ import { livePid, readPid } from "./proc.ts";
 import { endpointOf, readLabNetns, writeLabKnownHosts } from "./qemu.ts";
 import { knownHostsLine, seedDirModes } from "./render.ts";
 import { forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint, VM_SSH_WAIT_SEC } from "./spec.ts";
-import { ensureHostKey, ensureLabKey, SshTimeoutError, waitForSsh } from "./ssh.ts";
+import { consoleTail, ensureHostKey, ensureLabKey, waitNodeSsh } from "./ssh.ts";
 
 function note(line: string) {
   process.stderr.write(`${line}\n`);
@@ -125,14 +125,6 @@ function writeNodeFiles(upper: string, files: ReturnType<typeof ctNodeFiles>): v
   }
 }
 
-function consoleTail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no console log)";
-  }
-}
-
 // ---------------------------------------------------------------- up / down
 
 export interface CtUpResult {
@@ -171,29 +163,17 @@ export async function ctUp(input: MachineSpecInput, opts: { wait?: boolean; time
   const prev = readState(p.state);
   const running = livePid(p.pid, container) !== undefined && (await lxcState(spec.lab, spec.name, netns)) === "RUNNING";
   const started = Date.now();
-  const waitSsh = async (from: number) => {
-    if (opts.wait === false) return undefined;
-    try {
-      await waitForSsh(ep, {
-        timeoutSec: opts.timeoutSec ?? VM_SSH_WAIT_SEC,
-        alive: () => (livePid(p.pid, container) ? undefined : `container ${container} stopped; console log ${p.console}:\n${consoleTail(p.console)}`),
-      });
-    } catch (err) {
-      if (err instanceof SshTimeoutError) throw new Error(`${err.message}; console log ${p.console}:\n${consoleTail(p.console)}`);
-      throw err;
-    }
-    return (Date.now() - from) / 1000;
-  };
+  const waitSsh = async (from: number) =>
+    opts.wait === false
+      ? undefined
+      : waitNodeSsh(ep, p.console, from, {
+          timeoutSec: opts.timeoutSec ?? VM_SSH_WAIT_SEC,
+          gone: () => (livePid(p.pid, container) ? undefined : `container ${container} stopped`),
+        });
 
   if (running && prev?.fingerprint === fingerprint) {
     // Same spec: a no-op, apart from restoring a forward that died.
-    const missing = forwardsOf(spec).filter((f) => !livePid(p.fwdPid(f.host), forwardMarker(f.host)));
-    const problems = await preflightCt(
-      spec,
-      missing.map((f) => f.host),
-    );
-    if (problems.length) throw new PreflightError(problems);
-    await startForwards(spec);
+    await restoreForwards(spec, preflightCt);
     const sshSeconds = await waitSsh(started);
     return result(spec, prev.initPid ?? 0, rootfs.key, false, sshSeconds);
   }

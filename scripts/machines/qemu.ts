@@ -9,14 +9,14 @@ import lockfile from "proper-lockfile";
 import { $ } from "zx";
 import { netnsOf, tapOf } from "../../core/names.ts";
 import { labPaths, vmPaths } from "../../core/paths.ts";
-import { forwardMarker, listening, startForwards, stopForwards } from "./forwards.ts";
+import { forwardMarker, listening, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
 import { ensureImage, type ImageManifest } from "./image.ts";
 import { netnsExists, tapDown, tapUp } from "./labnet.ts";
 import { PreflightError, preflightVm } from "./preflight.ts";
 import { livePid, stopPid } from "./proc.ts";
 import { type Accel, knownHostsLine, qemuCommand, qemuName, runFingerprint, SEED_LABEL, seedDirModes, seedFiles } from "./render.ts";
 import { cacheRoot, forwardsOf, type MachineSpec, type MachineSpecInput, netOf, parseMachineSpec, type SshEndpoint, VM_SSH_WAIT_SEC } from "./spec.ts";
-import { ensureHostKey, ensureLabKey, SshTimeoutError, waitForSsh } from "./ssh.ts";
+import { consoleTail, ensureHostKey, ensureLabKey, waitNodeSsh } from "./ssh.ts";
 
 function note(line: string) {
   process.stderr.write(`${line}\n`);
@@ -176,14 +176,6 @@ export function endpointOf(spec: Pick<MachineSpec, "lab" | "name" | "sshPort">):
   };
 }
 
-function consoleTail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no console log)";
-  }
-}
-
 /**
  * Start the VM (or leave it running when its spec is unchanged), then wait for ssh.
  * The lab namespace and bridge must exist (netUp). Builds the image if it is missing.
@@ -202,30 +194,17 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   const prev = readState(p.state);
   const running = livePid(p.pid, marker);
   const started = Date.now();
-  const waitSsh = async (from: number) => {
-    if (opts.wait === false) return undefined;
-    try {
-      await waitForSsh(ep, {
-        timeoutSec: opts.timeoutSec ?? VM_SSH_WAIT_SEC,
-        alive: () => (livePid(p.pid, marker) ? undefined : `qemu for ${spec.name} exited; console log ${p.console}:\n${consoleTail(p.console)}`),
-      });
-    } catch (err) {
-      // A guest that runs but never answers: its console says why (a kernel panic, a stuck boot).
-      if (err instanceof SshTimeoutError) throw new Error(`${err.message}; console log ${p.console}:\n${consoleTail(p.console)}`);
-      throw err;
-    }
-    return (Date.now() - from) / 1000;
-  };
+  const waitSsh = async (from: number) =>
+    opts.wait === false
+      ? undefined
+      : waitNodeSsh(ep, p.console, from, {
+          timeoutSec: opts.timeoutSec ?? VM_SSH_WAIT_SEC,
+          gone: () => (livePid(p.pid, marker) ? undefined : `qemu for ${spec.name} exited`),
+        });
 
   if (running && prev?.fingerprint === fingerprint) {
     // Same spec: a no-op, apart from restoring a forward that died.
-    const missing = forwardsOf(spec).filter((f) => !livePid(p.fwdPid(f.host), forwardMarker(f.host)));
-    const problems = await preflightVm(
-      spec,
-      missing.map((f) => f.host),
-    );
-    if (problems.length) throw new PreflightError(problems);
-    await startForwards(spec);
+    await restoreForwards(spec, preflightVm);
     const sshSeconds = await waitSsh(started);
     return result(spec, running, image.key, accel, false, sshSeconds);
   }

@@ -132,3 +132,38 @@ export async function sshHostUp(lab: string, spec: SshHostSpec): Promise<SshEndp
   await waitForSsh(ep, { timeoutSec: spec.timeoutSec, acceptNew: true });
   return ep;
 }
+
+/** The last lines of a node's console log: what an error about a node that did not come up shows. */
+export function consoleTail(file: string, lines = 15): string {
+  try {
+    return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no console log)";
+  }
+}
+
+/**
+ * waitForSsh for a node k8slab started: `gone` says why its process is no longer there, if it is not;
+ * a node that never answers is named with its console's tail (a kernel panic, a stuck boot). Returns
+ * the seconds since `from`.
+ */
+export async function waitNodeSsh(
+  ep: SshEndpoint,
+  consoleLog: string,
+  from: number,
+  opts: { timeoutSec: number; gone: () => string | undefined },
+): Promise<number> {
+  try {
+    await waitForSsh(ep, {
+      timeoutSec: opts.timeoutSec,
+      alive: () => {
+        const gone = opts.gone();
+        return gone && `${gone}; console log ${consoleLog}:\n${consoleTail(consoleLog)}`;
+      },
+    });
+  } catch (err) {
+    if (err instanceof SshTimeoutError) throw new Error(`${err.message}; console log ${consoleLog}:\n${consoleTail(consoleLog)}`);
+    throw err;
+  }
+  return (Date.now() - from) / 1000;
+}
