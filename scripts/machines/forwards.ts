@@ -59,15 +59,25 @@ export async function restoreForwards(spec: MachineSpec, preflight: (spec: Machi
   await startForwards(spec);
 }
 
+/** The host ports of a node's forwards, from their pidfiles in the lab's run folder. */
+function forwardPorts(lab: string, name: string): number[] {
+  const run = labPaths(lab).run;
+  if (!fs.existsSync(run)) return [];
+  const prefix = `${name}.fwd-`;
+  return fs
+    .readdirSync(run)
+    .filter((f) => f.startsWith(prefix) && f.endsWith(".pid"))
+    .map((f) => Number(f.slice(prefix.length, -".pid".length)));
+}
+
+/** Each forward of a node, and whether its socat runs and listens: what `status` shows. */
+export function forwardsStatus(lab: string, name: string): { host: number; listening: boolean }[] {
+  const p = forwardPaths(lab, name);
+  return forwardPorts(lab, name).map((host) => ({ host, listening: !!livePid(p.fwdPid(host), forwardMarker(host)) && listening(host) }));
+}
+
 export async function stopForwards(lab: string, name: string): Promise<void> {
   const p = forwardPaths(lab, name);
-  const run = labPaths(lab).run;
-  if (!fs.existsSync(run)) return;
-  const prefix = `${name}.fwd-`;
-  for (const f of fs.readdirSync(run)) {
-    if (!f.startsWith(prefix) || !f.endsWith(".pid")) continue;
-    const port = Number(f.slice(prefix.length, -".pid".length));
-    // The group: socat forks a child per connection (an open ssh session keeps one).
-    await stopPid(p.fwdPid(port), forwardMarker(port), { group: true, graceMs: 2000 });
-  }
+  // The group: socat forks a child per connection (an open ssh session keeps one).
+  for (const port of forwardPorts(lab, name)) await stopPid(p.fwdPid(port), forwardMarker(port), { group: true, graceMs: 2000 });
 }

@@ -11,7 +11,7 @@ import { $, sleep } from "zx";
 import { containerOf } from "../../core/names.ts";
 import { type CtPaths, ctPaths, labPaths } from "../../core/paths.ts";
 import { removeTree } from "../files.ts";
-import { forwardMarker, listening, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
+import { forwardsStatus, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
 import { type ContainerRootfsManifest, ensureContainerRootfs } from "./image.ts";
 import { netnsExists } from "./labnet.ts";
 import { CT_DOWN_STOP_TIMEOUT_SEC, CT_STOP_TIMEOUT_SEC, ctMountPlan, ctNodeFiles, lxcConfig, netUpHook } from "./lxc-config.ts";
@@ -366,13 +366,6 @@ export function ctStatus(lab: string, name: string): CtStatus {
   const monitor = livePid(p.pid, container);
   const state = readState(p.state);
   const pid = monitor ? initPidOf(lab, name, state?.initPid) : undefined;
-  const run = labPaths(lab).run;
-  const fwdPorts = fs.existsSync(run)
-    ? fs
-        .readdirSync(run)
-        .filter((f) => f.startsWith(`${name}.fwd-`) && f.endsWith(".pid"))
-        .map((f) => Number(f.slice(`${name}.fwd-`.length, -4)))
-    : [];
   return {
     name,
     driver: "container",
@@ -381,7 +374,7 @@ export function ctStatus(lab: string, name: string): CtStatus {
     ...(pid ? { pid, memoryUsageMiB: cgroupMiB(container, "memory.usage_in_bytes"), memoryLimitMiB: cgroupMiB(container, "memory.limit_in_bytes") } : {}),
     ...(state ? { startedAt: state.startedAt } : {}),
     ssh: state ? endpointOf({ lab, name, sshPort: state.sshPort }) : undefined,
-    forwards: fwdPorts.map((host) => ({ host, listening: !!livePid(p.fwdPid(host), forwardMarker(host)) && listening(host) })),
+    forwards: forwardsStatus(lab, name),
     consoleLog: p.console,
   };
 }

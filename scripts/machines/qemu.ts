@@ -9,7 +9,7 @@ import lockfile from "proper-lockfile";
 import { $ } from "zx";
 import { netnsOf, tapOf } from "../../core/names.ts";
 import { labPaths, vmPaths } from "../../core/paths.ts";
-import { forwardMarker, listening, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
+import { forwardsStatus, listening, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
 import { ensureImage, type ImageManifest } from "./image.ts";
 import { netnsExists, tapDown, tapUp } from "./labnet.ts";
 import { PreflightError, preflightVm } from "./preflight.ts";
@@ -330,20 +330,13 @@ export function vmStatus(lab: string, name: string): VmStatus {
   }
   const kh = fs.existsSync(p.knownHosts) ? fs.readFileSync(p.knownHosts, "utf8") : "";
   const port = /^\[127\.0\.0\.1\]:(\d+)/.exec(kh)?.[1];
-  const run = labPaths(lab).run;
-  const fwdPorts = fs.existsSync(run)
-    ? fs
-        .readdirSync(run)
-        .filter((f) => f.startsWith(`${name}.fwd-`) && f.endsWith(".pid"))
-        .map((f) => Number(f.slice(`${name}.fwd-`.length, -4)))
-    : [];
   return {
     name,
     running: pid !== undefined,
     ...(pid ? { pid, rssMiB } : {}),
     ...(state ? { accel: state.accel, startedAt: state.startedAt } : {}),
     ssh: port ? endpointOf({ lab, name, sshPort: Number(port) }) : undefined,
-    forwards: fwdPorts.map((host) => ({ host, listening: !!livePid(p.fwdPid(host), forwardMarker(host)) && listening(host) })),
+    forwards: forwardsStatus(lab, name),
     consoleLog: p.console,
   };
 }

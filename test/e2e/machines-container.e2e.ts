@@ -16,7 +16,7 @@ import { type CtUpResult, ctStatus, ctUp, lxcCgroups, lxcLockOf, monitorPidOf } 
 import { preflightLab } from "../../scripts/machines/preflight.ts";
 import { listening } from "../../scripts/machines/qemu.ts";
 import { type MachineSpecInput, parseLabMachines } from "../../scripts/machines/spec.ts";
-import { sshRun } from "../../scripts/machines/ssh.ts";
+import { consoleTail, sshRun } from "../../scripts/machines/ssh.ts";
 
 const LAB = process.env.K8SLAB_E2E_CT_LAB ?? "e2e-ct";
 const SSH_PORT_BASE = 2301;
@@ -64,7 +64,7 @@ describe("container driver end to end", { skip: isRoot ? false : "needs root (na
     if (!downDone && process.env.K8SLAB_E2E_KEEP !== "1") {
       for (const m of ["node1", "node2"]) {
         const log = `${labPaths(LAB).logs}/${m}.console.log`;
-        if (fs.existsSync(log)) process.stderr.write(`--- ${m} console (tail) ---\n${fs.readFileSync(log, "utf8").split("\n").slice(-25).join("\n")}\n`);
+        if (fs.existsSync(log)) process.stderr.write(`--- ${m} console (tail) ---\n${consoleTail(log, 25)}\n`);
       }
       await labDown(LAB);
     }

@@ -14,7 +14,7 @@ import { netnsExists } from "../../scripts/machines/labnet.ts";
 import { preflightLab } from "../../scripts/machines/preflight.ts";
 import { listening, type VmUpResult, vmStatus, vmUp } from "../../scripts/machines/qemu.ts";
 import { type MachineSpecInput, parseLabMachines, type SshEndpoint } from "../../scripts/machines/spec.ts";
-import { sshRun } from "../../scripts/machines/ssh.ts";
+import { consoleTail, sshRun } from "../../scripts/machines/ssh.ts";
 
 const LAB = process.env.K8SLAB_E2E_LAB ?? "e2e-machines";
 const isRoot = process.getuid?.() === 0;
@@ -59,7 +59,7 @@ describe("machine layer end to end", { skip: isRoot ? false : "needs root (names
     if (!downDone && process.env.K8SLAB_E2E_KEEP !== "1") {
       for (const m of ["node1", "node2"]) {
         const log = `${labPaths(LAB).logs}/${m}.console.log`;
-        if (fs.existsSync(log)) process.stderr.write(`--- ${m} console (tail) ---\n${fs.readFileSync(log, "utf8").split("\n").slice(-25).join("\n")}\n`);
+        if (fs.existsSync(log)) process.stderr.write(`--- ${m} console (tail) ---\n${consoleTail(log, 25)}\n`);
       }
       await labDown(LAB);
     }
