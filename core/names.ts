@@ -124,3 +124,9 @@ export const RESTRICTED = {
 
 /** The taint a node without the worker role carries: only control-plane pods (and DaemonSets that tolerate it) run there. */
 export const CONTROL_PLANE_TAINT = { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" } as const;
+
+/**
+ * The filesystem label of the disk a VM gets with the lab's images already unpacked (scripts/images/store.ts); the
+ * node mounts it at /var/lib/containerd by this label, whatever device name it has.
+ */
+export const CONTAINERD_STORE_LABEL = "k8slab-ctrd";

@@ -61,6 +61,8 @@ function socketPath(p: string): string {
 export interface VmPaths {
   dir: string;
   overlay: string;
+  /** Overlay of the containerd store, when the VM was made with one (mounted at /var/lib/containerd). */
+  containerdDisk: string;
   seed: string;
   hostKey: string;
   knownHosts: string;
@@ -77,6 +79,7 @@ export function vmPaths(lab: string, name: string): VmPaths {
   return {
     dir,
     overlay: path.join(dir, "disk.qcow2"),
+    containerdDisk: path.join(dir, "containerd.qcow2"),
     seed: path.join(dir, "seed.img"),
     hostKey: path.join(dir, "ssh_host_ed25519_key"),
     knownHosts: path.join(dir, "known_hosts"),

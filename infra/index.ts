@@ -2,6 +2,7 @@
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
+import { readContainerdStore } from "../scripts/images/store.ts";
 import { loadLab } from "../scripts/lab-file.ts";
 import { CERTIFICATES_RENEWED_KEY } from "../scripts/pki/catalog.ts";
 import { readState } from "../scripts/toolchain/bundle.ts";
@@ -20,8 +21,9 @@ const { lab } = loaded;
 const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
 // The container images `k8slab up` built last (scripts/images): a rebuilt one is loaded again.
 const images = readLabImages();
+const containerdStore = readContainerdStore()?.file;
 const certificatesRenewed = config.get(CERTIFICATES_RENEWED_KEY);
-const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images, certificatesRenewed });
+const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images, containerdStore, certificatesRenewed });
 
 export const labName = lab.name;
 export const netns = lab.netns;

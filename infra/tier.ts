@@ -1,6 +1,7 @@
 // The base of every tier: a ComponentResource that runs after the tier below it.
 import * as pulumi from "@pulumi/pulumi";
 import type { Lab } from "../core/index.ts";
+import type { LabImages } from "../scripts/images/build.ts";
 
 /** What every tier is given: the validated lab, and the tier it builds on. */
 export interface TierArgs {
@@ -11,17 +12,14 @@ export interface TierArgs {
   bundleFiles?: Readonly<Record<string, string>>;
   /** The lab's container images, built offline (scripts/images), by name: pause, coredns, toolbox, ... */
   images?: Readonly<Record<string, LabImage>>;
+  /** The images unpacked on the host into a disk image (scripts/images/store.ts): a new VM attaches a copy of it. */
+  containerdStore?: string;
   /** When the leaf certificates were last renewed (`k8slab certs --renew`): a new value issues them again. */
   certificatesRenewed?: string;
 }
 
-export interface LabImage {
-  /** The reference pods use, e.g. k8slab.local/coredns:v1.15.0 (never pulled: loaded into containerd). */
-  ref: string;
-  /** The OCI archive on this machine and its sha256: a changed archive is loaded again. */
-  archive: string;
-  sha256: string;
-}
+/** One of the lab's container images (scripts/images/build.ts says what each field is for). */
+export type LabImage = LabImages[string];
 
 export abstract class Tier extends pulumi.ComponentResource {
   /** The tier this one builds on (kept for the tier graph's tests and for reading). */

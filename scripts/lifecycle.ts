@@ -8,6 +8,7 @@ import { type Lab, ownsMachines } from "../core/index.ts";
 import { labPaths, runRoot } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
+import { ensureContainerdStore, writeContainerdStore } from "./images/store.ts";
 import { labOrProblems } from "./lab-file.ts";
 import { ensureContainerRootfs, ensureImage } from "./machines/image.ts";
 import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
@@ -165,17 +166,26 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     await step("toolchain: the offline bundle", async () => {
       if (!(await ensureToolchain())) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
     });
-    if (lab.driver.kind === "qemu") await step("node image: Debian trixie for the VMs", () => ensureImage());
+    const nodeImage = lab.driver.kind === "qemu" ? await step("node image: Debian trixie for the VMs", () => ensureImage()) : undefined;
     if (lab.driver.kind === "container") await step("node image: Debian trixie rootfs for the container nodes", () => ensureContainerRootfs());
-    await step("container images: built offline, for containerd", async () => {
+    const images = await step("container images: built offline, for containerd", async () => {
       const images = await ensureImages();
       const missing = [
         ...images.skipped.map((s) => `image ${s.name}: ${s.reason}`),
         ...images.failed.map((f) => `image ${f.name} failed: ${f.error}${f.log ? ` (log ${f.log})` : ""}`),
       ];
       if (missing.length) throw new Error(`missing: ${missing.join("; ")}`);
-      writeLabImages(images.images);
+      return writeLabImages(images.images);
     });
+    // Container nodes share the host's kernel and unpack natively: they import the archives themselves.
+    if (nodeImage) {
+      const store = await step("containerd store: the images unpacked on the host, a disk each new VM mounts at /var/lib/containerd", async () => {
+        const { store, reason } = await ensureContainerdStore(images, nodeImage, say);
+        if (!store) say(`  no store (${reason}): each node imports the images over ssh`);
+        return store;
+      });
+      writeContainerdStore(store);
+    }
     // Checked before anything is created; a lab that is already up holds its own ports and memory.
     if (ownsMachines(lab) && !netnsExists(lab.netns)) {
       await step("preflight: host, tools, ports, memory", async () => {

@@ -200,6 +200,14 @@ describe("qemu argv", () => {
     assert.equal(a, JSON.stringify(runFingerprint(parseMachineSpec(node1), "k1", "tcg")));
     assert.notEqual(a, JSON.stringify(runFingerprint(spec, "k2", "tcg")));
     assert.notEqual(a, JSON.stringify(runFingerprint(parseMachineSpec({ ...node1, memoryMiB: 4096 }), "k1", "tcg")));
+    // A new containerd store serves the next new VM; the running one is not restarted for it.
+    assert.equal(a, JSON.stringify(runFingerprint(parseMachineSpec({ ...node1, containerdStore: "/s/containerd.img" }), "k1", "tcg")));
+  });
+
+  it("attaches the containerd store's overlay only when the VM was made with one", () => {
+    assert.ok(!argv.some((a) => a.includes(paths.containerdDisk)));
+    const withStore = qemuArgv(spec, image, paths, "tcg", true);
+    assert.ok(withStore.includes(`file=${paths.containerdDisk},if=virtio,format=qcow2,cache=unsafe,discard=unmap`));
   });
 });
 

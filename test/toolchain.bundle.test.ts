@@ -186,6 +186,24 @@ describe("bundle.json on disk", () => {
     const bad = toBuild(checkBundle(manifest, state, keysOf(), disk)).map((c) => c.name);
     assert.deepEqual(bad, ["crictl", "cni-plugins"]);
   });
+
+  it("with a stat cache, reads only files whose size, mtime or inode changed since they were hashed", async () => {
+    const state = completeState(content);
+    await mkdir(path.join(dir, "bin"), { recursive: true });
+    await writeFile(path.join(dir, "bin", "pause"), content("bin/pause"));
+    const cache = path.join(dir, "stat-cache.json");
+    const first = await hashRecordedFiles(dir, state, cache);
+    assert.equal(first["bin/pause"], sha256Hex(content("bin/pause")));
+    // An unchanged file is not read again: its recorded hash is taken as it is.
+    const recorded = JSON.parse(await readFile(cache, "utf8"));
+    recorded["bin/pause"].sha256 = "from-the-cache";
+    await writeFile(cache, JSON.stringify(recorded));
+    assert.equal((await hashRecordedFiles(dir, state, cache))["bin/pause"], "from-the-cache");
+    // A rewritten one (another mtime) is.
+    await new Promise((r) => setTimeout(r, 20));
+    await writeFile(path.join(dir, "bin", "pause"), "tampered");
+    assert.equal((await hashRecordedFiles(dir, state, cache))["bin/pause"], sha256Hex("tampered"));
+  });
 });
 
 describe("the cache lock", () => {

@@ -14,6 +14,7 @@ import {
   NETSTAMP_UNIT,
   renderCniConfig,
   renderContainerdConfig,
+  renderContainerdStoreDropIn,
   renderFlanneldUnit,
   renderFlannelSubnetFile,
   renderKubeletConfig,
@@ -66,6 +67,9 @@ export function nodeAgentFiles(lab: Lab, node: LabNode, pauseImage: string): Nod
     { path: configPath("kubelet.yaml"), content: renderKubeletConfig(lab, node), readBy: ["kubelet"] },
     unitFile("kubelet", renderKubeletUnit(node)),
     unitFile(NETSTAMP_UNIT, renderNetstampUnit(node)),
+    ...(lab.driver.kind === "qemu"
+      ? [{ path: `${NODE_PATHS.units}/containerd.service.d/k8slab-store.conf`, content: renderContainerdStoreDropIn(), readBy: ["containerd"] }]
+      : []),
   ];
 }
 

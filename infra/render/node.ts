@@ -1,6 +1,6 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
 import type { Lab, LabNode } from "../../core/index.ts";
-import { FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
+import { CONTAINERD_STORE_LABEL, FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
 import { CA, caCert, configPath, ETCD_CLIENT_CERT, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
 import { TLS_CIPHER_SUITES } from "./controlplane.ts";
 import { renderUnit } from "./systemd.ts";
@@ -31,6 +31,22 @@ export function renderContainerdConfig(lab: Lab, pauseImage: string): string {
     `[${cri}.cni]`,
     `  bin_dir = "${NODE_PATHS.cniBin}"`,
     `  conf_dir = "${NODE_PATHS.cniConf}"`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * A VM made with the containerd store (scripts/images/store.ts) mounts it at /var/lib/containerd before containerd
+ * starts: every image is there, unpacked. Without the disk (a VM made before the store, no store built) containerd
+ * keeps its root disk's folder and the images are imported instead; a disk that is there but fails to mount fails
+ * containerd, loudly.
+ */
+export function renderContainerdStoreDropIn(): string {
+  const dir = "/var/lib/containerd";
+  return [
+    "# k8slab: the lab's images, unpacked on the host into a disk this VM attaches",
+    "[Service]",
+    `ExecStartPre=/bin/sh -c 'mountpoint -q ${dir} || ! blkid -L ${CONTAINERD_STORE_LABEL} >/dev/null || mount -o noatime LABEL=${CONTAINERD_STORE_LABEL} ${dir}'`,
     "",
   ].join("\n");
 }

@@ -66,6 +66,8 @@ export class Machines extends Tier {
     if (ownsMachines(lab)) {
       // The same Command for both: vm-up/vm-down or ct-up/ct-down take the same spec.
       const [kind, up, down, guest] = lab.driver.kind === "qemu" ? ["vm", "vm-up", "vm-down", guestRunInputs()] : ["ct", "ct-up", "ct-down", ctRunInputs()];
+      // Only a VM made from now on takes the store: a new one changes no running VM (not a trigger).
+      const store = lab.driver.kind === "qemu" && args.containerdStore ? { containerdStore: args.containerdStore } : {};
       for (const spec of machines) {
         const vm = new Command(
           `${kind}-${spec.name}`,
@@ -73,7 +75,7 @@ export class Machines extends Tier {
             create: withSpec(up),
             delete: `printf '%s' '${JSON.stringify({ lab: lab.name, name: spec.name, netns: net.netns })}' | ${MACHINES} ${down}`,
             // K8SLAB_GUEST: a changed QEMU invocation (CPU model, kernel command line) or LXC config restarts the node on its disk.
-            environment: { K8SLAB_SPEC: JSON.stringify(spec), K8SLAB_GUEST: JSON.stringify(guest) },
+            environment: { K8SLAB_SPEC: JSON.stringify({ ...spec, ...store }), K8SLAB_GUEST: JSON.stringify(guest) },
             // A changed spec (CPUs, memory, address) replaces the VM; the old one goes first, it holds the ports.
             triggers: [JSON.stringify(spec)],
             // Longer than vm-up's own wait for ssh, so its message (with the console's tail) is the one shown.

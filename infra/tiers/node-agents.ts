@@ -8,16 +8,24 @@ import { sshCommandLine } from "../../scripts/machines/ssh.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command, type SshEndpoint } from "../provider/command.ts";
 import { NETSTAMP_UNIT, nodeAgentFiles } from "../render/index.ts";
-import { Tier, type TierArgs } from "../tier.ts";
+import { type LabImage, Tier, type TierArgs } from "../tier.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { Machines } from "./machines.ts";
 import { Pki } from "./pki.ts";
 import { nodeFiles, nodeUnits, unitDigest, waitFor } from "./remote.ts";
 
 /** Streams each OCI archive into the node's containerd (namespace k8s.io, where kubelet looks): no registry, no pull. */
-export function importImagesCommand(archives: string[], ep: SshEndpoint): string {
-  const remote = sshCommandLine(ep, "ctr -n k8s.io images import -");
-  return archives.map((a) => `${remote} < ${shq(a)}`).join("\n");
+/**
+ * Load each image the node's containerd does not list yet (as ref@manifest digest): none when the VM mounted the
+ * containerd store, every one on a node without it. Says which, so a learner sees where the images came from.
+ */
+export function importImagesCommand(images: LabImage[], ep: SshEndpoint): string {
+  const listed = `have=$(${sshCommandLine(ep, "ctr -n k8s.io images ls")} | awk 'NR > 1 { print $1 "@" $3 }')`;
+  const each = images.map((i) => {
+    const id = shq(`${i.ref}@${i.manifestDigest}`);
+    return `if grep -qxF ${id} <<<"$have"; then echo ${shq(`${i.ref}: in the node's store`)}; else ${sshCommandLine(ep, "ctr -n k8s.io images import -")} < ${shq(i.archive)} >/dev/null || exit 1; echo ${shq(`${i.ref}: imported`)}; fi`;
+  });
+  return [listed, ...each].join("\n");
 }
 
 /**
@@ -78,12 +86,7 @@ export class NodeAgents extends Tier {
       const loaded = new Command(
         `images-${node.name}`,
         {
-          create: pulumi.output(connection).apply((ep) =>
-            importImagesCommand(
-              images.map((i) => i.archive),
-              ep,
-            ),
-          ),
+          create: pulumi.output(connection).apply((ep) => importImagesCommand(images, ep)),
           // A rebuilt image is loaded again (update); its digest is what changed.
           environment: { K8SLAB_IMAGES_SHA256: images.map((i) => `${i.ref}=${i.sha256}`).join(" ") },
           timeoutSec: 1200,

@@ -305,18 +305,32 @@ export async function ensureImages(opts: EnsureImagesOptions = {}): Promise<Imag
   });
 }
 
-/** What the Pulumi program needs of each image: the ref pods use, and the archive to load with its sha256. */
-export type LabImages = Record<string, { ref: string; archive: string; sha256: string }>;
+/** What the Pulumi program needs of each image. */
+export type LabImages = Record<
+  string,
+  {
+    /** The reference pods use, e.g. k8slab.local/coredns:v1.15.0 (never pulled: loaded into containerd). */
+    ref: string;
+    /** The OCI archive on this machine and its sha256: a changed archive is loaded again. */
+    archive: string;
+    sha256: string;
+    /** What `ctr images ls` shows for it: a node that lists ref@manifestDigest has it already. */
+    manifestDigest: string;
+  }
+>;
 
 const labImagesFile = () => path.join(imagesRoot(), "images.json");
 
 /** Record the images `up` just ensured, for the Pulumi program (which runs in another process) to read. */
-export function writeLabImages(images: ImageResult[]): void {
-  const out: LabImages = Object.fromEntries(images.map((i) => [i.name, { ref: i.ref, archive: i.archive, sha256: i.sha256 }]));
+export function writeLabImages(images: ImageResult[]): LabImages {
+  const out: LabImages = Object.fromEntries(
+    images.map((i) => [i.name, { ref: i.ref, archive: i.archive, sha256: i.sha256, manifestDigest: i.manifestDigest }]),
+  );
   fs.mkdirSync(imagesRoot(), { recursive: true });
   const tmp = `${labImagesFile()}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, `${JSON.stringify(out, null, 2)}\n`);
   fs.renameSync(tmp, labImagesFile());
+  return out;
 }
 
 /** The images last recorded by writeLabImages; {} before the first `up`. */

@@ -231,17 +231,20 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   await writeLabKnownHosts(spec.lab);
   await writeSeed(spec, p.seed, { authorizedKey: publicKey, ...hostKeys });
 
-  // Keep the overlay (the node's disk) across restarts unless the image changed under it.
+  // Keep the overlay (the node's disk) across restarts unless the image changed under it; the containerd
+  // store's overlay is made and dropped with it.
   if (!fs.existsSync(p.overlay) || prev?.imageKey !== image.key) {
     fs.rmSync(p.overlay, { force: true });
+    fs.rmSync(p.containerdDisk, { force: true });
     await $`qemu-img create -q -f qcow2 -F qcow2 -b ${image.rootfs} ${p.overlay}`.quiet();
+    if (spec.containerdStore) await $`qemu-img create -q -f qcow2 -F raw -b ${spec.containerdStore} ${p.containerdDisk}`.quiet();
   }
   await tapUp(netns, bridge, tapOf(spec.name));
 
   fs.appendFileSync(p.console, `\n===== k8slab vm-up ${spec.name} ${new Date().toISOString()} accel=${accel} =====\n`);
   fs.rmSync(p.pid, { force: true });
   const qemuStarted = Date.now();
-  const [bin, ...args] = qemuCommand(spec, image, p, accel);
+  const [bin, ...args] = qemuCommand(spec, image, p, accel, fs.existsSync(p.containerdDisk));
   const q = await $`${bin} ${args}`.nothrow().quiet();
   const pid = livePid(p.pid, marker);
   if (q.exitCode !== 0 || pid === undefined) {

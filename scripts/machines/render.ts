@@ -51,7 +51,7 @@ export function qemuName(spec: Pick<MachineSpec, "lab" | "name">): string {
 }
 
 /** Full qemu-system-x86_64 argv (without the binary), daemonized with a pidfile. */
-export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel): string[] {
+export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, withContainerdDisk = false): string[] {
   const { lab, name } = spec;
   return [
     "-name",
@@ -80,6 +80,8 @@ export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, ac
     `file=${paths.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap`,
     "-drive",
     `file=${paths.seed},if=virtio,format=raw,readonly=on`,
+    // The node finds it by its filesystem label, whatever device name it gets.
+    ...(withContainerdDisk ? ["-drive", `file=${paths.containerdDisk},if=virtio,format=qcow2,cache=unsafe,discard=unmap`] : []),
     "-netdev",
     `tap,id=lan,ifname=${tapOf(name)},script=no,downscript=no`,
     "-device",
@@ -99,8 +101,8 @@ export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, ac
 }
 
 /** The command that starts QEMU with its tap inside the lab namespace (nsenter leaves /sys alone). */
-export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel): string[] {
-  return ["nsenter", `--net=/run/netns/${netOf(spec).netns}`, "qemu-system-x86_64", ...qemuArgv(spec, image, paths, accel)];
+export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, withContainerdDisk = false): string[] {
+  return ["nsenter", `--net=/run/netns/${netOf(spec).netns}`, "qemu-system-x86_64", ...qemuArgv(spec, image, paths, accel, withContainerdDisk)];
 }
 
 /**

@@ -52,6 +52,11 @@ export const MachineSpecSchema = z.strictObject({
   hosts: z.array(z.strictObject({ name: z.string().min(1), address: z.ipv4() })).default([]),
   /** Resolvers for /etc/resolv.conf (default: the gateway, which answers "port unreachable" at once). */
   nameservers: z.array(z.ipv4()).optional(),
+  /**
+   * qemu: a disk image (scripts/images/store.ts) the VM gets a copy-on-write overlay of when its disk is made, kept
+   * with that disk; not part of the VM's identity (a new store serves the next new VM, the running one is left alone).
+   */
+  containerdStore: z.string().min(1).optional(),
 });
 export type MachineSpecInput = z.input<typeof MachineSpecSchema>;
 export type MachineSpec = z.output<typeof MachineSpecSchema>;

@@ -40,6 +40,8 @@ export function pulumiHome(): string {
 export const providerBinDir = path.join(repoRoot, "infra", "provider", "bin");
 
 export const stateFile = () => path.join(bundleDir(), "bundle.json");
+/** Each bundle file's hash with the stat it had then: the warm check reads only what changed (not exported). */
+export const bundleStatCache = () => path.join(cacheRoot(), "bundle-stat.json");
 export const logDir = () => path.join(cacheRoot(), "logs");
 export const workDir = (name: string) => path.join(cacheRoot(), "work", name);
 export const goCacheDir = () => path.join(cacheRoot(), "go");
