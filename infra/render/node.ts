@@ -46,7 +46,7 @@ export function renderContainerdStoreDropIn(): string {
   return [
     "# k8slab: the lab's images, unpacked on the host into a disk this VM attaches",
     "[Service]",
-    `ExecStartPre=/bin/sh -c 'mountpoint -q ${dir} || ! blkid -L ${CONTAINERD_STORE_LABEL} >/dev/null || mount -o noatime LABEL=${CONTAINERD_STORE_LABEL} ${dir}'`,
+    `ExecStartPre=/bin/sh -c 'mountpoint -q ${dir} || ! blkid -L ${CONTAINERD_STORE_LABEL} >/dev/null || { mkdir -p ${dir} && mount -o noatime LABEL=${CONTAINERD_STORE_LABEL} ${dir}; }'`,
     "",
   ].join("\n");
 }
