@@ -24,7 +24,7 @@ import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { openStack, stackExists } from "./stack.ts";
-import { ensureToolchain } from "./toolchain/index.ts";
+import { bundleComplete, ensureToolchain } from "./toolchain/index.ts";
 import { bundleBinDir } from "./toolchain/paths.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -163,11 +163,25 @@ export async function up(file: string, opts: { renewCertificates?: boolean } = {
 async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { renewCertificates?: boolean }): Promise<number> {
   try {
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
-    await step("toolchain: the offline bundle", async () => {
-      if (!(await ensureToolchain())) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
-    });
-    const nodeImage = lab.driver.kind === "qemu" ? await step("node image: Debian trixie for the VMs", () => ensureImage()) : undefined;
-    if (lab.driver.kind === "container") await step("node image: Debian trixie rootfs for the container nodes", () => ensureContainerRootfs());
+    // A fresh machine compiles the bundle for most of an hour: the node image (debootstrap) and the container images
+    // made of Debian packages and npm code need none of it and build meanwhile (those that do are skipped, then built).
+    const fresh = !(await bundleComplete());
+    const nodeImageBuild =
+      lab.driver.kind === "qemu"
+        ? step("node image: Debian trixie for the VMs", () => ensureImage())
+        : lab.driver.kind === "container"
+          ? step("node image: Debian trixie rootfs for the container nodes", () => ensureContainerRootfs()).then(() => undefined)
+          : Promise.resolve(undefined);
+    const imagesMeanwhile = fresh ? ensureImages().catch(() => undefined) : undefined;
+    try {
+      await step("toolchain: the offline bundle", async () => {
+        if (!(await ensureToolchain())) throw new Error("the bundle is incomplete (see above); `npx k8slab toolchain` resumes it");
+      });
+    } finally {
+      // Never leave a build running behind a failed step.
+      await Promise.allSettled([nodeImageBuild, imagesMeanwhile]);
+    }
+    const nodeImage = await nodeImageBuild;
     const images = await step("container images: built offline, for containerd", async () => {
       const images = await ensureImages();
       const missing = [

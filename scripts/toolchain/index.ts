@@ -244,6 +244,11 @@ async function logTail(file: string, lines: number): Promise<string> {
   }
 }
 
+/** Is every artifact built and intact? (Reads only what changed since the last check.) */
+export async function bundleComplete(): Promise<boolean> {
+  return (await inspect(await loadManifest())).report.complete;
+}
+
 /** The CLI entry: exit code 0 when the bundle is complete (and, without --check, after building it). */
 export async function toolchainCommand(opts: { check: boolean; json: boolean }): Promise<number> {
   const manifest = await loadManifest();
