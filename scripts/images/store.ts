@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { $ } from "zx";
 import { CONTAINERD_STORE_LABEL } from "../../core/names.ts";
+import { labPaths, stateRoot, vmPaths } from "../../core/paths.ts";
 import { removeTree, withDirLock } from "../files.ts";
 import type { ImageManifest } from "../machines/image.ts";
 import { imagesRoot, type LabImages } from "./build.ts";
@@ -86,11 +87,38 @@ export async function ensureContainerdStore(
       await removeTree(path.join(work, "root"));
       fs.rmSync(bin, { recursive: true, force: true });
       fs.renameSync(work, dir);
+      await pruneStores(key);
       return { store, reused: false };
     } finally {
       await removeTree(work);
     }
   });
+}
+
+/**
+ * Remove stores other than keep that no VM's containerd.qcow2 is backed by (each is ~0.8 GiB; a lab made with an
+ * older one still reads it, so it stays until that lab is down).
+ */
+async function pruneStores(keep: string): Promise<void> {
+  const labs = path.join(stateRoot(), "labs");
+  const disks = fs.existsSync(labs)
+    ? fs.readdirSync(labs).flatMap((lab) => {
+        const vms = labPaths(lab).vms;
+        return fs.existsSync(vms) ? fs.readdirSync(vms).map((n) => vmPaths(lab, n).containerdDisk) : [];
+      })
+    : [];
+  const inUse = new Set<string>();
+  for (const d of disks.filter((f) => fs.existsSync(f))) {
+    const info = await $`qemu-img info -U --output=json ${d}`.nothrow().quiet();
+    const backing = info.exitCode === 0 ? (JSON.parse(info.stdout)["backing-filename"] as string | undefined) : undefined;
+    // Unreadable: keep everything rather than guess.
+    if (info.exitCode !== 0) return;
+    if (backing) inUse.add(path.basename(path.dirname(backing)));
+  }
+  for (const key of fs.readdirSync(storesDir())) {
+    if (key !== keep && key.startsWith("ctrd-") && !key.endsWith(".build") && !inUse.has(key))
+      fs.rmSync(path.join(storesDir(), key), { recursive: true, force: true });
+  }
 }
 
 /** containerd and ctr copied out of the node image's ext4 (debugfs reads it unmounted): the very binaries the nodes run. */
