@@ -1,5 +1,6 @@
 // Builds every image the lab runs into <cache>/images-oci as an OCI archive, once per set of inputs.
 // CLI: npx tsx scripts/images/build.ts [--json] [--only NAME,…] [--rebuild]
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -7,9 +8,9 @@ import { parseArgs } from "node:util";
 import { $ } from "zx";
 import { EXIT } from "../../core/exit.ts";
 import { removeTree, sha256File, withDirLock } from "../files.ts";
-import { readState } from "../toolchain/bundle.ts";
+import { hashRecordedFiles, readState } from "../toolchain/bundle.ts";
 import { canonicalJson, parseManifest, sha256Hex } from "../toolchain/manifest.ts";
-import { bundleDir, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "../toolchain/paths.ts";
+import { bundleDir, bundleStatCache, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "../toolchain/paths.ts";
 import { type ImageSpec, imageCatalog, REGISTRY } from "./catalog.ts";
 import { buildLayer, type ImageRef, type LayerBlob, packLayout, refString, writeLayout } from "./oci.ts";
 import { type LayerSpec, type Log, type Source, SUITE, stageTree } from "./rootfs.ts";
@@ -70,13 +71,20 @@ class Resolver {
   private memo = new Map<string, { path: string; sha256: string }>();
   private workloadsDir = path.join(imagesRoot(), "workloads");
   private workloadsBuilt?: Promise<void>;
+  private bundleHashed?: Promise<Record<string, string | null>>;
+
+  private bundleHashes() {
+    this.bundleHashed ??= readState(stateFile()).then((state) => hashRecordedFiles(bundleDir(), state, bundleStatCache()));
+    return this.bundleHashed;
+  }
 
   async resolve(src: Source): Promise<{ path: string; sha256: string }> {
     const id = sourceId(src);
     const hit = this.memo.get(id);
     if (hit) return hit;
     const file = await this.locate(src);
-    const sha256 = await sha256File(file);
+    // A bundle file's hash as the toolchain check left it (read again only if its stat changed since).
+    const sha256 = "bundle" in src ? ((await this.bundleHashes())[src.bundle] ?? (await sha256File(file))) : await sha256File(file);
     if ("bundle" in src) {
       const recorded = (await readState(stateFile())).artifacts[src.artifact]?.files[src.bundle];
       if (recorded !== sha256)
@@ -109,13 +117,37 @@ class Resolver {
       }
       return file;
     }
-    // The workloads are bundled once per run (about a second; esbuild output is reproducible).
-    this.workloadsBuilt ??= $({ cwd: repoRoot })`${process.execPath} --import tsx workloads/build.ts ${this.workloadsDir}`.quiet().then(() => undefined);
+    // The workloads are bundled once per run (about a second; esbuild output is reproducible), and not at all
+    // while their sources and the lockfile (which pins what they bundle from node_modules) are unchanged.
+    this.workloadsBuilt ??= (async () => {
+      const stamp = path.join(this.workloadsDir, "inputs.sha256");
+      const inputs = workloadsInputsDigest();
+      if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === inputs) return;
+      await $({ cwd: repoRoot })`${process.execPath} --import tsx workloads/build.ts ${this.workloadsDir}`.quiet();
+      fs.writeFileSync(stamp, inputs);
+    })();
     await this.workloadsBuilt;
     const file = path.join(this.workloadsDir, `${src.workload}.mjs`);
     if (!fs.existsSync(file)) throw new MissingInput(`workloads/build.ts made no ${src.workload}.mjs (is "${src.workload}" in its APPS?)`);
     return file;
   }
+}
+
+/** Every file under workloads/ and package-lock.json, hashed: what the workload bundles are made from. */
+export function workloadsInputsDigest(): string {
+  const h = createHash("sha256");
+  const files = [
+    ...fs
+      .readdirSync(path.join(repoRoot, "workloads"), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.relative(repoRoot, path.join(e.parentPath, e.name))),
+    "package-lock.json",
+  ].sort();
+  for (const f of files)
+    h.update(`${f}\0`)
+      .update(fs.readFileSync(path.join(repoRoot, f)))
+      .update("\0");
+  return h.digest("hex");
 }
 
 interface Plan {
