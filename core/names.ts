@@ -130,3 +130,6 @@ export const CONTROL_PLANE_TAINT = { key: "node-role.kubernetes.io/control-plane
  * node mounts it at /var/lib/containerd by this label, whatever device name it has.
  */
 export const CONTAINERD_STORE_LABEL = "k8slab-ctrd";
+
+/** The read-only disk with the bundle's node binaries (scripts/toolchain/bundle-disk.ts), found by this label. */
+export const BUNDLE_DISK_LABEL = "k8slab-bundle";

@@ -15,6 +15,17 @@ export const NODE_PATHS = {
   units: "/etc/systemd/system",
 } as const;
 
+/** The bundle's binaries a node runs, by bundle path (bin/ lands in NODE_PATHS.bin, cni/bin/ in cniBin): what its roles need. */
+export function bundleFilesFor(node: { isControlPlane: boolean }): string[] {
+  const controlPlane = ["etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"];
+  const everyNode = ["kubelet", "kube-proxy", "flanneld", "crictl"];
+  const cni = ["bridge", "host-local", "loopback", "portmap", "flannel"];
+  return [...(node.isControlPlane ? controlPlane : []), ...everyNode].map((b) => `bin/${b}`).concat(cni.map((c) => `cni/bin/${c}`));
+}
+
+/** Every bundle file any node may run (a control-plane node runs them all). */
+export const NODE_BUNDLE_FILES = bundleFilesFor({ isControlPlane: true });
+
 export const pki = (file: string) => `${NODE_PATHS.pki}/${file}`;
 export const kubeconfigPath = (who: string) => `${NODE_PATHS.kubeconfigs}/${who}.kubeconfig`;
 export const configPath = (file: string) => `${NODE_PATHS.config}/${file}`;

@@ -1,11 +1,13 @@
 // The Pulumi program: the only place that reads stack config. Loads the lab, builds its tiers, exports outputs.
+import { existsSync } from "node:fs";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readLabImages } from "../scripts/images/build.ts";
 import { readContainerdStore } from "../scripts/images/store.ts";
 import { loadLab } from "../scripts/lab-file.ts";
 import { CERTIFICATES_RENEWED_KEY } from "../scripts/pki/catalog.ts";
-import { readState } from "../scripts/toolchain/bundle.ts";
+import { readState, recordedFiles } from "../scripts/toolchain/bundle.ts";
+import { bundleDiskFile, bundleDiskKey } from "../scripts/toolchain/bundle-disk.ts";
 import { repoRoot, stateFile } from "../scripts/toolchain/paths.ts";
 import { buildLab } from "./program.ts";
 
@@ -18,12 +20,16 @@ if (!loaded.ok) {
 }
 const { lab } = loaded;
 // The bundle's checksums: a rebuilt binary is pushed to the nodes again.
-const bundleFiles = Object.assign({}, ...Object.values((await readState(stateFile())).artifacts).map((a) => a.files));
+const bundleFiles = recordedFiles(await readState(stateFile()));
 // The container images `k8slab up` built last (scripts/images): a rebuilt one is loaded again.
 const images = readLabImages();
 const containerdStore = readContainerdStore()?.file;
+// The bundle disk `up` made for these very binaries, if it did.
+const bundleDiskKeyNow = bundleDiskKey(bundleFiles);
+const bundleDisk =
+  bundleDiskKeyNow && existsSync(bundleDiskFile(bundleDiskKeyNow)) ? { key: bundleDiskKeyNow, file: bundleDiskFile(bundleDiskKeyNow) } : undefined;
 const certificatesRenewed = config.get(CERTIFICATES_RENEWED_KEY);
-const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images, containerdStore, certificatesRenewed });
+const { machines, "control-plane": controlPlane } = buildLab(lab, { bundleFiles, images, containerdStore, bundleDisk, certificatesRenewed });
 
 export const labName = lab.name;
 export const netns = lab.netns;

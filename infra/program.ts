@@ -20,7 +20,7 @@ export const TIER_ORDER = {
 /** The lab's tiers by name, each typed as its class. */
 export type LabTiers = { -readonly [K in keyof typeof TIER_ORDER]: InstanceType<(typeof TIER_ORDER)[K]> };
 
-export function buildLab(lab: Lab, built: Pick<TierArgs, "bundleFiles" | "images" | "containerdStore" | "certificatesRenewed"> = {}): LabTiers {
+export function buildLab(lab: Lab, built: Pick<TierArgs, "bundleFiles" | "images" | "containerdStore" | "bundleDisk" | "certificatesRenewed"> = {}): LabTiers {
   const tiers: Partial<Record<string, Tier>> = {};
   let below: Tier | undefined;
   for (const [name, TierClass] of Object.entries(TIER_ORDER)) {

@@ -14,6 +14,8 @@ export interface TierArgs {
   images?: Readonly<Record<string, LabImage>>;
   /** The images unpacked on the host into a disk image (scripts/images/store.ts): a new VM attaches a copy of it. */
   containerdStore?: string;
+  /** The bundle's node binaries on a read-only disk (scripts/toolchain/bundle-disk.ts), when `up` made it. */
+  bundleDisk?: { key: string; file: string };
   /** When the leaf certificates were last renewed (`k8slab certs --renew`): a new value issues them again. */
   certificatesRenewed?: string;
 }

@@ -24,8 +24,10 @@ import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { openStack, stackExists } from "./stack.ts";
+import { readState, recordedFiles } from "./toolchain/bundle.ts";
+import { ensureBundleDisk } from "./toolchain/bundle-disk.ts";
 import { bundleComplete, ensureToolchain } from "./toolchain/index.ts";
-import { bundleBinDir } from "./toolchain/paths.ts";
+import { bundleBinDir, stateFile } from "./toolchain/paths.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -191,8 +193,12 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
       if (missing.length) throw new Error(`missing: ${missing.join("; ")}`);
       return writeLabImages(images.images);
     });
-    // Container nodes share the host's kernel and unpack natively: they import the archives themselves.
+    // Container nodes share the host's kernel and unpack natively: they import the archives and take the binaries themselves.
     if (nodeImage) {
+      await step("bundle disk: the node binaries on a read-only disk each new VM attaches", async () => {
+        if (!(await ensureBundleDisk(recordedFiles(await readState(stateFile())))))
+          say("  no bundle disk (the bundle lacks a node binary): each node receives them over ssh");
+      });
       const store = await step("containerd store: the images unpacked on the host, a disk each new VM mounts at /var/lib/containerd", async () => {
         const { store, reason } = await ensureContainerdStore(images, nodeImage, say);
         if (!store) say(`  no store (${reason}): each node imports the images over ssh`);

@@ -206,8 +206,9 @@ describe("qemu argv", () => {
 
   it("attaches the containerd store's overlay only when the VM was made with one", () => {
     assert.ok(!argv.some((a) => a.includes(paths.containerdDisk)));
-    const withStore = qemuArgv(spec, image, paths, "tcg", true);
+    const withStore = qemuArgv(spec, image, paths, "tcg", { containerd: true });
     assert.ok(withStore.includes(`file=${paths.containerdDisk},if=virtio,format=qcow2,cache=unsafe,discard=unmap`));
+    assert.ok(qemuArgv(spec, image, paths, "tcg", { bundle: "/b/bundle.img" }).includes("file=/b/bundle.img,if=virtio,format=raw,readonly=on"));
   });
 });
 

@@ -244,7 +244,8 @@ export async function vmUp(input: MachineSpecInput, opts: { wait?: boolean; time
   fs.appendFileSync(p.console, `\n===== k8slab vm-up ${spec.name} ${new Date().toISOString()} accel=${accel} =====\n`);
   fs.rmSync(p.pid, { force: true });
   const qemuStarted = Date.now();
-  const [bin, ...args] = qemuCommand(spec, image, p, accel, fs.existsSync(p.containerdDisk));
+  const bundle = spec.bundleDisk && fs.existsSync(spec.bundleDisk) ? spec.bundleDisk : undefined;
+  const [bin, ...args] = qemuCommand(spec, image, p, accel, { containerd: fs.existsSync(p.containerdDisk), bundle });
   const q = await $`${bin} ${args}`.nothrow().quiet();
   const pid = livePid(p.pid, marker);
   if (q.exitCode !== 0 || pid === undefined) {

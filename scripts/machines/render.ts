@@ -51,7 +51,13 @@ export function qemuName(spec: Pick<MachineSpec, "lab" | "name">): string {
 }
 
 /** Full qemu-system-x86_64 argv (without the binary), daemonized with a pidfile. */
-export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, withContainerdDisk = false): string[] {
+/** The disks a VM has besides its own and the seed: its containerd store overlay, the bundle disk (see spec.ts). */
+export interface ExtraDisks {
+  containerd?: boolean;
+  bundle?: string;
+}
+
+export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, disks: ExtraDisks = {}): string[] {
   const { lab, name } = spec;
   return [
     "-name",
@@ -81,7 +87,8 @@ export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, ac
     "-drive",
     `file=${paths.seed},if=virtio,format=raw,readonly=on`,
     // The node finds it by its filesystem label, whatever device name it gets.
-    ...(withContainerdDisk ? ["-drive", `file=${paths.containerdDisk},if=virtio,format=qcow2,cache=unsafe,discard=unmap`] : []),
+    ...(disks.containerd ? ["-drive", `file=${paths.containerdDisk},if=virtio,format=qcow2,cache=unsafe,discard=unmap`] : []),
+    ...(disks.bundle ? ["-drive", `file=${disks.bundle},if=virtio,format=raw,readonly=on`] : []),
     "-netdev",
     `tap,id=lan,ifname=${tapOf(name)},script=no,downscript=no`,
     "-device",
@@ -101,8 +108,8 @@ export function qemuArgv(spec: MachineSpec, image: BootImage, paths: VmPaths, ac
 }
 
 /** The command that starts QEMU with its tap inside the lab namespace (nsenter leaves /sys alone). */
-export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, withContainerdDisk = false): string[] {
-  return ["nsenter", `--net=/run/netns/${netOf(spec).netns}`, "qemu-system-x86_64", ...qemuArgv(spec, image, paths, accel, withContainerdDisk)];
+export function qemuCommand(spec: MachineSpec, image: BootImage, paths: VmPaths, accel: Accel, disks: ExtraDisks = {}): string[] {
+  return ["nsenter", `--net=/run/netns/${netOf(spec).netns}`, "qemu-system-x86_64", ...qemuArgv(spec, image, paths, accel, disks)];
 }
 
 /**

@@ -57,6 +57,8 @@ export const MachineSpecSchema = z.strictObject({
    * with that disk; not part of the VM's identity (a new store serves the next new VM, the running one is left alone).
    */
   containerdStore: z.string().min(1).optional(),
+  /** qemu: a read-only disk image with the bundle's node binaries (scripts/toolchain/bundle-disk.ts), attached as it is. */
+  bundleDisk: z.string().min(1).optional(),
 });
 export type MachineSpecInput = z.input<typeof MachineSpecSchema>;
 export type MachineSpec = z.output<typeof MachineSpecSchema>;

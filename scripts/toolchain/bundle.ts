@@ -47,6 +47,9 @@ export async function readState(file: string): Promise<BundleState> {
   return parsed.success ? parsed.data : emptyState();
 }
 
+/** Every bundle file's sha256 as bundle.json records it, by bundle path (bin/kubelet). */
+export const recordedFiles = (state: BundleState): Record<string, string> => Object.assign({}, ...Object.values(state.artifacts).map((a) => a.files));
+
 /** Write-then-rename, so a reader or a crash never sees half a file. */
 export async function writeState(file: string, state: BundleState): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;

@@ -1,4 +1,5 @@
-// The containerd store (scripts/images/store.ts) and how a node loads only the images it lacks.
+// The disks a VM gets made on the host: the containerd store (scripts/images/store.ts) and how a node loads only the
+// images it lacks; the bundle disk (scripts/toolchain/bundle-disk.ts) and how a node takes its binaries from it.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -6,10 +7,13 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { CONTAINERD_STORE_LABEL } from "../core/names.ts";
+import { NODE_BUNDLE_FILES } from "../core/node.ts";
 import { nodeAgentFiles } from "../infra/render/index.ts";
+import { pushBundleCommand } from "../infra/tiers/machines.ts";
 import { importImagesCommand } from "../infra/tiers/node-agents.ts";
 import { containerdVersion, presentImages, storeKey } from "../scripts/images/store.ts";
 import { loadLab } from "../scripts/lab-file.ts";
+import { BUNDLE_DISK_INDEX, bundleDiskKey, ensureBundleDisk } from "../scripts/toolchain/bundle-disk.ts";
 
 const img = (name: string, digest: string) => ({
   ref: `k8slab.local/${name}:v1`,
@@ -90,5 +94,83 @@ describe("a node's images", () => {
 
   it("fails when an import fails", () => {
     assert.notEqual(run([img("toolbox", "tt")], 1).exit, 0);
+  });
+});
+
+describe("bundle disk", () => {
+  const hashes = Object.fromEntries(NODE_BUNDLE_FILES.map((f) => [f, `sha-${f}`]));
+
+  it("is keyed by every node binary's hash, and there is none while one is missing", () => {
+    const key = bundleDiskKey(hashes);
+    assert.match(key ?? "", /^bundle-[0-9a-f]{16}$/);
+    assert.notEqual(bundleDiskKey({ ...hashes, "bin/kubelet": "other" }), key);
+    assert.equal(bundleDiskKey({ ...hashes, "bin/kubelet": "" }), undefined);
+  });
+
+  it("holds every node binary and its index in an ext4 image labelled for the node to mount", {
+    skip: process.getuid?.() === 0 ? false : "needs root (debugfs reads the image)",
+  }, async () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-bundle-disk-"));
+    const before = process.env.K8SLAB_CACHE;
+    process.env.K8SLAB_CACHE = cache;
+    try {
+      for (const f of NODE_BUNDLE_FILES) {
+        fs.mkdirSync(path.dirname(path.join(cache, "bundle-v1", f)), { recursive: true });
+        fs.writeFileSync(path.join(cache, "bundle-v1", f), `#!/bin/sh\necho ${f}\n`, { mode: 0o755 });
+      }
+      const disk = await ensureBundleDisk(hashes);
+      assert.ok(disk && !disk.reused);
+      assert.equal(execFileSync("blkid", ["-o", "value", "-s", "LABEL", disk.file], { encoding: "utf8" }).trim(), "k8slab-bundle");
+      const cat = (f: string) => execFileSync("debugfs", ["-R", `cat /${f}`, disk.file], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      assert.equal(cat("bin/kubelet"), "#!/bin/sh\necho bin/kubelet\n");
+      assert.equal(JSON.parse(cat(BUNDLE_DISK_INDEX)).key, disk.key);
+      assert.equal((await ensureBundleDisk(hashes))?.reused, true);
+    } finally {
+      if (before === undefined) delete process.env.K8SLAB_CACHE;
+      else process.env.K8SLAB_CACHE = before;
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+  });
+
+  // A fake ssh plays the node: exit 0 for the install from the disk, or 3 (no such disk); it records what it ran.
+  function push(diskExit: number) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-push-"));
+    const log = path.join(dir, "ran");
+    fs.writeFileSync(
+      path.join(dir, "ssh"),
+      `#!/bin/sh\nfor last; do :; done\necho "$last" >> ${log}\ncase "$last" in *"tar -C /"*) cat > /dev/null ;; *) exit ${diskExit} ;; esac\n`,
+      { mode: 0o755 },
+    );
+    const script = pushBundleCommand(
+      ["bin/kubelet", "cni/bin/bridge"],
+      { host: "127.0.0.1", port: 2221, user: "root", keyFile: "/k", knownHostsFile: "/kh" },
+      "bundle-0123456789abcdef",
+    );
+    try {
+      const out = execFileSync("bash", ["-c", script], {
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      return { out, ran: fs.readFileSync(log, "utf8") };
+    } catch (e) {
+      return { out: "", ran: fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "", error: String(e) };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("installs the node's binaries from the disk when it is the expected one, without a tar stream", () => {
+    const r = push(0);
+    assert.match(r.out, /installed from the bundle disk bundle-0123456789abcdef/);
+    assert.match(r.ran, /grep -qF '"key": "bundle-0123456789abcdef"' bundle-disk\.json/);
+    assert.match(r.ran, /install -m 0755 -t \/usr\/local\/bin bin\/kubelet/);
+    assert.match(r.ran, /install -m 0755 -t \/opt\/cni\/bin cni\/bin\/bridge/);
+    assert.doesNotMatch(r.ran, /tar -C \//);
+  });
+
+  it("falls back to the tar stream over ssh when the node has no such disk", () => {
+    const r = push(3);
+    assert.match(r.ran, /tar -C \/ --no-same-owner -xf -/);
   });
 });
