@@ -174,6 +174,8 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         : lab.driver.kind === "container"
           ? step("node image: Debian trixie rootfs for the container nodes", () => ensureContainerRootfs()).then(() => undefined)
           : Promise.resolve(undefined);
+    // Handled here so a failure while the toolchain still builds is not an unhandled rejection; awaited below.
+    nodeImageBuild.catch(() => undefined);
     const imagesMeanwhile = fresh ? ensureImages().catch(() => undefined) : undefined;
     try {
       await step("toolchain: the offline bundle", async () => {
