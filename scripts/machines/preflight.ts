@@ -12,6 +12,7 @@ export const HOST_TOOLS: Record<string, string> = {
   "qemu-img": "qemu-utils",
   debootstrap: "debootstrap",
   "mkfs.ext4": "e2fsprogs",
+  debugfs: "e2fsprogs",
   ip: "iproute2",
   nsenter: "util-linux",
   socat: "socat",
@@ -28,7 +29,8 @@ export const HOST_TOOLS: Record<string, string> = {
 const COMMON_TOOLS = ["mkfs.ext4", "ip", "nsenter", "socat", "ssh", "ssh-keygen", "timeout"];
 /** The tools each driver needs on top, at vm-up / ct-up. */
 export const DRIVER_TOOLS = {
-  qemu: ["qemu-system-x86_64", "qemu-img", ...COMMON_TOOLS],
+  // debugfs: the containerd store reads the node image's containerd out of its ext4 (scripts/images/store.ts).
+  qemu: ["qemu-system-x86_64", "qemu-img", "debugfs", ...COMMON_TOOLS],
   container: ["lxc-start", "lxc-stop", "lxc-info", ...COMMON_TOOLS],
 } as const;
 /** And to build the driver's image (debootstrap, dpkg-query). */
