@@ -3,7 +3,16 @@
 import path from "node:path";
 import yaml from "js-yaml";
 import type { z } from "zod";
-import { DNS_LABEL_MAX, flannelDevice, headlessService, NETNS_MAX, netnsOf, RESERVED_WORKLOAD_NAMES, WORKLOAD_NAMESPACE } from "./names.ts";
+import {
+  DNS_LABEL_MAX,
+  FLANNEL_BACKENDS,
+  type FlannelBackend,
+  headlessService,
+  NETNS_MAX,
+  netnsOf,
+  RESERVED_WORKLOAD_NAMES,
+  WORKLOAD_NAMESPACE,
+} from "./names.ts";
 import { formatCidr, isHostOf, nthHost, nthSubnet, overlaps, parseAddress, parseCidr } from "./net.ts";
 import { type LabFile, type LabFileNode, labFileSchema } from "./schema.ts";
 
@@ -34,11 +43,16 @@ export interface Lab {
   nodes: readonly LabNode[];
   controlPlane: LabNode;
   pods: Omit<LabFile["pods"], "flannel"> & {
-    /** The flannel device's MTU: the LAN MTU less the 50 bytes of VXLAN encapsulation (outer Ethernet 14, IP 20, UDP 8, VXLAN 8). */
+    /** The pods' MTU: the LAN MTU less what the backend's encapsulation adds (VXLAN 50, udp 28, host-gw 0). */
     mtu: number;
-    flannel: LabFile["pods"]["flannel"] & {
-      /** The VXLAN device flanneld creates: flannel.<VNI> (flanneld names it; the lab file cannot). */
-      device: string;
+    flannel: {
+      backend: FlannelBackend;
+      /** vxlan's VNI (1 by default; the other backends have none and keep 1 here, unused). */
+      vni: number;
+      /** The encapsulation's UDP port (vxlan, udp); none for host-gw. */
+      port?: number;
+      /** The device flanneld creates and names (flannel.<VNI>, flannel0); none for host-gw. */
+      device?: string;
     };
   };
   services: LabFile["services"] & {
@@ -51,9 +65,6 @@ export interface Lab {
 
 /** The LAN prefixes the machine layer gives a VM (a /31 or /32 leaves no room for a gateway). */
 export const LAN_PREFIX = { min: 8, max: 30 } as const;
-
-/** VXLAN adds an outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) header to every frame. */
-export const VXLAN_OVERHEAD = 50;
 
 export type LoadResult = { ok: true; lab: Lab } | { ok: false; problems: Problem[] };
 
@@ -145,6 +156,16 @@ export function formatPath(p: readonly PropertyKey[]): string {
 function checkRelations(value: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
   const lab = (value ?? {}) as Partial<Record<keyof LabFile, any>>;
   const add = (p: PropertyKey[], message: string) => ctx.addIssue({ code: "custom", path: p, message });
+
+  // What a backend does not use is not set, so a lab file never says more than the lab does.
+  const backend = lab.pods?.flannel?.backend as FlannelBackend | undefined;
+  if (backend && backend !== "vxlan" && lab.pods.flannel.vni !== undefined)
+    add(["pods", "flannel", "vni"], `is vxlan's; the ${backend} backend has none (remove it)`);
+  if (backend === "host-gw" && lab.pods.flannel.port !== undefined)
+    add(["pods", "flannel", "port"], "host-gw does not encapsulate: it has no port (remove it)");
+  // host-gw routes each peer's pods via that peer's LAN address: every node must be on the one LAN (the ssh driver cannot promise it is one segment).
+  if (backend === "host-gw" && lab.driver?.kind === "ssh")
+    add(["pods", "flannel", "backend"], "host-gw needs the nodes on one layer-2 segment, which k8slab cannot check for existing hosts; use vxlan");
 
   const lan = parseCidr(lab.lan?.cidr);
   const pods = parseCidr(lab.pods?.cidr);
@@ -309,12 +330,21 @@ function derive(file: LabFile, filePath: string): Lab {
     lan: { ...file.lan, prefixLength: parseCidr(file.lan.cidr)!.prefix },
     nodes,
     controlPlane: nodes.find((n) => n.isControlPlane)!,
-    pods: { ...file.pods, mtu: file.lan.mtu - VXLAN_OVERHEAD, flannel: { ...file.pods.flannel, device: flannelDevice(file.pods.flannel.vni) } },
+    pods: { ...file.pods, mtu: file.lan.mtu - FLANNEL_BACKENDS[file.pods.flannel.backend].overhead, flannel: flannelOf(file.pods.flannel) },
     services: { ...file.services, kubernetesServiceIP: nthHost(services, 1) },
     ingress: file.ingress,
     workloads: file.workloads,
   };
   return deepFreeze(lab);
+}
+
+/** The backend's device, port and VNI, its defaults filled in. */
+function flannelOf(f: LabFile["pods"]["flannel"]): Lab["pods"]["flannel"] {
+  const b = FLANNEL_BACKENDS[f.backend];
+  const vni = f.vni ?? 1;
+  const port = f.port ?? b.defaultPort;
+  const device = b.device(vni);
+  return { backend: f.backend, vni, ...(port !== undefined ? { port } : {}), ...(device ? { device } : {}) };
 }
 
 function deepFreeze<T>(o: T): T {

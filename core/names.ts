@@ -46,6 +46,17 @@ export const UNDERLAY_NIC = "eth0";
 /** flanneld names its VXLAN device after the VNI (flannel.<VNI>): it is derived, never chosen. */
 export const flannelDevice = (vni: number) => `flannel.${vni}`;
 
+/**
+ * What each flannel backend puts on a node: its device (none for host-gw: plain routes), the bytes its
+ * encapsulation adds to a packet (the pods' MTU is the LAN's less these), and its default UDP port.
+ */
+export const FLANNEL_BACKENDS = {
+  vxlan: { overhead: 50, defaultPort: 8472, device: (vni: number): string | undefined => flannelDevice(vni) },
+  udp: { overhead: 28, defaultPort: 8285, device: (_vni: number): string | undefined => "flannel0" },
+  "host-gw": { overhead: 0, defaultPort: undefined, device: (_vni: number): string | undefined => undefined },
+} as const;
+export type FlannelBackend = keyof typeof FLANNEL_BACKENDS;
+
 /** kubeadm's group for the everyday admin: cluster-admin through a ClusterRoleBinding, so RBAC can revoke it. */
 export const CLUSTER_ADMINS_GROUP = "kubeadm:cluster-admins";
 

@@ -111,9 +111,13 @@ export const labFileSchema = z.strictObject({
     nodeSubnetPrefix: z.int().min(16).max(28).default(24),
     bridge: z.enum(["cni0", "docker0"]).default("cni0").describe("The Linux bridge pods attach to on each node."),
     flannel: z.strictObject({
-      backend: z.literal("vxlan"),
-      vni: z.int().min(1).max(16777215).default(1),
-      port: port.default(8472),
+      backend: z
+        .enum(["vxlan", "host-gw", "udp"])
+        .describe(
+          "vxlan: flannel.<VNI> in the kernel, UDP 8472; host-gw: a route per peer via its LAN address, no encapsulation; udp: flannel0 (TUN), every packet through flanneld, UDP 8285.",
+        ),
+      vni: z.int().min(1).max(16777215).optional().describe("vxlan only; default 1."),
+      port: port.optional().describe("vxlan and udp: the encapsulation's UDP port; default 8472 (vxlan), 8285 (udp)."),
     }),
   }),
   services: z.strictObject({
@@ -125,11 +129,9 @@ export const labFileSchema = z.strictObject({
       .regex(/^\d+-\d+$/, "must be FROM-TO, e.g. 30000-32767")
       .default("30000-32767"),
     kubeProxyMode: z
-      .enum(["iptables"], {
-        error: (iss) =>
-          iss.input === "ipvs" ? "ipvs is not supported: not every kernel has ip_vs (the host here does not); use iptables" : `must be iptables`,
-      })
-      .default("iptables"),
+      .enum(["iptables", "ipvs", "nftables"])
+      .default("iptables")
+      .describe("How kube-proxy programs Services: iptables DNAT chains, IPVS virtual servers (kube-ipvs0), or an nftables table."),
   }),
   ingress: z.strictObject({
     className: dnsLabel.default("nginx"),

@@ -8,6 +8,7 @@ import { test } from "node:test";
 import type { Lab, LabNode } from "../core/index.ts";
 import { parseLab } from "../core/lab.ts";
 import { apiServerSANs } from "../core/node.ts";
+import { renderFlannelNetConf } from "../infra/render/etcd.ts";
 import {
   controlPlaneFiles,
   etcdFiles,
@@ -183,4 +184,23 @@ test("etcd trusts only its own CA; auth confines flannel to its prefix; Secrets 
   const enc = renderEncryptionConfig("S0VZ");
   assert.ok(enc.indexOf("secretbox") < enc.indexOf("identity"), "new Secrets are encrypted; identity only reads old ones");
   assert.match(enc, /secret: S0VZ\n/);
+});
+
+test("variants: each flannel backend's device, MTU and net-conf, each kube-proxy mode's config", () => {
+  const load = (f: string) => {
+    const r = loadLab(path.join(import.meta.dirname, "..", "labs", "variants", f));
+    assert.ok(r.ok, f);
+    return r.lab;
+  };
+  const hostGw = load("host-gw.yaml");
+  assert.deepEqual([hostGw.pods.flannel.device, hostGw.pods.flannel.port, hostGw.pods.mtu], [undefined, undefined, 1500]);
+  assert.deepEqual(JSON.parse(renderFlannelNetConf(hostGw)).Backend, { Type: "host-gw" });
+  const udp = load("udp.yaml");
+  assert.deepEqual([udp.pods.flannel.device, udp.pods.flannel.port, udp.pods.mtu], ["flannel0", 8285, 1472]);
+  assert.deepEqual(JSON.parse(renderFlannelNetConf(udp)).Backend, { Type: "udp", Port: 8285 });
+  assert.deepEqual(JSON.parse(renderFlannelNetConf(lab)).Backend, { Type: "vxlan", VNI: 1, Port: 8472 }, "the reference lab as before");
+  const proxy = (l: Lab) => kubeProxyFiles(l, l.nodes[0]).find((f) => f.path.endsWith("kube-proxy.yaml"))!.content;
+  assert.match(proxy(load("ipvs.yaml")), /^mode: ipvs\nipvs:\n {2}scheduler: rr\n {2}strictARP: true$/m);
+  assert.match(proxy(load("nftables.yaml")), /^mode: nftables$/m);
+  assert.match(kubeProxyFiles(load("nftables.yaml"), lab.nodes[0]).find((f) => f.path.endsWith(".service"))!.content, /an nftables table/);
 });

@@ -101,20 +101,29 @@ test("packets: plain ICMP and TCP, and a VXLAN packet's outer and inner headers,
   const ping = frame("172.30.1.5", "172.30.2.3", 1, icmpEcho(1000));
   const syn = frame("172.30.1.5", "10.254.70.70", 6, tcpSyn(45001, 80));
   const encapsulated = frame("192.168.0.21", "192.168.0.22", 17, vxlan(ping, 1));
-  const [a, b, c] = parsePcap(pcap([ping, syn, encapsulated]), 8472);
+  const [a, b, c] = parsePcap(pcap([ping, syn, encapsulated]), { kind: "vxlan", port: 8472 });
   assert.deepEqual([a.ip.src, a.ip.dst, a.ip.proto, a.ip.length, a.ip.icmpType], ["172.30.1.5", "172.30.2.3", 1, 1028, 8]);
   assert.equal(a.time, 1_764_500_000.25);
   assert.deepEqual([b.ip.sport, b.ip.dport, b.ip.tcpFlags], [45001, 80, "S"]);
-  assert.equal(c.vxlan?.vni, 1);
-  assert.deepEqual([c.ip.dport, c.vxlan?.inner.dst, c.vxlan?.inner.length], [8472, "172.30.2.3", 1028]);
+  assert.equal(c.encap?.vni, 1);
+  assert.deepEqual([c.ip.dport, c.encap?.inner.dst, c.encap?.inner.length], [8472, "172.30.2.3", 1028]);
   assert.match(
     describePacket(c),
     /^192\.168\.0\.21:40000 > 192\.168\.0\.22:8472 UDP, length 1078, ttl 64: VXLAN vni 1 \[0a:00:00:00:00:01 > 0a:00:00:00:00:02\] 172\.30\.1\.5 > 172\.30\.2\.3 ICMP echo request, length 1028/,
   );
-  assert.equal(parsePcap(pcap([encapsulated])).at(0)?.vxlan, undefined, "without the port, UDP stays UDP");
+  assert.equal(parsePcap(pcap([encapsulated])).at(0)?.encap, undefined, "without the port, UDP stays UDP");
   // The capture filter finds the same packet plain (its length) and encapsulated (50 bytes more outside).
-  assert.equal(captureFilter({ proto: "icmp", ipLength: 1028 }, 8472, true), "(icmp and ip[2:2] = 1028) or (udp dst port 8472 and (ip[2:2] = 1078))");
-  assert.match(captureFilter({ proto: "tcp", ports: [45001, 80] }, 8472, true), /udp\[50:2\] = 45001 or udp\[52:2\] = 45001/);
+  assert.equal(
+    captureFilter({ proto: "icmp", ipLength: 1028 }, { kind: "vxlan", port: 8472 }),
+    "(icmp and ip[2:2] = 1028) or (udp port 8472 and (ip[2:2] = 1078))",
+  );
+  assert.match(captureFilter({ proto: "tcp", ports: [45001, 80] }, { kind: "vxlan", port: 8472 }), /udp\[50:2\] = 45001 or udp\[52:2\] = 45001/);
+  // flannel's udp backend carries the bare IP packet: 28 bytes outside it, the ports 20 bytes into it.
+  assert.equal(
+    captureFilter({ proto: "icmp", ipLength: 1028 }, { kind: "udp", port: 8285 }),
+    "(icmp and ip[2:2] = 1028) or (udp port 8285 and (ip[2:2] = 1056))",
+  );
+  assert.match(captureFilter({ proto: "tcp", ports: [45001] }, { kind: "udp", port: 8285 }), /udp\[28:2\] = 45001 or udp\[30:2\] = 45001/);
 });
 
 test("pcapng: one interface per capture point, named by node and device; tcpdump reads it back", () => {

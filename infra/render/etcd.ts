@@ -42,7 +42,13 @@ export function renderEtcdUnit(lab: Lab): string {
 /** flannel's network config, stored at <prefix>/config: the pod network and the VXLAN backend. */
 export function renderFlannelNetConf(lab: Lab): string {
   const { cidr, nodeSubnetPrefix, flannel } = lab.pods;
-  return `${JSON.stringify({ Network: cidr, SubnetLen: nodeSubnetPrefix, Backend: { Type: flannel.backend, VNI: flannel.vni, Port: flannel.port } }, null, 2)}\n`;
+  // Each backend reads only its own keys: vxlan VNI and Port, udp Port, host-gw none.
+  const backend = {
+    Type: flannel.backend,
+    ...(flannel.backend === "vxlan" ? { VNI: flannel.vni } : {}),
+    ...(flannel.port !== undefined ? { Port: flannel.port } : {}),
+  };
+  return `${JSON.stringify({ Network: cidr, SubnetLen: nodeSubnetPrefix, Backend: backend }, null, 2)}\n`;
 }
 
 /**

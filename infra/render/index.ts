@@ -90,7 +90,7 @@ export function flanneldInputs(lab: Lab, node: LabNode): NodeFile[] {
 export function kubeProxyFiles(lab: Lab, node: LabNode): NodeFile[] {
   return [
     { path: configPath("kube-proxy.yaml"), content: renderKubeProxyConfig(lab, node), readBy: ["kube-proxy"] },
-    unitFile("kube-proxy", renderKubeProxyUnit(node)),
+    unitFile("kube-proxy", renderKubeProxyUnit(lab, node)),
   ];
 }
 

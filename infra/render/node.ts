@@ -198,6 +198,10 @@ export function renderKubeProxyConfig(lab: Lab, node: LabNode): string {
     "clientConnection:",
     `  kubeconfig: ${kubeconfigPath("kube-proxy")}`,
     `mode: ${lab.services.kubeProxyMode}`,
+    ...(lab.services.kubeProxyMode === "ipvs"
+      ? // Round robin, so the probes' requests visibly spread; strictARP keeps kube-ipvs0's addresses from answering ARP on the LAN.
+        ["ipvs:", "  scheduler: rr", "  strictARP: true"]
+      : []),
     // Traffic from outside this range to a ClusterIP is masqueraded, so replies come back through this node.
     `clusterCIDR: ${lab.pods.cidr}`,
     `hostnameOverride: ${node.name}`,
@@ -211,9 +215,16 @@ export function renderKubeProxyConfig(lab: Lab, node: LabNode): string {
   ].join("\n");
 }
 
-export function renderKubeProxyUnit(node: LabNode): string {
+/** What kube-proxy makes of a Service, by mode. */
+const KUBE_PROXY_DOES = {
+  iptables: "iptables DNAT rules (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*)",
+  ipvs: "IPVS virtual servers on kube-ipvs0, with their pods as real servers",
+  nftables: "an nftables table (ip kube-proxy): a verdict map from ClusterIP:port to a per-Service chain",
+} as const;
+
+export function renderKubeProxyUnit(lab: Lab, node: LabNode): string {
   return renderUnit({
-    description: `kube-proxy on ${node.name}: turns Services into iptables DNAT rules (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*)`,
+    description: `kube-proxy on ${node.name}: turns Services into ${KUBE_PROXY_DOES[lab.services.kubeProxyMode]}`,
     documentation: "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
     after: ["network-online.target"],
     exec: [`${NODE_PATHS.bin}/kube-proxy`, `--config=${configPath("kube-proxy.yaml")}`],

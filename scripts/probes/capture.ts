@@ -60,7 +60,12 @@ export function capture(name: string, tcpdump: string, timeoutSec: number = TIME
 }
 
 /** On `node`: starts the capture, runs `send` once it listens, then collects. What send returned, and the UDP packets seen. */
-export async function captureAround<T>(ctx: ProbeContext, node: string, c: Capture, send: () => Promise<T>): Promise<{ sent: T; packets: UdpPacket[] }> {
+export async function captureAround<T>(
+  ctx: ProbeContext,
+  node: string,
+  c: Capture,
+  send: () => Promise<T>,
+): Promise<{ sent: T; packets: UdpPacket[]; text: string }> {
   const how = ctx.keepPcap ? c.pcap : c;
   await ctx.onNode(node, how.start, TIMEOUT.query);
   const sent = await send();
@@ -71,5 +76,5 @@ export async function captureAround<T>(ctx: ProbeContext, node: string, c: Captu
     ctx.keepPcap(node, c.name, Buffer.from(text.slice(at + PCAP_LINE.length).trim(), "base64"));
     text = text.slice(0, at);
   }
-  return { sent, packets: parseTcpdumpUdp(text).packets };
+  return { sent, packets: parseTcpdumpUdp(text).packets, text };
 }

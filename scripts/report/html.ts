@@ -88,19 +88,21 @@ function topologySvg(p: Page): string {
         `${n.name}/${UNDERLAY_NIC}`,
       ),
     );
-    const dev = lab.pods.flannel.device;
+    const { backend, device: dev, vni, port } = lab.pods.flannel;
     parts.push(
-      box(
-        x + 10,
-        y + 104,
-        colW - 20,
-        44,
-        deviceColor(n.name, dev, tierColor("vtep")),
-        `${dev} (VTEP)`,
-        `VNI ${lab.pods.flannel.vni}, UDP ${lab.pods.flannel.port}, MTU ${lab.pods.mtu}${live.vtepMac?.[n.name] ? `, ${live.vtepMac[n.name]}` : ""}`,
-        "flannel",
-        `${n.name}/${dev}`,
-      ),
+      dev
+        ? box(
+            x + 10,
+            y + 104,
+            colW - 20,
+            44,
+            deviceColor(n.name, dev, tierColor("vtep")),
+            `${dev} (${backend === "vxlan" ? "VTEP" : "TUN, flanneld"})`,
+            `${backend === "vxlan" ? `VNI ${vni}, ` : ""}UDP ${port}, MTU ${lab.pods.mtu}${live.vtepMac?.[n.name] ? `, ${live.vtepMac[n.name]}` : ""}`,
+            "flannel",
+            `${n.name}/${dev}`,
+          )
+        : box(x + 10, y + 104, colW - 20, 44, tierColor("vtep"), "host-gw: no flannel device", "each peer's pods: a route via its LAN address", "flannel"),
     );
     const gw = n.podSubnet.replace(/\.0\/\d+$/, ".1");
     parts.push(

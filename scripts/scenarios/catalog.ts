@@ -15,10 +15,10 @@ export const SCENARIO_DIR = path.join(repoRoot, "scenarios");
 /** What a scenario's steps may name: values of the lab they run on. */
 export function labVars(lab: Lab): Record<string, string> {
   const [n0, n1] = lab.nodes;
+  const f = lab.pods.flannel;
   return {
-    vxlanPort: String(lab.pods.flannel.port),
-    vni: String(lab.pods.flannel.vni),
-    flannelDevice: lab.pods.flannel.device,
+    // vxlan's own: a lab on another backend has none of them (its scenarios do not fit it).
+    ...(f.backend === "vxlan" ? { vxlanPort: String(f.port), vni: String(f.vni), flannelDevice: f.device! } : {}),
     bridge: lab.pods.bridge,
     podCidr: lab.pods.cidr,
     podMtu: String(lab.pods.mtu),
@@ -61,6 +61,16 @@ function nodeVars(prefix: string, n: LabNode): Record<string, string> {
 const VARIABLE = /\{\{(\w+)\}\}/g;
 /** {{node0}}, {{node1Address}}, ...: a variable of the lab's Nth node. */
 const NODE_VARIABLE = /\{\{node(\d+)[A-Za-z]*\}\}/g;
+/** Variables only a vxlan lab defines. */
+const VXLAN_VARIABLES = ["vxlanPort", "vni", "flannelDevice"];
+
+/** Why a scenario cannot run on a lab (too few nodes, another flannel backend), or undefined when it can. */
+export function doesNotFit(s: Scenario, lab: Lab): string | undefined {
+  if (nodesNeeded(s) > lab.nodes.length) return `needs ${nodesNeeded(s)} nodes, lab ${lab.name} has ${lab.nodes.length}`;
+  const vxlanOnly = [...JSON.stringify(s).matchAll(VARIABLE)].some((m) => VXLAN_VARIABLES.includes(m[1]));
+  if (vxlanOnly && lab.pods.flannel.backend !== "vxlan") return `breaks flannel's vxlan path; lab ${lab.name} uses ${lab.pods.flannel.backend}`;
+  return undefined;
+}
 
 /** A text with every {{name}} replaced; a name the lab does not define is an error. `asRegExp` escapes the values (a hop pattern). */
 export function expand(text: string, vars: Record<string, string>, asRegExp = false): string {
@@ -133,7 +143,7 @@ export function loadCatalog(lab: Lab, dir = SCENARIO_DIR): { scenarios: Scenario
     for (const [field, value] of Object.entries(s)) {
       // A node this lab lacks makes the scenario not fit it (nodesNeeded), not the file wrong.
       for (const [, v] of JSON.stringify(value).matchAll(VARIABLE))
-        if (!known.has(v) && !(Number(/^node(\d+)[A-Za-z]*$/.exec(v)?.[1] ?? -1) >= lab.nodes.length))
+        if (!known.has(v) && !VXLAN_VARIABLES.includes(v) && !(Number(/^node(\d+)[A-Za-z]*$/.exec(v)?.[1] ?? -1) >= lab.nodes.length))
           problems.push({ file, path: field, reason: `{{${v}}} is not a lab variable` });
     }
     scenarios.push(s);

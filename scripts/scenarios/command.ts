@@ -11,7 +11,7 @@ import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTerminal } from "../probes/render.ts";
 import type { LabAccess, ProbeReport } from "../probes/types.ts";
-import { forLab, loadCatalog, nodesNeeded } from "./catalog.ts";
+import { doesNotFit, forLab, loadCatalog } from "./catalog.ts";
 import type { Scenario, ScenarioStep } from "./schema.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -90,14 +90,14 @@ export async function breakCommand(labFile: string, id: string | undefined, opts
     say(`k8slab break: lab ${lab.name} already has a scenario applied${applied.hidden ? "" : ` (${applied.id})`}: \`npx k8slab fix ${labFile}\` first`);
     return EXIT.invalid;
   }
-  const fits = scenarios.filter((s) => nodesNeeded(s) <= lab.nodes.length);
+  const fits = scenarios.filter((s) => !doesNotFit(s, lab));
   const scenario = opts.random ? fits[Math.floor(Math.random() * fits.length)] : scenarios.find((s) => s.id === id);
   if (!scenario) {
     say(`k8slab break: ${id ? `no scenario "${id}"` : "name a scenario or use --random"}; \`npx k8slab scenarios\` lists them`);
     return EXIT.invalid;
   }
   if (!fits.includes(scenario)) {
-    say(`k8slab break: ${scenario.id} needs ${nodesNeeded(scenario)} nodes, lab ${lab.name} has ${lab.nodes.length}`);
+    say(`k8slab break: ${scenario.id} ${doesNotFit(scenario, lab)}`);
     return EXIT.invalid;
   }
   if (!(await labIsUp(lab))) {

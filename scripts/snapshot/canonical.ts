@@ -232,7 +232,7 @@ export function canonicalize(lab: Lab, raw: RawSnapshot): Snapshot {
     tiers.underlay[`${n} links`] = sorted(
       links.filter((l) => l.linkinfo?.info_kind !== "veth").map((l) => `${l.ifname}${l.linkinfo?.info_kind ? ` ${l.linkinfo.info_kind}` : ""}`),
     );
-    tiers.flannel[`${n} device`] = link(dev);
+    if (dev) tiers.flannel[`${n} device`] = link(dev);
     tiers.flannel[`${n} routes`] = sorted(routes.filter((l) => l.includes(`dev ${dev}`)));
     tiers.flannel[`${n} neighbours`] = failed(r.neighbours ?? "")
       ? [failed(r.neighbours)!]

@@ -46,8 +46,8 @@ export function nodeReads(lab: Lab, node: LabNode): Record<string, string> {
     links: "ip -d -j link show",
     addresses: "ip -j addr show",
     routes: "ip -j route show table main",
-    neighbours: `ip -j neigh show dev ${dev}`,
-    fdb: `bridge -j fdb show dev ${dev}`,
+    // vxlan's own tables: the other backends have neither.
+    ...(lab.pods.flannel.backend === "vxlan" ? { neighbours: `ip -j neigh show dev ${dev}`, fdb: `bridge -j fdb show dev ${dev}` } : {}),
     nat: "iptables-save -t nat",
     filter: "iptables-save -t filter",
     sysctls: `sysctl -e ${SYSCTLS.join(" ")}`,

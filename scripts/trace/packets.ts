@@ -24,8 +24,11 @@ export interface Packet {
   srcMac: string;
   dstMac: string;
   ip: Ipv4;
-  /** A VXLAN packet: its VNI, and the frame it carries (ip above is the outer header). */
-  vxlan?: { vni: number; srcMac: string; dstMac: string; inner: Ipv4 };
+  /**
+   * A packet flannel encapsulated (ip above is the outer header): VXLAN carries a whole frame (its VNI
+   * and inner MACs), flannel's udp backend the bare IP packet.
+   */
+  encap?: { kind: Tunnel; vni?: number; srcMac?: string; dstMac?: string; inner: Ipv4 };
   /** The captured bytes (Ethernet frame), for pcapng. */
   raw: Buffer;
 }
@@ -61,23 +64,31 @@ function parseIpv4(b: Buffer, at: number): Ipv4 | undefined {
   return ip;
 }
 
-/** One Ethernet frame; `vxlanPort` decodes UDP to that port as VXLAN (flannel's 8472 is not the IANA 4789). */
-export function parseFrame(raw: Buffer, time: number, vxlanPort?: number): Packet | undefined {
+/** flannel's encapsulations: vxlan (a frame in UDP, 8472) and udp (an IP packet in UDP, 8285). */
+export type Tunnel = "vxlan" | "udp";
+
+/** One Ethernet frame; `tunnel` decodes UDP to its port as that encapsulation (flannel's 8472 is not the IANA 4789). */
+export function parseFrame(raw: Buffer, time: number, tunnel?: { kind: Tunnel; port: number }): Packet | undefined {
   if (raw.length < 14 || raw.readUInt16BE(12) !== 0x0800) return undefined;
   const ip = parseIpv4(raw, 14);
   if (!ip) return undefined;
   const packet: Packet = { time, srcMac: mac(raw, 6), dstMac: mac(raw, 0), ip, raw };
-  if (ip.proto === 17 && vxlanPort !== undefined && ip.dport === vxlanPort) {
-    const vx = 14 + (raw[14] & 0x0f) * 4 + 8;
-    const frame = vx + 8;
-    const inner = raw.length >= frame + 14 && raw.readUInt16BE(frame + 12) === 0x0800 ? parseIpv4(raw, frame + 14) : undefined;
-    if (inner) packet.vxlan = { vni: raw.readUIntBE(vx + 4, 3), srcMac: mac(raw, frame + 6), dstMac: mac(raw, frame), inner };
+  if (ip.proto === 17 && tunnel && (ip.dport === tunnel.port || ip.sport === tunnel.port)) {
+    const payload = 14 + (raw[14] & 0x0f) * 4 + 8;
+    if (tunnel.kind === "udp") {
+      const inner = parseIpv4(raw, payload);
+      if (inner) packet.encap = { kind: "udp", inner };
+    } else {
+      const frame = payload + 8;
+      const inner = raw.length >= frame + 14 && raw.readUInt16BE(frame + 12) === 0x0800 ? parseIpv4(raw, frame + 14) : undefined;
+      if (inner) packet.encap = { kind: "vxlan", vni: raw.readUIntBE(payload + 4, 3), srcMac: mac(raw, frame + 6), dstMac: mac(raw, frame), inner };
+    }
   }
   return packet;
 }
 
 /** A pcap file (tcpdump -w) as packets; other link types than Ethernet are skipped. */
-export function parsePcap(file: Buffer, vxlanPort?: number): Packet[] {
+export function parsePcap(file: Buffer, tunnel?: { kind: Tunnel; port: number }): Packet[] {
   if (file.length < 24) return [];
   const magic = file.readUInt32LE(0);
   const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
@@ -91,7 +102,7 @@ export function parsePcap(file: Buffer, vxlanPort?: number): Packet[] {
     const caplen = u32(at + 8);
     const raw = file.subarray(at + 16, at + 16 + caplen);
     at += 16 + caplen;
-    const p = parseFrame(Buffer.from(raw), time, vxlanPort);
+    const p = parseFrame(Buffer.from(raw), time, tunnel);
     if (p) packets.push(p);
   }
   return packets;
@@ -111,13 +122,13 @@ export function describePacket(p: Packet): string {
             : `proto ${ip.proto}`;
     return `${ports} ${what}, length ${ip.length}, ttl ${ip.ttl}`;
   };
-  return p.vxlan
-    ? `${l3(p.ip)}: VXLAN vni ${p.vxlan.vni} [${p.vxlan.srcMac} > ${p.vxlan.dstMac}] ${l3(p.vxlan.inner)}`
-    : `${p.srcMac} > ${p.dstMac} ${l3(p.ip)}`;
+  if (p.encap?.kind === "vxlan") return `${l3(p.ip)}: VXLAN vni ${p.encap.vni} [${p.encap.srcMac} > ${p.encap.dstMac}] ${l3(p.encap.inner)}`;
+  if (p.encap?.kind === "udp") return `${l3(p.ip)}: flannel udp, carrying ${l3(p.encap.inner)}`;
+  return `${p.srcMac} > ${p.dstMac} ${l3(p.ip)}`;
 }
 
-/** The header a flow is matched on: a VXLAN packet's inner one. */
-export const innerOf = (p: Packet) => p.vxlan?.inner ?? p.ip;
+/** The header a flow is matched on: an encapsulated packet's inner one. */
+export const innerOf = (p: Packet) => p.encap?.inner ?? p.ip;
 
 // pcapng (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-01.html): a section header, one
 // interface per capture point (its if_name and if_description say node and device), then the packets.

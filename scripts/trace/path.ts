@@ -5,6 +5,7 @@ import { UNDERLAY_NIC } from "../../core/names.ts";
 import type { Pod } from "../probes/cluster.ts";
 import type { Proto } from "./endpoints.ts";
 import { type Place, placeNode } from "./endpoints.ts";
+import type { Tunnel } from "./packets.ts";
 
 /** A device a capture runs on: on a node (its host namespace, or a pod's), or the outside client's LAN. */
 export interface CaptureSpot {
@@ -24,12 +25,13 @@ export interface Point {
   encap: boolean;
 }
 
-/** The names of a lab's devices on a node: the underlay NIC, flannel's VTEP, the pod bridge. */
+/** The names of a lab's devices on a node: the underlay NIC, flannel's device (vxlan, udp), the pod bridge. */
 export function spotsOf(lab: Lab) {
   const dev = lab.pods.flannel.device;
   return {
     underlay: (node: string): CaptureSpot => ({ id: `${node}/${UNDERLAY_NIC}`, node, device: UNDERLAY_NIC }),
-    vtep: (node: string): CaptureSpot => ({ id: `${node}/${dev}`, node, device: dev }),
+    /** flannel's own device: none with host-gw. */
+    vtep: (node: string): CaptureSpot | undefined => (dev ? { id: `${node}/${dev}`, node, device: dev } : undefined),
     bridge: (node: string): CaptureSpot => ({ id: `${node}/${lab.pods.bridge}`, node, device: lab.pods.bridge }),
     podEth0: (pod: Pod): CaptureSpot => ({ id: `${pod.node}/pod ${pod.name}/eth0`, node: pod.node, device: "eth0", pod }),
     /** The host end of the pod's veth: its name is read live (it follows from the pod's eth0 peer index). */
@@ -45,7 +47,8 @@ export function spotsOf(lab: Lab) {
 export function pathPoints(lab: Lab, from: Place, to: Place, vethOf: (pod: Pod) => string, entry?: string): Point[] {
   const s = spotsOf(lab);
   const point = (spot: CaptureSpot, role: string, encap = false): Point => ({ spot: spot.id, role, encap });
-  const dev = lab.pods.flannel.device;
+  const { backend, device: dev } = lab.pods.flannel;
+  const what = backend === "vxlan" ? "VXLAN endpoint" : "TUN device, read and written by flanneld";
   const points: Point[] = [];
   if (from.kind === "pod") {
     points.push(
@@ -59,12 +62,19 @@ export function pathPoints(lab: Lab, from: Place, to: Place, vethOf: (pod: Pod) 
   const end = placeNode(to);
   if (from.kind === "client" && start) points.push(point(s.underlay(start), `${UNDERLAY_NIC} of ${start}, where the packet enters the cluster`));
   if (start && end && start !== end) {
-    if (to.kind === "pod") {
+    if (to.kind === "pod" && dev) {
+      const as = backend === "vxlan" ? "VXLAN" : `UDP ${lab.pods.flannel.port} from flanneld`;
       points.push(
-        point(s.vtep(start), `${dev}, ${start}'s VXLAN endpoint: encapsulates`),
-        point(s.underlay(start), `${UNDERLAY_NIC} of ${start}, as VXLAN`, true),
-        point(s.underlay(end), `${UNDERLAY_NIC} of ${end}, as VXLAN`, true),
-        point(s.vtep(end), `${dev}, ${end}'s VXLAN endpoint: decapsulates`),
+        point(s.vtep(start)!, `${dev}, ${start}'s ${what}: encapsulates`),
+        point(s.underlay(start), `${UNDERLAY_NIC} of ${start}, as ${as}`, true),
+        point(s.underlay(end), `${UNDERLAY_NIC} of ${end}, as ${as}`, true),
+        point(s.vtep(end)!, `${dev}, ${end}'s ${what}: decapsulates`),
+      );
+    } else if (to.kind === "pod") {
+      // host-gw: routed to the peer's LAN address, not encapsulated.
+      points.push(
+        point(s.underlay(start), `${UNDERLAY_NIC} of ${start}, the pod packet itself (host-gw)`),
+        point(s.underlay(end), `${UNDERLAY_NIC} of ${end}`),
       );
     } else if (from.kind !== "client") {
       points.push(point(s.underlay(start), `${UNDERLAY_NIC} of ${start}`), point(s.underlay(end), `${UNDERLAY_NIC} of ${end}`));
@@ -90,15 +100,20 @@ export interface Mark {
   ports?: number[];
 }
 
-/** The tcpdump filter for a spot: the marked packets, plain or inside flannel's VXLAN (inner header at a fixed offset). */
-export function captureFilter(mark: Mark, vxlanPort: number, withVxlan: boolean): string {
-  // Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 = 50 bytes before the inner IP header.
+/**
+ * The tcpdump filter for a spot: the marked packets, plain or inside flannel's tunnel (`tunnel`: on
+ * the underlay NIC of a vxlan or udp lab), its inner header at a fixed offset in the UDP datagram.
+ */
+export function captureFilter(mark: Mark, tunnel?: { kind: Tunnel; port: number }): string {
   const plain = mark.proto === "icmp" ? `(icmp and ip[2:2] = ${mark.ipLength})` : `(${mark.proto} and (${mark.ports!.map((p) => `port ${p}`).join(" or ")}))`;
-  if (!withVxlan) return plain;
+  if (!tunnel) return plain;
+  // Before the inner IP header: vxlan, UDP 8 + VXLAN 8 + inner Ethernet 14 = 30 bytes of the datagram
+  // (50 with the outer IPv4 header); udp, UDP 8 (28). The inner transport header follows 20 bytes later
+  // (no IP options in the lab's traffic).
+  const at = tunnel.kind === "vxlan" ? 30 : 8;
   const inner =
     mark.proto === "icmp"
-      ? `ip[2:2] = ${mark.ipLength! + 50}`
-      : // The inner transport header sits 20 bytes into the inner IP packet (no IP options in the lab's traffic).
-        mark.ports!.flatMap((p) => [`udp[50:2] = ${p}`, `udp[52:2] = ${p}`]).join(" or ");
-  return `${plain} or (udp dst port ${vxlanPort} and (${inner}))`;
+      ? `ip[2:2] = ${mark.ipLength! + 20 + at}`
+      : mark.ports!.flatMap((p) => [`udp[${at + 20}:2] = ${p}`, `udp[${at + 22}:2] = ${p}`]).join(" or ");
+  return `${plain} or (udp port ${tunnel.port} and (${inner}))`;
 }

@@ -137,7 +137,8 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   const { lab, from, target, proto } = input;
   const started = Date.now();
   const s = spotsOf(lab);
-  const vxlanPort = lab.pods.flannel.port;
+  const { backend, port: tunnelPort } = lab.pods.flannel;
+  const tunnel = backend !== "host-gw" && tunnelPort !== undefined ? { kind: backend, port: tunnelPort } : undefined;
   const id = `${Date.now().toString(36)}${randomInt(1000)}`;
   const payload = randomInt(900, 1300);
   const sport = randomInt(41000, 49000);
@@ -155,12 +156,12 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   const veths = new Map<string, string>(await Promise.all(pods.map(async (p) => [p.name, await vethName(access, p)] as const)));
   const vethOf = (p: Pod) => veths.get(p.name)!;
   const spots: CaptureSpot[] = [
-    ...lab.nodes.flatMap((n) => [s.underlay(n.name), s.vtep(n.name), s.bridge(n.name)]),
+    ...lab.nodes.flatMap((n) => [s.underlay(n.name), s.vtep(n.name), s.bridge(n.name)].filter((x): x is CaptureSpot => !!x)),
     ...pods.flatMap((p) => [s.podEth0(p), s.veth(p, vethOf(p))]),
     ...(from.kind === "client" ? [s.client()] : []),
   ];
-  // VXLAN crosses only the underlay NIC.
-  const captures = spots.map((spot) => ({ spot, ...startCapture(spot, captureFilter(mark, vxlanPort, spot.device === UNDERLAY_NIC && !spot.pod)) }));
+  // The tunnel crosses only the underlay NIC.
+  const captures = spots.map((spot) => ({ spot, ...startCapture(spot, captureFilter(mark, spot.device === UNDERLAY_NIC && !spot.pod ? tunnel : undefined)) }));
   const startedCaptures = await Promise.all(captures.map((c) => onSpotHost(access, c.spot, c.start, 30)));
   const failed = startedCaptures.findIndex((r) => r.exitCode !== 0);
   let sent: TraceReport["sent"] = { where: placeName(from), command: "", exitCode: -1, output: "" };
@@ -200,7 +201,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   } finally {
     stopped = await Promise.all(captures.map((c) => onSpotHost(access, c.spot, c.stop, 20)));
   }
-  const captured = captures.map((c, i) => ({ spot: c.spot, packets: parsePcap(Buffer.from(stopped[i].stdout.trim(), "base64"), vxlanPort) }));
+  const captured = captures.map((c, i) => ({ spot: c.spot, packets: parsePcap(Buffer.from(stopped[i].stdout.trim(), "base64"), tunnel) }));
 
   // Which packets are this trace's: the marked ICMP length, or the TCP/UDP tuples before and after NAT.
   const senderIP = from.kind === "pod" ? from.pod.ip : from.kind === "node" ? from.node.address : lab.lan.gateway;
@@ -252,7 +253,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
     if (!b) return;
     const points = pathPoints(lab, a, b, vethOf, entry).map((point): PointResult => {
       const spot = spots.find((x) => x.id === point.spot)!;
-      const packets = (captured.find((c) => c.spot.id === point.spot)?.packets ?? []).filter((p) => !!p.vxlan === point.encap && ours(p, tuple));
+      const packets = (captured.find((c) => c.spot.id === point.spot)?.packets ?? []).filter((p) => !!p.encap === point.encap && ours(p, tuple));
       // A request travels towards the receiver: its destination is the address sent to, or the backend after DNAT.
       const isRequest = (p: Packet) => (proto === "icmp" ? innerOf(p).icmpType === 8 : towards.includes(innerOf(p).dst));
       const line = (p: Packet) => ({ time: p.time, headers: describePacket(p) });

@@ -16,7 +16,7 @@ import type { TraceReport } from "../../scripts/trace/run.ts";
 import { k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
 
 const figures: Record<string, number> = {};
-const DROP = `FORWARD -i ${lab.pods.flannel.device} -o ${lab.pods.bridge} -j DROP`;
+const DROP = `FORWARD -i ${lab.pods.flannel.device!} -o ${lab.pods.bridge} -j DROP`; // the reference lab: vxlan
 
 type Report = Omit<TraceReport, "captured"> & { captured: { spot: string; packets: number }[] };
 
@@ -122,7 +122,7 @@ describe("k8slab trace on the reference lab", { skip: process.getuid?.() === 0 ?
       const { exitCode, report } = await trace("fault", `toolbox/${1 - to}`, `toolbox/${to}`);
       assert.equal(exitCode, 1);
       assert.equal(report.ok, false);
-      assert.match(report.lost?.after ?? "", new RegExp(`^${node2}/${lab.pods.flannel.device.replace(".", "\\.")} `));
+      assert.match(report.lost?.after ?? "", new RegExp(`^${node2}/${lab.pods.flannel.device!.replace(".", "\\.")} `));
       assert.match(report.lost?.before ?? "", new RegExp(`^${node2}/${lab.pods.bridge} `));
       assert.match(report.lost!.state.map((s) => s.output).join("\n"), /\[[1-9]\d*:\d+\] -A FORWARD -i flannel\.1 -o cni0 -j DROP/);
     } finally {

@@ -1,4 +1,4 @@
-// Tier 1, underlay: every node reaches every other on the lab LAN, and UDP to the VXLAN port gets through.
+// Tier 1, underlay: every node reaches every other on the lab LAN, and UDP to the backend's port (vxlan, udp) gets through.
 
 import { UNDERLAY_NIC } from "../../../core/names.ts";
 import { shq } from "../../../core/shell.ts";
@@ -24,7 +24,7 @@ export const udpSendCommand = (to: string, port: number) =>
 
 export const underlay: Tier = {
   id: "underlay",
-  title: "node <-> node on the lab LAN, and UDP to the VXLAN port gets through",
+  title: "node <-> node on the lab LAN, and UDP to flannel's port gets through",
   async run(ctx) {
     const { lab } = ctx;
     if (lab.nodes.length < 2) return { skipped: "the lab has one node: nothing crosses the underlay" };
@@ -32,12 +32,14 @@ export const underlay: Tier = {
     const pairs = lab.nodes.flatMap((a) => lab.nodes.filter((b) => b !== a).map((b) => ({ a, b })));
     const seen = await Promise.all(
       pairs.map(async ({ a, b }) => {
-        const listen = udpCapture(a.address, port);
+        // host-gw encapsulates nothing: no port to try.
         const [ping, packet] = await Promise.all([
           ctx.onNode(a.name, pingCommand(b.address), TIMEOUT.query),
-          captureAround(ctx, b.name, listen, () => ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.query)),
+          port === undefined
+            ? undefined
+            : captureAround(ctx, b.name, udpCapture(a.address, port), () => ctx.onNode(a.name, udpSendCommand(b.address, port), TIMEOUT.query)),
         ]);
-        return { a, b, ping: parsePing(ping.stdout), packet: packet.packets[0] };
+        return { a, b, ping: parsePing(ping.stdout), packet: packet?.packets[0] };
       }),
     );
     for (const { a, b, ping, packet } of seen) {
@@ -49,6 +51,7 @@ export const underlay: Tier = {
         !!ping && ping.received > 0,
         `${b.name} does not answer on the lab LAN: is its VM running (\`npx k8slab status\`)? \`ip -br addr show ${UNDERLAY_NIC}\` on ${b.name} should show ${b.address}/${lab.lan.prefixLength}`,
       );
+      if (port === undefined) continue;
       ctx.hop(
         `${a.name} -> ${b.name} UDP ${port}`,
         packet
