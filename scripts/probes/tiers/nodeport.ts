@@ -1,9 +1,12 @@
-// Tier 7, NodePort: from the outside client to every node's NodePort, through KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*.
+// Tier 7, NodePort: from the outside client to every node's NodePort, through kube-proxy's mode:
+// iptables KUBE-NODEPORTS -> KUBE-EXT-* -> KUBE-SVC-*, an IPVS virtual server on the node's address, or
+// nftables' service-nodeports map.
 
 import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
 import { serviceOf } from "../cluster.ts";
 import { TIMEOUT } from "../contract.ts";
-import { curlCommand, curlFailure, nodePortRules, parseCurl, parseIptablesNat } from "../parse.ts";
+import { dataplaneOf } from "../dataplane.ts";
+import { curlCommand, curlFailure, parseCurl } from "../parse.ts";
 import type { ClusterReader, Tier } from "../types.ts";
 
 const lookups = (ctx: ClusterReader) => serviceOf(ctx, WORKLOAD_NAMESPACE, ctx.lab.workloads.businessManager.name);
@@ -18,23 +21,23 @@ export const nodeport: Tier = {
     const svc = await lookups(ctx);
     const port = svc.nodePort ?? bm.nodePort;
     const client = lab.lan.gateway;
+    const dp = dataplaneOf(lab);
+    const entry = { iptables: "KUBE-NODEPORTS", ipvs: "IPVS", nftables: "service-nodeports" }[dp.mode];
     const seen = await Promise.all(
       lab.nodes.map(async (node) => {
         const [nat, answer] = await Promise.all([
-          ctx.onNode(node.name, "iptables-save -t nat", TIMEOUT.read),
+          ctx.onNode(node.name, dp.readRules, TIMEOUT.read),
           ctx.fromOutsideClient(curlCommand(`http://${node.address}:${port}/healthz`, { discardBody: true, maxTimeSec: 4 }), TIMEOUT.query),
         ]);
-        return { node, rules: nodePortRules(parseIptablesNat(nat.stdout), port), answer: parseCurl(answer) };
+        return { node, rules: dp.nodePort(nat.stdout, node.address, port), answer: parseCurl(answer) };
       }),
     );
     for (const { node, rules, answer } of seen) {
       ctx.hop(
-        `${node.name} KUBE-NODEPORTS :${port}`,
-        rules.entry
-          ? `tcp dpt:${port} -> ${rules.extChain}${rules.svcChain && rules.svcChain !== rules.extChain ? ` -> ${rules.svcChain}` : ""} (${rules.endpoints.length} endpoints: ${rules.endpoints.map((e) => e.dnatTo).join(", ")})`
-          : `no rule for port ${port}`,
-        !!rules.entry && rules.endpoints.length > 0,
-        `kube-proxy on ${node.name} writes the NodePort rules: \`systemctl restart kube-proxy\` there (its nodePortAddresses must include ${lab.lan.cidr})`,
+        `${node.name} ${entry} :${port}`,
+        rules.entry ? `${rules.entry} (${rules.backends.length} endpoints: ${rules.backends.map((e) => e.to).join(", ")})` : `no rule for port ${port}`,
+        !!rules.entry && rules.backends.length > 0,
+        `kube-proxy on ${node.name} writes the NodePort rules (\`${dp.look}\`): \`systemctl restart kube-proxy\` there (its nodePortAddresses must include ${lab.lan.cidr})`,
       );
       ctx.hop(
         `${client} -> ${node.name}:${port}`,

@@ -1,14 +1,14 @@
-// Tier 5, pod -> ClusterIP: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* -> DNAT to a pod, with the rule counters read before and after a burst of requests.
+// Tier 5, pod -> ClusterIP through kube-proxy's mode (see dataplane.ts): iptables KUBE-SERVICES ->
+// KUBE-SVC-* -> KUBE-SEP-*, an IPVS virtual server, or nftables' verdict maps; the spread of a burst of
+// requests over the replicas from the table's counters (or conntrack, for nftables).
 
 import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
 import { shq } from "../../../core/shell.ts";
 import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
 import { SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
-import { curlCommand, parseCurl, parseIptablesNat, serviceRules } from "../parse.ts";
+import { conntrackSpread, dataplaneOf, type ServicePath } from "../dataplane.ts";
+import { curlCommand, parseCurl, parseIptablesNat } from "../parse.ts";
 import { broken, type ClusterReader, type Tier } from "../types.ts";
-
-/** Counters included: each rule's packet count in the nat table is a count of new connections. */
-export const NAT_COUNTERS_COMMAND = "iptables-save -t nat -c";
 
 /**
  * N requests from one curl (a URL range), one connection each: `Connection: close` keeps curl from
@@ -23,78 +23,91 @@ const lookups = (ctx: ClusterReader) => {
   return Promise.all([serviceOf(ctx, WORKLOAD_NAMESPACE, bm), endpointsOf(ctx, WORKLOAD_NAMESPACE, bm), toolboxOn(ctx, ctx.lab.nodes[0].name)]);
 };
 
+/** What the entry hop is called in each mode's table. */
+const ENTRY = { iptables: "KUBE-SERVICES", ipvs: "IPVS", nftables: "service-ips" } as const;
+
 export const service: Tier = {
   id: "service",
-  title: "pod -> Service ClusterIP through kube-proxy's iptables rules, spread over the replicas",
+  title: "pod -> Service ClusterIP through kube-proxy's rules (iptables, IPVS or nftables), spread over the replicas",
   lookups,
   async run(ctx) {
     const { lab } = ctx;
+    const dp = dataplaneOf(lab);
     const bm = lab.workloads.businessManager;
     const node = lab.nodes[0];
-    const [[svc, endpoints, src], before] = await Promise.all([lookups(ctx), ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read)]);
+    const [[svc, endpoints, src], before] = await Promise.all([lookups(ctx), ctx.onNode(node.name, dp.read, TIMEOUT.read)]);
     const url = `http://${svc.clusterIP}:${svc.port}/healthz`;
     const name = `${WORKLOAD_NAMESPACE}/${bm.name}`;
-    const restartProxy = `kube-proxy on ${node.name} writes these rules: \`systemctl restart kube-proxy\` there; \`journalctl -u kube-proxy\` says why they are missing`;
+    const entryHop = `${ENTRY[dp.mode]} (${node.name})`;
+    const restartProxy = `kube-proxy on ${node.name} writes these rules (\`${dp.look}\` shows them): \`systemctl restart kube-proxy\` there; \`journalctl -u kube-proxy\` says why they are missing`;
     ctx.hop(
       `pod (${node.name})`,
-      `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s nat table rewrites them`,
+      `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s ${dp.mode === "iptables" ? "nat table" : dp.mode === "ipvs" ? "IPVS table" : "nftables table"} rewrites them`,
       true,
     );
 
-    const rules = serviceRules(parseIptablesNat(before.stdout), svc.clusterIP, svc.port);
+    const rules = dp.service(before.stdout, svc.clusterIP, svc.port);
     if (!rules.entry) {
       // The evidence of what that means for a packet: one request, bounded.
       const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
       broken(
-        `KUBE-SERVICES (${node.name})`,
+        entryHop,
         `no rule for ${svc.clusterIP}:${svc.port} (${name}): nothing DNATs the ClusterIP, a request ${one.status ? `got HTTP ${one.status}` : `failed: ${one.error ?? `curl exit ${one.exitCode}`}`}`,
         restartProxy,
       );
     }
     const burst = await ctx.inPod(src, burstCommand(url, SERVICE_REQUESTS), TIMEOUT.burst);
-    const after = serviceRules(parseIptablesNat((await ctx.onNode(node.name, NAT_COUNTERS_COMMAND, TIMEOUT.read)).stdout), svc.clusterIP, svc.port);
+    // The spread: the table's own counters before and after, or (nftables counts nothing) conntrack's entries for the burst.
+    const afterRead = await ctx.onNode(
+      node.name,
+      dp.counts ? dp.read : `conntrack -L -p tcp --orig-dst ${svc.clusterIP} --orig-port-dst ${svc.port} 2>/dev/null`,
+      TIMEOUT.read,
+    );
+    const after = dp.counts ? dp.service(afterRead.stdout, svc.clusterIP, svc.port) : undefined;
+    const tracked = dp.counts ? undefined : conntrackSpread(afterRead.stdout);
     const codes = burst.stdout
       .split("\n")
       .map((l) => l.trim())
       .filter(Boolean);
     const okCount = codes.filter((c) => c === "200").length;
-    const delta = (chain: string) =>
-      (after.endpoints.find((e) => e.chain === chain)?.packets ?? 0) - (rules.endpoints.find((e) => e.chain === chain)?.packets ?? 0);
-    const spread = rules.endpoints.map((e) => delta(e.chain));
+    const delta = (b: ServicePath["backends"][number]) =>
+      tracked ? (tracked.get(b.to) ?? 0) : (after!.backends.find((e) => e.name === b.name)?.count ?? 0) - (b.count ?? 0);
+    const spread = rules.backends.map(delta);
 
-    ctx.hop(
-      `KUBE-SERVICES (${node.name})`,
-      `-d ${svc.clusterIP}/32 tcp dpt:${svc.port} -> ${rules.svcChain}: +${(after.entry?.packets ?? 0) - (rules.entry!.packets ?? 0)} connections`,
-      true,
-    );
-    const dnatTargets = rules.endpoints.map((e) => e.dnatTo?.split(":")[0]).sort();
-    const current = await endpointsNow(
-      ctx,
-      WORKLOAD_NAMESPACE,
-      bm.name,
-      endpoints,
-      dnatTargets.filter((ip): ip is string => !!ip),
-    );
+    if (dp.mode === "iptables") {
+      // The entry rule's own counter: the burst's connections all matched it.
+      const entryPackets = (text: string) =>
+        parseIptablesNat(text).rules.find((r) => r.chain === "KUBE-SERVICES" && r.dest === svc.clusterIP && r.dport === svc.port)?.packets ?? 0;
+      ctx.hop(
+        entryHop,
+        `-d ${svc.clusterIP}/32 tcp dpt:${svc.port} -> ${rules.name}: +${entryPackets(afterRead.stdout) - entryPackets(before.stdout)} connections`,
+        true,
+      );
+    } else {
+      ctx.hop(entryHop, rules.entry!, true);
+    }
+    const dnatTargets = rules.backends.map((e) => e.to.split(":")[0]).sort();
+    const current = await endpointsNow(ctx, WORKLOAD_NAMESPACE, bm.name, endpoints, dnatTargets);
     const ready = current.filter((e) => e.ready);
     const inSync = JSON.stringify(dnatTargets) === JSON.stringify(readyIPs(current));
     ctx.hop(
-      rules.svcChain!,
-      `${rules.endpoints.length} endpoints picked at random (${rules.endpoints.map((e) => `p=${e.probability ?? 1}`).join(", ")}), spread ${spread.join("/")}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas`,
-      ready.length >= bm.replicas && rules.endpoints.length >= bm.replicas && inSync,
+      rules.name!,
+      `${rules.backends.length} endpoints${dp.mode === "iptables" ? ` picked at random (${rules.backends.map((e) => e.weight).join(", ")})` : dp.mode === "ipvs" ? " in turn (round robin)" : " picked at random (numgen)"}, spread ${spread.join("/")}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas`,
+      ready.length >= bm.replicas && rules.backends.length >= bm.replicas && inSync,
       ready.length < bm.replicas
         ? `fewer ready pods than replicas: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -l app=${bm.name} -o wide\` and describe the one that is not ready`
         : `the rules do not match the EndpointSlice: ${restartProxy}`,
     );
     const complete = codes.length === SERVICE_REQUESTS;
-    for (const e of rules.endpoints) {
-      const pod = current.find((p) => p.ip === e.dnatTo?.split(":")[0]);
+    for (const e of rules.backends) {
+      const pod = current.find((p) => p.ip === e.to.split(":")[0]);
       ctx.hop(
-        e.chain,
-        `DNAT to ${e.dnatTo}${pod ? ` (${pod.pod} on ${pod.node})` : ""}: +${delta(e.chain)} connections`,
+        e.name,
+        `DNAT to ${e.to}${pod ? ` (${pod.pod} on ${pod.node})` : ""}: +${delta(e)} connections`,
         // 30 requests over 3 equal choices leave a replica without one about once in 60,000 runs.
         // When the burst stopped early, the spread says nothing: the responses hop reports that.
-        delta(e.chain) > 0 || !complete,
-        `no request went to ${e.dnatTo}: the random choice should reach every replica; ${restartProxy}`,
+        delta(e) > 0 || !complete,
+        `no request went to ${e.to}: every replica should get some; ${restartProxy}`,
       );
     }
     ctx.hop(

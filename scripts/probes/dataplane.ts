@@ -1,0 +1,137 @@
+// How kube-proxy's chosen mode writes a Service into a node's kernel, read back the same way for
+// each: the table's entry for a ClusterIP:port (or a NodePort), its name for the Service, and per
+// backend where it DNATs to and, where the table counts them, how many connections it sent there.
+//   iptables: KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* (rule counters: iptables-save -c)
+//   ipvs:     a virtual server on kube-ipvs0's address, its pods as real servers (ipvsadm --stats)
+//   nftables: the table ip kube-proxy: service-ips verdict map -> service-* chain -> endpoint-* chains
+//             (no counters: the spread is read from conntrack instead)
+import type { Lab } from "../../core/index.ts";
+import { nodePortRules, parseIptablesNat, serviceRules } from "./parse.ts";
+
+export interface ServicePath {
+  /** The table's entry for the address and port, as evidence; absent: nothing sends it on. */
+  entry?: string;
+  /** The table's name for the Service. */
+  name?: string;
+  backends: { name: string; to: string; count?: number; weight?: string }[];
+}
+
+export interface Dataplane {
+  mode: Lab["services"]["kubeProxyMode"];
+  /** One read of the node's Service table (with its counters, where it has them). */
+  read: string;
+  /** The same table without counters (enough to see the rules). */
+  readRules: string;
+  service(text: string, clusterIP: string, port: number): ServicePath;
+  nodePort(text: string, nodeAddress: string, port: number): ServicePath;
+  /** Whether `count` can be compared before and after (else the spread comes from conntrack). */
+  counts: boolean;
+  /** What a learner looks at, by hand. */
+  look: string;
+}
+
+const iptables: Dataplane = {
+  mode: "iptables",
+  read: "iptables-save -t nat -c",
+  readRules: "iptables-save -t nat",
+  counts: true,
+  look: "iptables -t nat -S KUBE-SERVICES",
+  service(text, clusterIP, port) {
+    const r = serviceRules(parseIptablesNat(text), clusterIP, port);
+    return {
+      ...(r.entry ? { entry: `KUBE-SERVICES -d ${clusterIP}/32 tcp dpt:${port} -> ${r.svcChain}`, name: r.svcChain } : {}),
+      backends: r.endpoints.map((e) => ({
+        name: e.chain,
+        to: e.dnatTo ?? "?",
+        ...(e.packets !== undefined ? { count: e.packets } : {}),
+        weight: `p=${e.probability ?? 1}`,
+      })),
+    };
+  },
+  nodePort(text, _address, port) {
+    const r = nodePortRules(parseIptablesNat(text), port);
+    return {
+      ...(r.entry
+        ? { entry: `KUBE-NODEPORTS tcp dpt:${port} -> ${r.extChain}${r.svcChain && r.svcChain !== r.extChain ? ` -> ${r.svcChain}` : ""}`, name: r.svcChain }
+        : {}),
+      backends: r.endpoints.map((e) => ({ name: e.chain, to: e.dnatTo ?? "?" })),
+    };
+  },
+};
+
+/**
+ * `ipvsadm -Ln [--stats]`: virtual servers ("TCP  10.254.70.70:80 rr", or with --stats "... 30 ...")
+ * each followed by its real servers ("  -> 172.30.1.6:80  Masq 1 0 0", or "... 10 ..."): Conns with --stats.
+ */
+export function parseIpvsadm(text: string): { proto: string; address: string; conns?: number; reals: { address: string; conns?: number }[] }[] {
+  const servers: ReturnType<typeof parseIpvsadm> = [];
+  const count = (s: string | undefined) => (s === undefined ? {} : { conns: Number(s) });
+  for (const line of text.split("\n")) {
+    const v = /^(TCP|UDP|SCTP)\s+(\S+:\d+)(?:\s+(\d+))?/.exec(line);
+    if (v) servers.push({ proto: v[1], address: v[2], ...count(v[3]), reals: [] });
+    const r = /^\s+->\s+(\d+\.\d+\.\d+\.\d+:\d+)(?:\s+(\d+))?/.exec(line);
+    if (r && servers.length) servers[servers.length - 1].reals.push({ address: r[1], ...count(r[2]) });
+  }
+  return servers;
+}
+
+const ipvsPath = (text: string, address: string): ServicePath => {
+  const v = parseIpvsadm(text).find((s) => s.proto === "TCP" && s.address === address);
+  return v
+    ? {
+        entry: `virtual server TCP ${address} (kube-ipvs0 holds the address)`,
+        name: `IPVS ${address}`,
+        backends: v.reals.map((r) => ({ name: `real server ${r.address}`, to: r.address, ...(r.conns !== undefined ? { count: r.conns } : {}) })),
+      }
+    : { backends: [] };
+};
+
+const ipvs: Dataplane = {
+  mode: "ipvs",
+  read: "ipvsadm -Ln --stats",
+  readRules: "ipvsadm -Ln",
+  counts: true,
+  look: "ipvsadm -Ln; ip addr show kube-ipvs0",
+  service: (text, clusterIP, port) => ipvsPath(text, `${clusterIP}:${port}`),
+  nodePort: (text, address, port) => ipvsPath(text, `${address}:${port}`),
+};
+
+/** `nft list table ip kube-proxy`: a verdict map's element for `key` ("10.254.70.70 . tcp . 80"), the chain it goes to, and that chain's endpoint chains and their DNAT targets. */
+export function nftPath(text: string, map: string, key: string): ServicePath {
+  const mapBody = new RegExp(`map ${map} \\{[\\s\\S]*?elements = \\{([\\s\\S]*?)\\}`).exec(text)?.[1] ?? "";
+  const chain = new RegExp(`${key.replaceAll(".", "\\.")} : goto (\\S+?)[,\\s]`).exec(`${mapBody} `)?.[1];
+  if (!chain) return { backends: [] };
+  const body = (name: string) => new RegExp(`chain ${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} \\{([\\s\\S]*?)\\n\\s*\\}`).exec(text)?.[1] ?? "";
+  // A NodePort's external-* chain hands over to the Service's own chain.
+  const service = /goto (service-\S+)/.exec(body(chain))?.[1] ?? chain;
+  const endpoints = [...body(service).matchAll(/goto (endpoint-\S+?)[,\s}]/g)].map((m) => m[1]);
+  return {
+    entry: `${map}: ${key} -> ${chain}`,
+    name: service,
+    backends: endpoints.map((e) => ({ name: e, to: /dnat to (\S+)/.exec(body(e))?.[1] ?? "?" })),
+  };
+}
+
+const nftables: Dataplane = {
+  mode: "nftables",
+  read: "nft list table ip kube-proxy",
+  readRules: "nft list table ip kube-proxy",
+  counts: false,
+  look: "nft list table ip kube-proxy",
+  service: (text, clusterIP, port) => nftPath(text, "service-ips", `${clusterIP} . tcp . ${port}`),
+  nodePort: (text, _address, port) => nftPath(text, "service-nodeports", `tcp . ${port}`),
+};
+
+export const dataplaneOf = (lab: Lab): Dataplane => ({ iptables, ipvs, nftables })[lab.services.kubeProxyMode];
+
+/** `conntrack -L -p tcp -d ADDRESS --dport PORT`: connections per backend (the reply's source), for a table that does not count them. */
+export function conntrackSpread(text: string): Map<string, number> {
+  const spread = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const f = [...line.matchAll(/\b(src|sport)=(\S+)/g)].map((m) => m[2]);
+    if (f.length < 4) continue;
+    const backend = `${f[2]}:${f[3]}`; // the reply tuple: from the backend
+    spread.set(backend, (spread.get(backend) ?? 0) + 1);
+  }
+  return spread;
+}
