@@ -78,6 +78,13 @@ const commands: Record<string, Command> = {
       return Math.max(probed, drift);
     },
   },
+  bench: {
+    usage: "bench [LAB] [--runs N] [--json]",
+    summary: "measure what the lab's paths cost: TCP throughput pod to pod, HTTP latency p50/p99 (same node, cross-node, ClusterIP, ingress)",
+    options: { runs: { type: "string" }, json: { type: "boolean" } },
+    optionHelp: ["--runs N        runs of each measurement (default 3)", "--json          the figures as JSON"],
+    run: async ({ positionals, values }) => (await import("./bench/command.ts")).benchCommand(labArg(positionals), values as Record<string, never>),
+  },
   trace: {
     usage: "trace [LAB] FROM TO [--proto icmp|tcp|udp] [--port N] [--json] [--pcap DIR] [--html FILE]",
     summary: "follow one marked packet from FROM to TO, captured at every device it crosses",

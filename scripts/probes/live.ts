@@ -92,8 +92,8 @@ export function enterContainer(containerID: string, command: string): string | u
   return pid && `${pid}\nexec nsenter -t "$pid" -m -n -u -i -- bash -c ${shq(command)}`;
 }
 
-/** Shell lines that set $pid to the container's first process on its node (exit 125 when it has none). */
-export function containerPidScript(containerID: string): string | undefined {
+/** Shell lines that set $pid (or $`into`) to the container's first process on its node (exit 125 when it has none). */
+export function containerPidScript(containerID: string, into = "pid"): string | undefined {
   const id = /^containerd:\/\/([0-9a-f]{64})$/.exec(containerID)?.[1];
   if (!id) return undefined;
   // cgroup v2 (a VM) has one tree; a container node on a cgroup v1 host has kubepods.slice in name=systemd's.
@@ -102,8 +102,8 @@ export function containerPidScript(containerID: string): string | undefined {
     .join(" ");
   return [
     // Builtins only (read, not cat): a process start costs a fifth of a second on a busy emulated CPU.
-    `pid=; for f in ${procs}; do [ -e "$f" ] && read -r pid <"$f" && break; done`,
-    `[ -n "$pid" ] || { echo "k8slab: no process of container ${id.slice(0, 12)} on this node" >&2; exit 125; }`,
+    `${into}=; for f in ${procs}; do [ -e "$f" ] && read -r ${into} <"$f" && break; done`,
+    `[ -n "$${into}" ] || { echo "k8slab: no process of container ${id.slice(0, 12)} on this node" >&2; exit 125; }`,
   ].join("\n");
 }
 
