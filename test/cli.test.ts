@@ -120,9 +120,9 @@ test("status --json of a lab that was never brought up", () => {
 
 test("commands that take a lab reject an invalid one with exit 2 before doing anything", () => {
   for (const c of ["up", "down", "status"]) {
-    const r = k8slab(c, "test/fixtures/labs/invalid-ipvs.yaml");
+    const r = k8slab(c, "test/fixtures/labs/invalid-hostgw-port.yaml");
     assert.equal(r.code, 2, c);
-    assert.match(r.err, /^services\.kubeProxyMode: ipvs is not supported/m);
+    assert.match(r.err, /^pods\.flannel\.port: host-gw does not encapsulate/m);
   }
 });
 
