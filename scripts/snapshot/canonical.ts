@@ -161,6 +161,21 @@ function iptablesLines(text: string, roles: Roles): string[] {
   return sorted(out);
 }
 
+/**
+ * kube-proxy's own table in its ipvs or nftables mode, line by line. nftables names an endpoint's chain
+ * with a hash of the endpoint (its pod IP): the hash goes, the pod's role stays.
+ */
+function tableLines(text: string, roles: Roles): string[] {
+  if (failed(text)) return [failed(text)!];
+  return sorted(
+    text
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !/^(Prot LocalAddress|-> RemoteAddress|IP Virtual Server)/.test(l))
+      .map((l) => canon(l.replace(/\b(endpoint|service|external)-[A-Z2-7]{8}-/g, "$1-"), roles)),
+  );
+}
+
 function sysctlFacts(text: string): string[] {
   return sorted(text.split("\n").filter((l) => l.includes(" = ")));
 }
@@ -244,6 +259,8 @@ export function canonicalize(lab: Lab, raw: RawSnapshot): Snapshot {
     tiers.pods[`${n} veths off the bridge`] = sorted(links.filter((l) => l.linkinfo?.info_kind === "veth" && l.master !== bridge).map((l) => l.ifname));
     tiers.pods[`${n} sysctls`] = sysctlFacts(r.sysctls ?? "");
     tiers.services[`${n} nat`] = iptablesLines(r.nat ?? "", roles);
+    if (r.ipvs !== undefined) tiers.services[`${n} ipvs`] = tableLines(r.ipvs, roles);
+    if (r.nftables !== undefined) tiers.services[`${n} nftables`] = tableLines(r.nftables, roles);
     tiers.services[`${n} filter`] = iptablesLines(r.filter ?? "", roles);
     tiers.configs[`${n} digests`] = sorted(
       (r.digests ?? "")

@@ -49,6 +49,9 @@ export function nodeReads(lab: Lab, node: LabNode): Record<string, string> {
     // vxlan's own tables: the other backends have neither.
     ...(lab.pods.flannel.backend === "vxlan" ? { neighbours: `ip -j neigh show dev ${dev}`, fdb: `bridge -j fdb show dev ${dev}` } : {}),
     nat: "iptables-save -t nat",
+    // kube-proxy's own table in the other modes (iptables-save above still shows its few helper rules).
+    ...(lab.services.kubeProxyMode === "ipvs" ? { ipvs: "ipvsadm -Ln" } : {}),
+    ...(lab.services.kubeProxyMode === "nftables" ? { nftables: "nft list table ip kube-proxy" } : {}),
     filter: "iptables-save -t filter",
     sysctls: `sysctl -e ${SYSCTLS.join(" ")}`,
     digests: `sha256sum ${configFiles(node).join(" ")}`,
