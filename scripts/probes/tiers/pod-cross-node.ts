@@ -28,7 +28,7 @@ const hexIP = (ip: string) =>
  * udp[42:4] and udp[46:4]. Matching the addresses matters after a restart, when node1 answers node2's
  * old pods with "host unreachable" (ICMP too) and would use up the capture's count.
  */
-export const vxlanFilter = (from: string, port: number, src: string, dst: string) =>
+export const vxlanFilter = (from: string, port: number | undefined, src: string, dst: string) =>
   `udp dst port ${port} and src host ${from} and udp[39] = 1 and udp[42:4] = ${hexIP(src)} and udp[46:4] = ${hexIP(dst)}`;
 
 /**
