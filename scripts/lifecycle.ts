@@ -15,7 +15,7 @@ import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { ctUp } from "./machines/lxc.ts";
-import { preflightLab } from "./machines/preflight.ts";
+import { checkHostIpvs, preflightLab } from "./machines/preflight.ts";
 import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { CERTIFICATES_RENEWED_KEY } from "./pki/catalog.ts";
@@ -212,6 +212,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     if (ownsMachines(lab) && !netnsExists(lab.netns)) {
       await step("preflight: host, tools, ports, memory", async () => {
         const problems = await preflightLab(parseLabMachines(machineSpecs(lab)));
+        if (lab.driver.kind === "container" && lab.services.kubeProxyMode === "ipvs") problems.push(...(await checkHostIpvs("services.kubeProxyMode")));
         if (problems.length) throw new Refused(problems);
       });
     }

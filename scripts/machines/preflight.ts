@@ -113,6 +113,19 @@ export function checkTun(): string[] {
   return fs.existsSync("/dev/net/tun") ? [] : ["tun: /dev/net/tun is missing (load the tun module)"];
 }
 
+/**
+ * Container nodes share the host's kernel, so kube-proxy's ipvs mode needs the host's IP_VS. /proc/net/ip_vs exists
+ * once it is loaded (or built in); modprobe loads it where it is a module.
+ */
+export async function checkHostIpvs(field: string): Promise<string[]> {
+  if (!fs.existsSync("/proc/net/ip_vs")) await $({ nothrow: true, quiet: true })`modprobe -q ip_vs`;
+  return fs.existsSync("/proc/net/ip_vs")
+    ? []
+    : [
+        `${field}: ipvs needs IP_VS in the host's kernel (container nodes share it) and this host's kernel has none; use iptables or nftables, or driver.kind qemu`,
+      ];
+}
+
 export interface HostRoute {
   dst: string;
   dev?: string;
