@@ -51,9 +51,24 @@ export const flannelDevice = (vni: number) => `flannel.${vni}`;
  * encapsulation adds to a packet (the pods' MTU is the LAN's less these), and its default UDP port.
  */
 export const FLANNEL_BACKENDS = {
-  vxlan: { overhead: 50, defaultPort: 8472, device: (vni: number): string | undefined => flannelDevice(vni) },
-  udp: { overhead: 28, defaultPort: 8285, device: (_vni: number): string | undefined => "flannel0" },
-  "host-gw": { overhead: 0, defaultPort: undefined, device: (_vni: number): string | undefined => undefined },
+  vxlan: {
+    overhead: 50,
+    defaultPort: 8472,
+    device: (vni: number): string | undefined => flannelDevice(vni),
+    programs: "the VXLAN device, routes, ARP and FDB entries",
+  },
+  udp: {
+    overhead: 28,
+    defaultPort: 8285,
+    device: (_vni: number): string | undefined => "flannel0",
+    programs: "flannel0 (a TUN device it reads and writes) and the route to the pod network through it",
+  },
+  "host-gw": {
+    overhead: 0,
+    defaultPort: undefined,
+    device: (_vni: number): string | undefined => undefined,
+    programs: "a route to each peer's pod subnet via that node's LAN address",
+  },
 } as const;
 export type FlannelBackend = keyof typeof FLANNEL_BACKENDS;
 

@@ -110,7 +110,7 @@ test("a VNI change renames flannel's device and restarts flanneld on every node,
   assert.equal(vni2.pods.flannel.device, "flannel.2", "flanneld names its device flannel.<VNI>");
   assert.equal(JSON.parse(etcdFiles(vni2).find((f) => f.path.endsWith("flannel-net-conf.json"))!.content).Backend.VNI, 2);
   const unit = flannelFiles(vni2, vni2.nodes[1]).find((f) => f.path.endsWith("flanneld.service"))!.content;
-  assert.match(unit, /\[ "\$\$d" = flannel\.2 \] \|\| ip link delete "\$\$d"/, "the old device is removed before flanneld starts");
+  assert.match(unit, /\[ "\$\$d" = "flannel\.2" \] \|\| ip link delete "\$\$d"/, "the old device is removed before flanneld starts");
   assert.deepEqual(changedUnits(lab, vni2), ["node1/flanneld", "node2/flanneld"]);
   assert.deepEqual(changedUnits(lab, labWith("port: 8472 ", "port: 8999 ")), ["node1/flanneld", "node2/flanneld"], "a VXLAN port change too");
 });

@@ -1,6 +1,6 @@
 // What runs on every node: containerd, the CNI config, kubelet, flanneld and kube-proxy.
 import type { Lab, LabNode } from "../../core/index.ts";
-import { CONTAINERD_STORE_LABEL, FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
+import { CONTAINERD_STORE_LABEL, FLANNEL_BACKENDS, FLANNEL_ETCD_PREFIX } from "../../core/names.ts";
 import { CA, caCert, configPath, ETCD_CLIENT_CERT, etcdEndpoint, kubeconfigPath, NODE_PATHS, pki } from "../../core/node.ts";
 import { TLS_CIPHER_SUITES } from "./controlplane.ts";
 import { renderUnit } from "./systemd.ts";
@@ -160,16 +160,16 @@ export function renderFlannelSubnetFile(lab: Lab, node: LabNode): string {
 export function renderFlanneldUnit(lab: Lab, node: LabNode): string {
   const subnetFile = NODE_PATHS.flannelSubnetFile;
   return renderUnit({
-    description: `flanneld on ${node.name}: leases this node's pod subnet in etcd and programs the VXLAN device, routes, ARP and FDB entries`,
+    description: `flanneld on ${node.name}: leases this node's pod subnet in etcd and programs ${FLANNEL_BACKENDS[lab.pods.flannel.backend].programs}`,
     documentation: "https://github.com/flannel-io/flannel/blob/master/Documentation/configuration.md",
     after: ["network-online.target"],
     // flanneld reuses the subnet named in an existing subnet file when it is free: that makes the
     // lab's derived subnet (node index -> /24) the one it leases.
     execStartPre: [
       `/bin/sh -c 'mkdir -p ${subnetFile.replace(/\/[^/]+$/, "")} && test -s ${subnetFile} || cp ${configPath("flannel-subnet.env")} ${subnetFile}'`,
-      // flanneld names its device after the VNI: after a VNI change the old device would stay, with
-      // stale neighbour and FDB entries beside the new one. ($$ is a literal $ for systemd.)
-      `/bin/sh -c 'for d in /sys/class/net/flannel.*; do d=$\${d##*/}; [ "$$d" = "flannel.*" ] || [ "$$d" = ${lab.pods.flannel.device} ] || ip link delete "$$d" || true; done'`,
+      // flanneld names its VXLAN device after the VNI: after a VNI or backend change the old device would
+      // stay, with stale neighbour and FDB entries beside the new one. ($$ is a literal $ for systemd.)
+      `/bin/sh -c 'for d in /sys/class/net/flannel.*; do d=$\${d##*/}; [ "$$d" = "flannel.*" ] || [ "$$d" = "${lab.pods.flannel.device ?? ""}" ] || ip link delete "$$d" || true; done'`,
     ],
     exec: [
       `${NODE_PATHS.bin}/flanneld`,
