@@ -81,7 +81,7 @@ describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? fals
         let t = Date.now();
         const up = await k8slab("up", v.file);
         const upSeconds = secsSince(t);
-        assert.equal(up.exitCode, 0, failureOf(`up ${name}`, up.stderr));
+        assert.equal(up.exitCode, 0, failureOf(`up ${name}`, `${up.stderr}\n${up.stdout}`));
         const bench = await k8slab("bench", v.file, "--runs", "3", "--json");
         assert.equal(bench.exitCode, 0, failureOf(`bench ${name}`, bench.stderr));
         const b = JSON.parse(bench.stdout) as BenchReport;
