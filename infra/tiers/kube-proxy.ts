@@ -17,7 +17,10 @@ export function kubeProxySynced(lab: Lab): { ready: string; what: string } {
     case "ipvs":
       return { ready: `ipvsadm -Ln -t ${ip}:443 >/dev/null 2>&1`, what: `kube-proxy's IPVS virtual server for ${ip}:443` };
     case "nftables":
-      return { ready: `nft list map ip kube-proxy service-ips 2>/dev/null | grep -q '${ip} . tcp . 443'`, what: `kube-proxy's nftables service-ips entry for ${ip}:443` };
+      return {
+        ready: `nft list map ip kube-proxy service-ips 2>/dev/null | grep -q '${ip} . tcp . 443'`,
+        what: `kube-proxy's nftables service-ips entry for ${ip}:443`,
+      };
   }
 }
 
