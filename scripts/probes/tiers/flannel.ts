@@ -58,15 +58,19 @@ export const flannel: Tier = {
     }
     const leases = parseFlannelLeases(etcd.stdout);
     const leaseOf = new Map<string, FlannelLease>();
+    // flannel's udp backend leases with its public IP only (pkg/backend/udp/udp_amd64.go): no BackendType.
+    const typeOf = (l: FlannelLease) =>
+      l.backendType || (backend === "udp" ? "udp (the lease names no backend: flannel's udp backend writes none)" : "no backend type");
+    const typeFits = (l: FlannelLease) => l.backendType === backend || (backend === "udp" && !l.backendType);
     for (const node of lab.nodes) {
       const lease = leases.find((l) => l.publicIP === node.address);
       if (lease) leaseOf.set(node.name, lease);
       ctx.hop(
         `lease ${node.name}`,
         lease
-          ? `${lease.subnet} -> ${lease.publicIP}, ${lease.backendType}${lease.vni !== undefined ? ` VNI ${lease.vni}` : ""}${lease.vtepMAC ? `, VTEP MAC ${lease.vtepMAC}` : ""}${lease.subnet === node.podSubnet ? "" : ` (the lab expects ${node.podSubnet})`}`
+          ? `${lease.subnet} -> ${lease.publicIP}, ${typeOf(lease)}${lease.vni !== undefined ? ` VNI ${lease.vni}` : ""}${lease.vtepMAC ? `, VTEP MAC ${lease.vtepMAC}` : ""}${lease.subnet === node.podSubnet ? "" : ` (the lab expects ${node.podSubnet})`}`
           : `no lease in etcd for ${node.address}`,
-        !!lease && lease.backendType === backend && (backend !== "vxlan" || (lease.vni === vni && !!lease.vtepMAC)),
+        !!lease && typeFits(lease) && (backend !== "vxlan" || (lease.vni === vni && !!lease.vtepMAC)),
         `flanneld on ${node.name} writes its lease at start: \`systemctl status flanneld\` and \`journalctl -u flanneld\` there (it needs etcd at ${lab.controlPlane.address})`,
       );
     }
