@@ -38,7 +38,8 @@ const VARIANTS: Record<string, Variant> = {
     fault: (lab) => ({
       run: "systemctl stop flanneld",
       tier: "flannel",
-      hop: new RegExp(`^${lab.nodes[0].name} flanneld's UDP \\d+ socket`),
+      // flannel0 is flanneld's own TUN device (not persistent): it goes with the process, before its socket is checked.
+      hop: new RegExp(`^${lab.nodes[0].name} flannel0`),
       undo: "systemctl start flanneld",
     }),
   },
