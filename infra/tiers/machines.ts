@@ -75,10 +75,7 @@ export class Machines extends Tier {
       // The same Command for both: vm-up/vm-down or ct-up/ct-down take the same spec.
       const [kind, up, down, guest] = lab.driver.kind === "qemu" ? ["vm", "vm-up", "vm-down", guestRunInputs()] : ["ct", "ct-up", "ct-down", ctRunInputs()];
       // The disks `up` made (containerd store, bundle disk) go to VMs started from now on: not a trigger.
-      const disks =
-        lab.driver.kind === "qemu"
-          ? { containerdStore: args.containerdStore, bundleDisk: args.bundleDisk?.file }
-          : { containerdStore: undefined, bundleDisk: undefined };
+      const disks = lab.driver.kind === "qemu" ? { containerdStore: args.containerdStore, bundleDisk: args.bundleDisk?.file } : {};
       for (const spec of machines) {
         const vm = new Command(
           `${kind}-${spec.name}`,

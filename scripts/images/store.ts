@@ -110,9 +110,9 @@ async function pruneStores(keep: string): Promise<void> {
   const inUse = new Set<string>();
   for (const d of disks.filter((f) => fs.existsSync(f))) {
     const info = await $`qemu-img info -U --output=json ${d}`.nothrow().quiet();
-    const backing = info.exitCode === 0 ? (JSON.parse(info.stdout)["backing-filename"] as string | undefined) : undefined;
     // Unreadable: keep everything rather than guess.
     if (info.exitCode !== 0) return;
+    const backing = JSON.parse(info.stdout)["backing-filename"] as string | undefined;
     if (backing) inUse.add(path.basename(path.dirname(backing)));
   }
   for (const key of fs.readdirSync(storesDir())) {
