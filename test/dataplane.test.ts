@@ -2,7 +2,8 @@
 // NodePort's entry, the Service's name in the table, each backend and its connection count.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { conntrackSpread, nftPath, parseIpvsadm } from "../scripts/probes/dataplane.ts";
+import type { Lab } from "../core/index.ts";
+import { conntrackSpread, dataplaneOf, nftPath, parseIpvsadm } from "../scripts/probes/dataplane.ts";
 
 const IPVS_STATS = `IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
@@ -27,7 +28,32 @@ test("ipvsadm: virtual servers and their real servers, with Conns when --stats",
     { address: "172.30.2.5:80", conns: 10 },
   ]);
   const plain = parseIpvsadm("TCP  10.254.70.70:80 rr\n  -> 172.30.1.6:80                Masq    1      0          0\n");
-  assert.deepEqual(plain, [{ proto: "TCP", address: "10.254.70.70:80", reals: [{ address: "172.30.1.6:80" }] }]);
+  assert.deepEqual(plain, [{ proto: "TCP", address: "10.254.70.70:80", reals: [{ address: "172.30.1.6:80", weight: 1 }] }]);
+});
+
+test("ipvsadm: both listings in one read give each real server its weight and its Conns; weight 0 is draining", () => {
+  const listing = `TCP  10.254.70.70:80 rr
+  -> 172.30.1.6:80                Masq    1      0          0
+  -> 172.30.1.7:80                Masq    0      0          2
+  -> 172.30.2.5:80                Masq    1      0          0
+${IPVS_STATS}`;
+  const bm = parseIpvsadm(listing).find((s) => s.address === "10.254.70.70:80")!;
+  assert.deepEqual(bm.reals, [
+    { address: "172.30.1.6:80", weight: 1, conns: 10 },
+    { address: "172.30.1.7:80", weight: 0, conns: 10 },
+    { address: "172.30.2.5:80", weight: 1, conns: 10 },
+  ]);
+  const ipvs = dataplaneOf({ services: { kubeProxyMode: "ipvs" } } as Lab);
+  const path = ipvs.service(listing, "10.254.70.70", 80);
+  assert.deepEqual(
+    path.backends.map((b) => [b.to, b.count, b.draining ?? false]),
+    [
+      ["172.30.1.6:80", 10, false],
+      ["172.30.1.7:80", 10, true],
+      ["172.30.2.5:80", 10, false],
+    ],
+  );
+  assert.match(ipvs.read, /ipvsadm -Ln; ipvsadm -Ln --stats/, "one read has both listings");
 });
 
 const NFT = `table ip kube-proxy {

@@ -193,9 +193,32 @@ test("service: fewer ready endpoints than replicas is a broken hop", async () =>
     stdout:
       "172.30.1.5\ttrue\tnode1\tbusiness-manager-6d8f9c7b5-h2kxw\n172.30.2.3\ttrue\tnode2\tbusiness-manager-6d8f9c7b5-p8tzr\n172.30.2.6\tfalse\tnode2\tbusiness-manager-6d8f9c7b5-wq4nd\n",
   };
-  const r = result(await probe([two, ...healthy], { tiers: ["service"] }), "service");
+  // The table still has the third pod: read again until the bounded wait ends.
+  const stillThree: Recording = { where: "node1", command: /^sleep 2; iptables-save -t nat -c$/, file: "healthy/node1-nat-counters-before.txt" };
+  const r = result(await probe([two, stillThree, ...healthy], { tiers: ["service"] }), "service");
   assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: .*EndpointSlice: 2 ready of 3 replicas/);
   assert.match(r.likelyFix!, /fewer ready pods than replicas/);
+});
+
+test("service: a table behind the EndpointSlice is read again on the node until kube-proxy catches up", async () => {
+  const behind: Recording = {
+    where: "node1",
+    command: /^iptables-save -t nat -c$/,
+    file: ["faults/kube-proxy-behind-node1-nat-counters.txt", "healthy/node1-nat-counters-after.txt"],
+  };
+  const caughtUp: Recording = { where: "node1", command: /^sleep 2; iptables-save -t nat -c$/, file: "healthy/node1-nat-counters-before.txt" };
+  const r = result(await probe([behind, caughtUp, ...healthy], { tiers: ["service"] }), "service");
+  assert.equal(r.verdict, "pass", r.firstBrokenHop);
+  assert.match(hop(r, "KUBE-SVC-7QXJX3NLLCHBKGHZ").detail, /spread 9\/18\/3; .*kube-proxy caught up with the EndpointSlice after 2 s/);
+  assert.equal(r.evidence.filter((e) => e.command.startsWith("sleep 2;")).length, 1, "one more read, on the node");
+});
+
+test("service: a table that never catches up fails after the bounded wait, naming kube-proxy", async () => {
+  const behind: Recording = { where: "node1", command: /^(sleep 2; )?iptables-save -t nat -c$/, file: "faults/kube-proxy-behind-node1-nat-counters.txt" };
+  const r = result(await probe([behind, ...healthy], { tiers: ["service"] }), "service");
+  assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: 2 endpoints .*EndpointSlice: 3 ready of 3 replicas$/);
+  assert.match(r.likelyFix!, /the rules do not match the EndpointSlice \(20 s after it\): .*systemctl restart kube-proxy/);
+  assert.equal(r.evidence.filter((e) => e.command.startsWith("sleep 2;")).length, 10);
 });
 
 test("CoreDNS scaled to 0: dns fails on the Service without endpoints; the business flow is blocked, ingress and NodePort still pass", async () => {

@@ -37,6 +37,12 @@ export const TIMEOUT = {
   tier: 90,
 } as const;
 
+/**
+ * How long the service probe gives kube-proxy to write what the EndpointSlice already shows: on the ipvs
+ * variant a new pod's real server appeared ~10 s after it was ready (the probes run right after `up`'s rollout).
+ */
+export const KUBE_PROXY_CATCH_UP = { everySec: 2, withinSec: 20 } as const;
+
 /** Tier ids, bottom-up: the order they run and are reported in. */
 export const TIER_IDS = ["underlay", "flannel", "pod-same-node", "pod-cross-node", "service", "dns", "nodeport", "ingress", "business-flow"] as const;
 export type TierId = (typeof TIER_IDS)[number];

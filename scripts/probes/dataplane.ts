@@ -13,7 +13,8 @@ export interface ServicePath {
   entry?: string;
   /** The table's name for the Service. */
   name?: string;
-  backends: { name: string; to: string; count?: number; weight?: string }[];
+  /** draining: still in the table but sent no new connection (IPVS weight 0, a terminating pod). */
+  backends: { name: string; to: string; count?: number; weight?: string; draining?: true }[];
 }
 
 export interface Dataplane {
@@ -60,17 +61,37 @@ const iptables: Dataplane = {
 };
 
 /**
- * `ipvsadm -Ln [--stats]`: virtual servers ("TCP  10.254.70.70:80 rr", or with --stats "... 30 ...")
- * each followed by its real servers ("  -> 172.30.1.6:80  Masq 1 0 0", or "... 10 ..."): Conns with --stats.
+ * `ipvsadm -Ln` and/or `ipvsadm -Ln --stats`, one listing after the other: virtual servers
+ * ("TCP  10.254.70.70:80 rr", or with --stats "... 30 ...") each followed by its real servers
+ * ("  -> 172.30.1.6:80  Masq 1 0 0": the weight; with --stats "... 10 ...": Conns). A server listed
+ * twice is merged, so one read gives both each real server's weight and its connection count.
  */
-export function parseIpvsadm(text: string): { proto: string; address: string; conns?: number; reals: { address: string; conns?: number }[] }[] {
+export function parseIpvsadm(
+  text: string,
+): { proto: string; address: string; conns?: number; reals: { address: string; conns?: number; weight?: number }[] }[] {
   const servers: ReturnType<typeof parseIpvsadm> = [];
-  const count = (s: string | undefined) => (s === undefined ? {} : { conns: Number(s) });
+  let current: (typeof servers)[number] | undefined;
   for (const line of text.split("\n")) {
     const v = /^(TCP|UDP|SCTP)\s+(\S+:\d+)(?:\s+(\d+))?/.exec(line);
-    if (v) servers.push({ proto: v[1], address: v[2], ...count(v[3]), reals: [] });
-    const r = /^\s+->\s+(\d+\.\d+\.\d+\.\d+:\d+)(?:\s+(\d+))?/.exec(line);
-    if (r && servers.length) servers[servers.length - 1].reals.push({ address: r[1], ...count(r[2]) });
+    if (v) {
+      current = servers.find((s) => s.proto === v[1] && s.address === v[2]);
+      if (!current) {
+        current = { proto: v[1], address: v[2], reals: [] };
+        servers.push(current);
+      }
+      if (v[3] !== undefined) current.conns = Number(v[3]);
+      continue;
+    }
+    const r = /^\s+->\s+(\d+\.\d+\.\d+\.\d+:\d+)\s+(\S+)(?:\s+(\d+))?/.exec(line);
+    if (!r || !current) continue;
+    let real = current.reals.find((x) => x.address === r[1]);
+    if (!real) {
+      real = { address: r[1] };
+      current.reals.push(real);
+    }
+    // The column after the address: Conns (--stats) or the forwarding method (then the weight).
+    if (/^\d+$/.test(r[2])) real.conns = Number(r[2]);
+    else if (r[3] !== undefined) real.weight = Number(r[3]);
   }
   return servers;
 }
@@ -81,14 +102,21 @@ const ipvsPath = (text: string, address: string): ServicePath => {
     ? {
         entry: `virtual server TCP ${address} (kube-ipvs0 holds the address)`,
         name: `IPVS ${address}`,
-        backends: v.reals.map((r) => ({ name: `real server ${r.address}`, to: r.address, ...(r.conns !== undefined ? { count: r.conns } : {}) })),
+        // Weight 0: a terminating pod kube-proxy keeps until its connections end; it gets no new one.
+        backends: v.reals.map((r) => ({
+          name: `real server ${r.address}`,
+          to: r.address,
+          ...(r.conns !== undefined ? { count: r.conns } : {}),
+          ...(r.weight !== undefined ? { weight: `weight ${r.weight}` } : {}),
+          ...(r.weight === 0 ? { draining: true } : {}),
+        })),
       }
     : { backends: [] };
 };
 
 const ipvs: Dataplane = {
   mode: "ipvs",
-  read: "ipvsadm -Ln --stats",
+  read: "ipvsadm -Ln; ipvsadm -Ln --stats",
   readRules: "ipvsadm -Ln",
   counts: true,
   look: "ipvsadm -Ln; ip addr show kube-ipvs0",

@@ -4,8 +4,8 @@
 
 import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
 import { shq } from "../../../core/shell.ts";
-import { endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
-import { SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
+import { type Endpoint, endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
+import { KUBE_PROXY_CATCH_UP, SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
 import { conntrackSpread, dataplaneOf, type ServicePath } from "../dataplane.ts";
 import { curlCommand, parseCurl, parseIptablesNat } from "../parse.ts";
 import { broken, type ClusterReader, type Tier } from "../types.ts";
@@ -17,6 +17,14 @@ import { broken, type ClusterReader, type Tier } from "../types.ts";
  */
 export const burstCommand = (url: string, n: number) =>
   `curl -s -o /dev/null --connect-timeout 1 -m 2 --fail-early -H 'Connection: close' -w '%{http_code}\\n' ${shq(`${url}?request=[1-${n}]`)}`;
+
+/** The table's backends that get new connections, by pod IP. */
+const activeTargets = (rules: ServicePath) =>
+  rules.backends
+    .filter((e) => !e.draining)
+    .map((e) => e.to.split(":")[0])
+    .sort();
+const inSync = (targets: string[], endpoints: Endpoint[]) => targets.join() === readyIPs(endpoints).join();
 
 const lookups = (ctx: ClusterReader) => {
   const bm = ctx.lab.workloads.businessManager.name;
@@ -35,7 +43,7 @@ export const service: Tier = {
     const dp = dataplaneOf(lab);
     const bm = lab.workloads.businessManager;
     const node = lab.nodes[0];
-    const [[svc, endpoints, src], before] = await Promise.all([lookups(ctx), ctx.onNode(node.name, dp.read, TIMEOUT.read)]);
+    const [[svc, endpoints, src], first] = await Promise.all([lookups(ctx), ctx.onNode(node.name, dp.read, TIMEOUT.read)]);
     const url = `http://${svc.clusterIP}:${svc.port}/healthz`;
     const name = `${WORKLOAD_NAMESPACE}/${bm.name}`;
     const entryHop = `${ENTRY[dp.mode]} (${node.name})`;
@@ -46,7 +54,22 @@ export const service: Tier = {
       true,
     );
 
-    const rules = dp.service(before.stdout, svc.clusterIP, svc.port);
+    let before = first;
+    let rules = dp.service(before.stdout, svc.clusterIP, svc.port);
+    let targets = activeTargets(rules);
+    let current = await endpointsNow(ctx, WORKLOAD_NAMESPACE, bm.name, endpoints, targets);
+    // kube-proxy writes a change some seconds after the EndpointSlice shows it (under emulation up to
+    // ~10 s in IPVS mode): a table behind the EndpointSlice is read again, on the node, for a bounded time.
+    let behindSec = 0;
+    for (; rules.entry && !inSync(targets, current) && behindSec < KUBE_PROXY_CATCH_UP.withinSec; behindSec += KUBE_PROXY_CATCH_UP.everySec) {
+      const again = await ctx.onNode(node.name, `sleep ${KUBE_PROXY_CATCH_UP.everySec}; ${dp.read}`, TIMEOUT.read);
+      if (again.exitCode !== 0) break;
+      before = again;
+      rules = dp.service(before.stdout, svc.clusterIP, svc.port);
+      targets = activeTargets(rules);
+      current = await endpointsOf({ kubectl: ctx.kubectlAgain }, WORKLOAD_NAMESPACE, bm.name);
+    }
+    const caughtUp = behindSec > 0 && inSync(targets, current) ? ` (kube-proxy caught up with the EndpointSlice after ${behindSec} s)` : "";
     if (!rules.entry) {
       // The evidence of what that means for a packet: one request, bounded.
       const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
@@ -72,7 +95,6 @@ export const service: Tier = {
     const okCount = codes.filter((c) => c === "200").length;
     const delta = (b: ServicePath["backends"][number]) =>
       tracked ? (tracked.get(b.to) ?? 0) : (after!.backends.find((e) => e.name === b.name)?.count ?? 0) - (b.count ?? 0);
-    const spread = rules.backends.map(delta);
 
     if (dp.mode === "iptables") {
       // The entry rule's own counter: the burst's connections all matched it.
@@ -86,20 +108,19 @@ export const service: Tier = {
     } else {
       ctx.hop(entryHop, rules.entry!, true);
     }
-    const dnatTargets = rules.backends.map((e) => e.to.split(":")[0]).sort();
-    const current = await endpointsNow(ctx, WORKLOAD_NAMESPACE, bm.name, endpoints, dnatTargets);
     const ready = current.filter((e) => e.ready);
-    const inSync = JSON.stringify(dnatTargets) === JSON.stringify(readyIPs(current));
+    const active = rules.backends.filter((e) => !e.draining);
+    const draining = rules.backends.filter((e) => e.draining).map((e) => e.to);
     ctx.hop(
       rules.name!,
-      `${rules.backends.length} endpoints${dp.mode === "iptables" ? ` picked at random (${rules.backends.map((e) => e.weight).join(", ")})` : dp.mode === "ipvs" ? " in turn (round robin)" : " picked at random (numgen)"}, spread ${spread.join("/")}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas`,
-      ready.length >= bm.replicas && rules.backends.length >= bm.replicas && inSync,
+      `${active.length} endpoints${dp.mode === "iptables" ? ` picked at random (${active.map((e) => e.weight).join(", ")})` : dp.mode === "ipvs" ? " in turn (round robin)" : " picked at random (numgen)"}, spread ${active.map(delta).join("/")}${draining.length ? `; draining (weight 0, no new connections): ${draining.join(", ")}` : ""}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas${caughtUp}`,
+      ready.length >= bm.replicas && active.length >= bm.replicas && inSync(targets, current),
       ready.length < bm.replicas
         ? `fewer ready pods than replicas: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -l app=${bm.name} -o wide\` and describe the one that is not ready`
-        : `the rules do not match the EndpointSlice: ${restartProxy}`,
+        : `the rules do not match the EndpointSlice${behindSec ? ` (${behindSec} s after it)` : ""}: ${restartProxy}`,
     );
     const complete = codes.length === SERVICE_REQUESTS;
-    for (const e of rules.backends) {
+    for (const e of active) {
       const pod = current.find((p) => p.ip === e.to.split(":")[0]);
       ctx.hop(
         e.name,
