@@ -34,6 +34,8 @@ export interface LabPaths {
   secretsPassphrase: string;
   /** The workshop scenario applied to the lab, if any (`k8slab break` writes it, `fix` removes it). */
   scenario: string;
+  /** How the last `up` ended: whether its probes all passed (a no-change `up` then probes while Pulumi runs). */
+  lastUp: string;
 }
 export function labPaths(lab: string): LabPaths {
   const dir = path.join(stateRoot(), "labs", lab);
@@ -51,6 +53,7 @@ export function labPaths(lab: string): LabPaths {
     superAdminKubeconfig: path.join(dir, "super-admin.kubeconfig"),
     secretsPassphrase: path.join(dir, "pulumi-passphrase"),
     scenario: path.join(dir, "scenario.json"),
+    lastUp: path.join(dir, "last-up.json"),
   };
 }
 

@@ -230,24 +230,43 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         stack.setConfig(`k8slab:${CERTIFICATES_RENEWED_KEY}`, { value: at }),
       );
     }
+    // A lab whose last `up` ended green is probed while Pulumi refreshes it: when Pulumi then changes
+    // nothing, those probes saw the lab as it stands (a second `up` costs the longer of the two, not both);
+    // when it changed something, they run again on the result.
+    const early = !restarted && lastUpGreen(lab) ? runProbes(lab) : undefined;
+    early?.catch(() => undefined); // a failure is met where the run is awaited, not as an unhandled rejection
+    fs.rmSync(labPaths(lab.name).lastUp, { force: true }); // written again only when this `up`'s probes pass
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
-    const result = await step("pulumi up: create, update or repair the lab", () =>
-      interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
-    );
-    say(`lab ${lab.name}: ${JSON.stringify(result.summary.resourceChanges ?? {})}`);
+    let result: Awaited<ReturnType<typeof stack.up>>;
+    try {
+      result = await step("pulumi up: create, update or repair the lab", () =>
+        interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
+      );
+    } catch (err) {
+      await early?.catch(() => undefined); // bounded (every tier has a deadline); leaves no ssh session behind
+      throw err;
+    }
+    const changes = result.summary.resourceChanges ?? {};
+    say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
+    const unchanged = Object.entries(changes).every(([op, n]) => op === "same" || !n);
     let report: ProbeReport | undefined;
     try {
-      await step("probes: every network tier, bottom-up", async () => {
-        report = await probeLab(lab, {
-          onResult: (r) => say(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`),
-        });
-        if (!report.ok) {
-          const notPassed = report.results.filter((r) => r.verdict !== "pass" && r.verdict !== "skipped");
-          throw new Error(`${notPassed.map((r) => `${r.tier} ${r.verdict}`).join(", ")} (the report follows)`);
-        }
-      });
+      await step(
+        early && unchanged ? "probes: every network tier, bottom-up (run while Pulumi found nothing to change)" : "probes: every network tier, bottom-up",
+        async () => {
+          if (early && !unchanged) await early.catch(() => undefined); // what the lab was before Pulumi changed it: superseded
+          const probed = await (early && unchanged ? early : runProbes(lab));
+          report = probed.report;
+          for (const line of probed.lines) say(line);
+          if (!report.ok) {
+            const notPassed = report.results.filter((r) => r.verdict !== "pass" && r.verdict !== "skipped");
+            throw new Error(`${notPassed.map((r) => `${r.tier} ${r.verdict}`).join(", ")} (the report follows)`);
+          }
+        },
+      );
+      fs.writeFileSync(labPaths(lab.name).lastUp, `${JSON.stringify({ probes: "pass", at: new Date().toISOString() })}\n`);
     } finally {
       if (report) process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
     }
@@ -259,6 +278,18 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     return err instanceof StepFailed ? err.exit : EXIT.failed;
   }
 }
+
+/** Every tier's probe, its progress lines kept to be said when the run is the one reported. */
+async function runProbes(lab: Lab): Promise<{ report: ProbeReport; lines: string[] }> {
+  const lines: string[] = [];
+  const report = await probeLab(lab, {
+    onResult: (r) => lines.push(`  ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s`),
+  });
+  return { report, lines };
+}
+
+/** The last `up` of this lab ended with every probe passing (removed when an `up` starts its Pulumi run, written when its probes pass). */
+const lastUpGreen = (lab: Lab) => existsSync(labPaths(lab.name).lastUp);
 
 /** The bundle's kubectl with the lab's admin kubeconfig. */
 const labKubectl = (lab: Lab) => [path.join(bundleBinDir(), "kubectl"), `--kubeconfig=${labPaths(lab.name).adminKubeconfig}`];

@@ -27,6 +27,8 @@ export interface Dataplane {
   nodePort(text: string, nodeAddress: string, port: number): ServicePath;
   /** Whether `count` can be compared before and after (else the spread comes from conntrack). */
   counts: boolean;
+  /** Seconds after traffic before the counters `read` shows include it. */
+  countsLagSec?: number;
   /** What a learner looks at, by hand. */
   look: string;
 }
@@ -117,6 +119,8 @@ const ipvsPath = (text: string, address: string): ServicePath => {
 const ipvs: Dataplane = {
   mode: "ipvs",
   read: "ipvsadm -Ln; ipvsadm -Ln --stats",
+  // The kernel's estimator sums each CPU's counters into what ipvsadm shows every 2 s (ip_vs_est.c).
+  countsLagSec: 3,
   readRules: "ipvsadm -Ln",
   counts: true,
   look: "ipvsadm -Ln; ip addr show kube-ipvs0",

@@ -88,5 +88,6 @@ describe("the reference lab on container nodes", { skip: process.getuid?.() === 
     figures["second up s"] = secsSince(from);
     assert.equal(again.exitCode, 0, failureOf("second up", again.stderr));
     assert.match(again.stderr, new RegExp(`lab ${lab.name}: \\{"same":\\d+\\}`));
+    assert.match(again.stderr, /✓ probes: every network tier, bottom-up \(run while Pulumi found nothing to change\)/, "the probes overlapped Pulumi");
   });
 });

@@ -172,6 +172,7 @@ describe("the reference lab end to end", { skip: isRoot ? false : "needs root (n
     assert.ok(changes, "up reports its resource changes");
     const counts = JSON.parse(changes[1]);
     assert.deepEqual(Object.keys(counts), ["same"], `second up changed: ${changes[1]}`);
+    assert.match(again.stderr, /✓ probes: every network tier, bottom-up \(run while Pulumi found nothing to change\)/, "the probes overlapped Pulumi");
   });
 
   // ---- Probes on the live lab: healthy, then one fault at a time, each undone (and waited for) before the next. ----

@@ -83,7 +83,9 @@ export const service: Tier = {
     // The spread: the table's own counters before and after, or (nftables counts nothing) conntrack's entries for the burst.
     const afterRead = await ctx.onNode(
       node.name,
-      dp.counts ? dp.read : `conntrack -L -p tcp --orig-dst ${svc.clusterIP} --orig-port-dst ${svc.port} 2>/dev/null`,
+      dp.counts
+        ? `${dp.countsLagSec ? `sleep ${dp.countsLagSec}; ` : ""}${dp.read}`
+        : `conntrack -L -p tcp --orig-dst ${svc.clusterIP} --orig-port-dst ${svc.port} 2>/dev/null`,
       TIMEOUT.read,
     );
     const after = dp.counts ? dp.service(afterRead.stdout, svc.clusterIP, svc.port) : undefined;
