@@ -14,7 +14,7 @@ import { netnsExists } from "../../scripts/machines/labnet.ts";
 import { lxcCgroups } from "../../scripts/machines/lxc.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
 import { repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf, k8slab, secsSince } from "./reference-lab.ts";
+import { assertExited0, k8slab, secsSince } from "./reference-lab.ts";
 
 const LAB_FILE = "labs/container-two-node.yaml";
 const loaded = loadLab(path.join(repoRoot, LAB_FILE));
@@ -41,7 +41,7 @@ describe("the reference lab on container nodes", { skip: process.getuid?.() === 
     const down = await k8slab("down", LAB_FILE);
     figures["down s"] = secsSince(from);
     process.stderr.write(`container lab e2e figures: ${JSON.stringify(figures)}\n`);
-    assert.equal(down.exitCode, 0, failureOf("down", down.stderr));
+    assertExited0(down, "down", down.stderr);
     assert.equal(netnsExists(lab.netns), false, "the lab namespace is gone");
     assert.equal(fs.existsSync(labPaths(lab.name).dir), false, "the lab's state (layers, containerd stores, keys) is gone");
     for (const n of lab.nodes) assert.deepEqual(lxcCgroups(containerOf(lab.name, n.name)), [], `no cgroup of ${n.name} is left`);
@@ -56,7 +56,7 @@ describe("the reference lab on container nodes", { skip: process.getuid?.() === 
     const from = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up s"] = secsSince(from);
-    assert.equal(up.exitCode, 0, failureOf("up", `${up.stderr}\n${up.stdout}`));
+    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
     assert.match(up.stderr, /✓ probes: every network tier/);
   });
 
@@ -86,7 +86,7 @@ describe("the reference lab on container nodes", { skip: process.getuid?.() === 
     const from = Date.now();
     const again = await k8slab("up", LAB_FILE);
     figures["second up s"] = secsSince(from);
-    assert.equal(again.exitCode, 0, failureOf("second up", again.stderr));
+    assertExited0(again, "second up", again.stderr);
     assert.match(again.stderr, new RegExp(`lab ${lab.name}: \\{"same":\\d+\\}`));
     assert.match(again.stderr, /✓ probes: every network tier, bottom-up \(run while Pulumi found nothing to change\)/, "the probes overlapped Pulumi");
   });

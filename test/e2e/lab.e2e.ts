@@ -20,7 +20,7 @@ import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
 import { forLab, loadCatalog } from "../../scripts/scenarios/catalog.ts";
 import { bundleBinDir, cacheRoot, repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
+import { assertExited0, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
 
 const LAB_FILE = "labs/two-node.yaml";
 const loaded = loadLab(path.join(repoRoot, LAB_FILE));
@@ -92,7 +92,7 @@ describe("the reference lab end to end", { skip: isRoot ? false : "needs root (n
       .join("\n");
     process.stderr.write(`${summary}\n`);
     // On failure: the end of the steps (stderr) and the probe report (stdout).
-    assert.equal(up.exitCode, 0, failureOf("up", `${up.stderr}\n${up.stdout}`));
+    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
   });
 
   it("status --json gives the namespace, each node with its ssh endpoint, and the kubeconfig", async () => {
@@ -167,7 +167,7 @@ describe("the reference lab end to end", { skip: isRoot ? false : "needs root (n
     const from = Date.now();
     const again = await k8slab("up", LAB_FILE);
     figures.secondUpSeconds = secs(from);
-    assert.equal(again.exitCode, 0, failureOf("second up", `${again.stderr}\n${again.stdout}`));
+    assertExited0(again, "second up", `${again.stderr}\n${again.stdout}`);
     const changes = again.stderr.match(/^lab two-node: (\{.*\})$/m);
     assert.ok(changes, "up reports its resource changes");
     const counts = JSON.parse(changes[1]);

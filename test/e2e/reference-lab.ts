@@ -25,7 +25,12 @@ export const k8slab = (...args: string[]) =>
  * Why a k8slab run failed, for an assertion message: its error lines and its tail. Pulumi prints a
  * resource's error far above the summary, so the whole output is kept in a log file named there.
  */
-export function failureOf(what: string, output: string): string {
+/** Asserts a run exited 0; when it did not, its whole output goes to a log file and its errors and last lines to the failure. */
+export function assertExited0(run: { exitCode: number | null }, what: string, output: string): void {
+  if (run.exitCode !== 0) assert.fail(`exit ${run.exitCode}: ${failureOf(what, output)}`);
+}
+
+function failureOf(what: string, output: string): string {
   const file = path.join(cacheRoot(), "logs", `e2e-${what.replace(/\W+/g, "-")}-${Date.now()}.log`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, output);

@@ -12,7 +12,7 @@ import type { RoomLab } from "../../core/room.ts";
 import { netnsExists } from "../../scripts/machines/labnet.ts";
 import { loadRoom, type RollUpRow } from "../../scripts/room.ts";
 import { repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf, k8slab, secsSince } from "./reference-lab.ts";
+import { assertExited0, k8slab, secsSince } from "./reference-lab.ts";
 
 const ROOM_FILE = "labs/room-containers.yaml";
 // The labs as `up --room` derives them (their files written where k8slab keeps the room's).
@@ -60,7 +60,7 @@ describe("a room of four container-node labs", { skip: process.getuid?.() === 0 
     const down = await k8slab("down", "--room", ROOM_FILE);
     figures["down --room s"] = secsSince(from);
     process.stderr.write(`room e2e figures: ${JSON.stringify(figures)}\n`);
-    assert.equal(down.exitCode, 0, failureOf("down --room", down.stderr));
+    assertExited0(down, "down --room", down.stderr);
     for (const l of labs) {
       assert.equal(netnsExists(l.lab.netns), false, `${l.lab.name}'s namespace is gone`);
       assert.equal(fs.existsSync(labPaths(l.lab.name).dir), false, `${l.lab.name}'s state is gone`);
@@ -71,7 +71,7 @@ describe("a room of four container-node labs", { skip: process.getuid?.() === 0 
     const from = Date.now();
     const up = await k8slab("up", "--room", ROOM_FILE);
     figures["up --room s"] = secsSince(from);
-    assert.equal(up.exitCode, 0, failureOf("up --room", up.stderr));
+    assertExited0(up, "up --room", up.stderr);
     for (const l of labs) assert.match(up.stderr, new RegExp(`✓ ${l.learner} \\(${l.lab.name}\\): up done`));
   });
 
@@ -91,7 +91,7 @@ describe("a room of four container-node labs", { skip: process.getuid?.() === 0 
   it("one learner's lab broken by a scenario shows in the roll-up, and reset brings it back", { timeout: 15 * 60_000 }, async () => {
     const [first] = labs;
     const broke = await k8slab("break", first.lab.file, "coredns-down");
-    assert.equal(broke.exitCode, 0, failureOf("break", broke.stderr));
+    assertExited0(broke, "break", broke.stderr);
     const during = await status();
     const row = during.rows.find((r) => r.learner === first.learner);
     assert.equal(row?.scenario, "coredns-down");
@@ -101,7 +101,7 @@ describe("a room of four container-node labs", { skip: process.getuid?.() === 0 
     const from = Date.now();
     const reset = await k8slab("reset", first.lab.file);
     figures["reset s"] = secsSince(from);
-    assert.equal(reset.exitCode, 0, failureOf("reset", reset.stderr));
+    assertExited0(reset, "reset", reset.stderr);
     const healed = await status();
     assert.deepEqual(notPassing(healed.rows), []);
     assert.equal(healed.rows.find((r) => r.learner === first.learner)?.scenario, undefined);

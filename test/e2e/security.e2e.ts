@@ -17,7 +17,7 @@ import { labStatus } from "../../scripts/machines/lab.ts";
 import { certificateCatalog } from "../../scripts/pki/catalog.ts";
 import type { CertExpiry } from "../../scripts/pki/expiry.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf, k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
+import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
 
 const [cp, worker] = [lab.controlPlane.name, lab.nodes.find((n) => !n.isControlPlane)!.name];
 const figures: Record<string, number> = {};
@@ -55,7 +55,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
     const from = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up from nothing s"] = secs(from);
-    assert.equal(up.exitCode, 0, failureOf("up", up.stderr));
+    assertExited0(up, "up", up.stderr);
   });
 
   after(async () => {
@@ -148,7 +148,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
     const from = Date.now();
     const renew = await k8slab("certs", LAB_FILE, "--renew");
     figures["certs --renew s"] = secs(from);
-    assert.equal(renew.exitCode, 0, failureOf("certs --renew", renew.stderr));
+    assertExited0(renew, "certs --renew", renew.stderr);
     assert.match(renew.stderr, /✓ probes: every network tier/);
     const after = await read();
     for (const [key, c] of before) {
@@ -187,7 +187,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
     const again = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up after interrupt s"] = secs(again);
-    assert.equal(up.exitCode, 0, failureOf("up", up.stderr));
+    assertExited0(up, "up", up.stderr);
   });
 
   it("after its VMs are killed, one up brings the lab back, every tier passing", { timeout: 40 * 60_000 }, async () => {
@@ -198,7 +198,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
     const from = Date.now();
     const up = await k8slab("up", LAB_FILE);
     figures["up after VMs killed s"] = secs(from);
-    assert.equal(up.exitCode, 0, failureOf("up", up.stderr));
+    assertExited0(up, "up", up.stderr);
     assert.match(up.stderr, /the lab's VMs are not running/);
     assert.match(up.stderr, /✓ probes: every network tier/);
   });

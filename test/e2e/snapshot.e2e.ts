@@ -17,7 +17,7 @@ import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { Change } from "../../scripts/snapshot/diff.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf } from "./reference-lab.ts";
+import { assertExited0 } from "./reference-lab.ts";
 
 const LAB_FILE = "labs/two-node.yaml";
 const loaded = loadLab(path.join(repoRoot, LAB_FILE));
@@ -67,7 +67,7 @@ describe("snapshot and diff on the reference lab", { skip: process.getuid?.() ==
     first = await snapshot("first.yaml");
     assert.equal((await k8slab("down", LAB_FILE)).exitCode, 0, "down");
     const up = await k8slab("up", LAB_FILE);
-    assert.equal(up.exitCode, 0, failureOf("up", up.stderr));
+    assertExited0(up, "up", up.stderr);
     const second = await snapshot("second.yaml");
     const { exitCode, changes } = await diff(first, second);
     assert.deepEqual(changes, [], "a rebuild changes nothing");

@@ -15,7 +15,7 @@ import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
 import { repoRoot } from "../../scripts/toolchain/paths.ts";
-import { failureOf, k8slab, secsSince } from "./reference-lab.ts";
+import { assertExited0, k8slab, secsSince } from "./reference-lab.ts";
 
 interface Variant {
   file: string;
@@ -82,9 +82,9 @@ describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? fals
         let t = Date.now();
         const up = await k8slab("up", v.file);
         const upSeconds = secsSince(t);
-        assert.equal(up.exitCode, 0, failureOf(`up ${name}`, `${up.stderr}\n${up.stdout}`));
+        assertExited0(up, `up ${name}`, `${up.stderr}\n${up.stdout}`);
         const bench = await k8slab("bench", v.file, "--runs", "3", "--json");
-        assert.equal(bench.exitCode, 0, failureOf(`bench ${name}`, bench.stderr));
+        assertExited0(bench, `bench ${name}`, bench.stderr);
         const b = JSON.parse(bench.stdout) as BenchReport;
         const mbps = (i: number) => percentile(b.rows[i].mbps!, 50);
         const ms = (i: number) => `${percentile(b.rows[i].ms!, 50)}/${percentile(b.rows[i].ms!, 99)}`;
