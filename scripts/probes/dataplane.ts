@@ -17,6 +17,9 @@ export interface ServicePath {
   backends: { name: string; to: string; count?: number; weight?: string; draining?: true }[];
 }
 
+/** The backends that get new connections (not an IPVS real server at weight 0, draining). */
+export const activeBackends = (path: ServicePath) => path.backends.filter((e) => !e.draining);
+
 export interface Dataplane {
   mode: Lab["services"]["kubeProxyMode"];
   /** One read of the node's Service table (with its counters, where it has them). */

@@ -5,12 +5,9 @@
 import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
 import { serviceOf } from "../cluster.ts";
 import { TIMEOUT } from "../contract.ts";
-import { dataplaneOf, type ServicePath } from "../dataplane.ts";
+import { activeBackends, dataplaneOf } from "../dataplane.ts";
 import { curlCommand, curlFailure, parseCurl } from "../parse.ts";
 import type { ClusterReader, Tier } from "../types.ts";
-
-/** Backends that get new connections (not an IPVS real server at weight 0, draining). */
-const active = (rules: ServicePath) => rules.backends.filter((e) => !e.draining);
 
 const lookups = (ctx: ClusterReader) => serviceOf(ctx, WORKLOAD_NAMESPACE, ctx.lab.workloads.businessManager.name);
 
@@ -39,11 +36,11 @@ export const nodeport: Tier = {
       ctx.hop(
         `${node.name} ${entry} :${port}`,
         rules.entry
-          ? `${rules.entry} (${active(rules).length} endpoints: ${active(rules)
+          ? `${rules.entry} (${activeBackends(rules).length} endpoints: ${activeBackends(rules)
               .map((e) => e.to)
               .join(", ")})`
           : `no rule for port ${port}`,
-        !!rules.entry && active(rules).length > 0,
+        !!rules.entry && activeBackends(rules).length > 0,
         `kube-proxy on ${node.name} writes the NodePort rules (\`${dp.look}\`): \`systemctl restart kube-proxy\` there (its nodePortAddresses must include ${lab.lan.cidr})`,
       );
       ctx.hop(

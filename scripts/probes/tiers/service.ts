@@ -6,7 +6,7 @@ import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
 import { shq } from "../../../core/shell.ts";
 import { type Endpoint, endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
 import { KUBE_PROXY_CATCH_UP, SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
-import { conntrackSpread, dataplaneOf, type ServicePath } from "../dataplane.ts";
+import { activeBackends, conntrackSpread, dataplaneOf, type ServicePath } from "../dataplane.ts";
 import { curlCommand, parseCurl, parseIptablesNat } from "../parse.ts";
 import { broken, type ClusterReader, type Tier } from "../types.ts";
 
@@ -20,8 +20,7 @@ export const burstCommand = (url: string, n: number) =>
 
 /** The table's backends that get new connections, by pod IP. */
 const activeTargets = (rules: ServicePath) =>
-  rules.backends
-    .filter((e) => !e.draining)
+  activeBackends(rules)
     .map((e) => e.to.split(":")[0])
     .sort();
 const inSync = (targets: string[], endpoints: Endpoint[]) => targets.join() === readyIPs(endpoints).join();
@@ -111,7 +110,7 @@ export const service: Tier = {
       ctx.hop(entryHop, rules.entry!, true);
     }
     const ready = current.filter((e) => e.ready);
-    const active = rules.backends.filter((e) => !e.draining);
+    const active = activeBackends(rules);
     const draining = rules.backends.filter((e) => e.draining).map((e) => e.to);
     ctx.hop(
       rules.name!,
