@@ -250,14 +250,15 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     const changes = result.summary.resourceChanges ?? {};
     say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
-    const unchanged = Object.entries(changes).every(([op, n]) => op === "same" || !n);
+    // Pulumi changed nothing: the probes run beside it saw the lab as it stands.
+    const standing = Object.entries(changes).every(([op, n]) => op === "same" || !n) ? early : undefined;
     let report: ProbeReport | undefined;
     try {
       await step(
-        early && unchanged ? "probes: every network tier, bottom-up (run while Pulumi found nothing to change)" : "probes: every network tier, bottom-up",
+        standing ? "probes: every network tier, bottom-up (run while Pulumi found nothing to change)" : "probes: every network tier, bottom-up",
         async () => {
-          if (early && !unchanged) await early.catch(() => undefined); // what the lab was before Pulumi changed it: superseded
-          const probed = await (early && unchanged ? early : runProbes(lab));
+          if (early && !standing) await early.catch(() => undefined); // what the lab was before Pulumi changed it: superseded
+          const probed = await (standing ?? runProbes(lab));
           report = probed.report;
           for (const line of probed.lines) say(line);
           if (!report.ok) {

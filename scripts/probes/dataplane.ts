@@ -13,7 +13,7 @@ export interface ServicePath {
   entry?: string;
   /** The table's name for the Service. */
   name?: string;
-  /** draining: still in the table but sent no new connection (IPVS weight 0, a terminating pod). */
+  /** weight: the chance the table gives it (iptables p=...); draining: still in the table but sent no new connection (IPVS weight 0, a terminating pod). */
   backends: { name: string; to: string; count?: number; weight?: string; draining?: true }[];
 }
 
@@ -28,6 +28,12 @@ export interface Dataplane {
   readRules: string;
   service(text: string, clusterIP: string, port: number): ServicePath;
   nodePort(text: string, nodeAddress: string, port: number): ServicePath;
+  /** What rewrites a packet to a Service, as a learner calls it. */
+  table: string;
+  /** The table's entry hop for a ClusterIP and for a NodePort. */
+  entryNames: { service: string; nodePort: string };
+  /** How one backend is chosen for a new connection. */
+  picks: string;
   /** Whether `count` can be compared before and after (else the spread comes from conntrack). */
   counts: boolean;
   /** Seconds after traffic before the counters `read` shows include it. */
@@ -38,6 +44,9 @@ export interface Dataplane {
 
 const iptables: Dataplane = {
   mode: "iptables",
+  table: "nat table",
+  entryNames: { service: "KUBE-SERVICES", nodePort: "KUBE-NODEPORTS" },
+  picks: "picked at random",
   read: "iptables-save -t nat -c",
   readRules: "iptables-save -t nat",
   counts: true,
@@ -112,7 +121,6 @@ const ipvsPath = (text: string, address: string): ServicePath => {
           name: `real server ${r.address}`,
           to: r.address,
           ...(r.conns !== undefined ? { count: r.conns } : {}),
-          ...(r.weight !== undefined ? { weight: `weight ${r.weight}` } : {}),
           ...(r.weight === 0 ? { draining: true } : {}),
         })),
       }
@@ -121,6 +129,9 @@ const ipvsPath = (text: string, address: string): ServicePath => {
 
 const ipvs: Dataplane = {
   mode: "ipvs",
+  table: "IPVS table",
+  entryNames: { service: "IPVS", nodePort: "IPVS" },
+  picks: "in turn (round robin)",
   read: "ipvsadm -Ln; ipvsadm -Ln --stats",
   // The kernel's estimator sums each CPU's counters into what ipvsadm shows every 2 s (ip_vs_est.c).
   countsLagSec: 3,
@@ -149,6 +160,9 @@ export function nftPath(text: string, map: string, key: string): ServicePath {
 
 const nftables: Dataplane = {
   mode: "nftables",
+  table: "nftables table",
+  entryNames: { service: "service-ips", nodePort: "service-nodeports" },
+  picks: "picked at random (numgen)",
   read: "nft list table ip kube-proxy",
   readRules: "nft list table ip kube-proxy",
   counts: false,

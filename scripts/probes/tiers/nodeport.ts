@@ -22,7 +22,6 @@ export const nodeport: Tier = {
     const port = svc.nodePort ?? bm.nodePort;
     const client = lab.lan.gateway;
     const dp = dataplaneOf(lab);
-    const entry = { iptables: "KUBE-NODEPORTS", ipvs: "IPVS", nftables: "service-nodeports" }[dp.mode];
     const seen = await Promise.all(
       lab.nodes.map(async (node) => {
         const [nat, answer] = await Promise.all([
@@ -34,7 +33,7 @@ export const nodeport: Tier = {
     );
     for (const { node, rules, answer } of seen) {
       ctx.hop(
-        `${node.name} ${entry} :${port}`,
+        `${node.name} ${dp.entryNames.nodePort} :${port}`,
         rules.entry
           ? `${rules.entry} (${activeBackends(rules).length} endpoints: ${activeBackends(rules)
               .map((e) => e.to)

@@ -30,9 +30,6 @@ const lookups = (ctx: ClusterReader) => {
   return Promise.all([serviceOf(ctx, WORKLOAD_NAMESPACE, bm), endpointsOf(ctx, WORKLOAD_NAMESPACE, bm), toolboxOn(ctx, ctx.lab.nodes[0].name)]);
 };
 
-/** What the entry hop is called in each mode's table. */
-const ENTRY = { iptables: "KUBE-SERVICES", ipvs: "IPVS", nftables: "service-ips" } as const;
-
 export const service: Tier = {
   id: "service",
   title: "pod -> Service ClusterIP through kube-proxy's rules (iptables, IPVS or nftables), spread over the replicas",
@@ -45,11 +42,11 @@ export const service: Tier = {
     const [[svc, endpoints, src], first] = await Promise.all([lookups(ctx), ctx.onNode(node.name, dp.read, TIMEOUT.read)]);
     const url = `http://${svc.clusterIP}:${svc.port}/healthz`;
     const name = `${WORKLOAD_NAMESPACE}/${bm.name}`;
-    const entryHop = `${ENTRY[dp.mode]} (${node.name})`;
+    const entryHop = `${dp.entryNames.service} (${node.name})`;
     const restartProxy = `kube-proxy on ${node.name} writes these rules (\`${dp.look}\` shows them): \`systemctl restart kube-proxy\` there; \`journalctl -u kube-proxy\` says why they are missing`;
     ctx.hop(
       `pod (${node.name})`,
-      `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s ${dp.mode === "iptables" ? "nat table" : dp.mode === "ipvs" ? "IPVS table" : "nftables table"} rewrites them`,
+      `${src.name} ${src.ip} sends ${SERVICE_REQUESTS} requests to ${svc.clusterIP}:${svc.port} (${name}); ${node.name}'s ${dp.table} rewrites them`,
       true,
     );
 
@@ -114,7 +111,7 @@ export const service: Tier = {
     const draining = rules.backends.filter((e) => e.draining).map((e) => e.to);
     ctx.hop(
       rules.name!,
-      `${active.length} endpoints${dp.mode === "iptables" ? ` picked at random (${active.map((e) => e.weight).join(", ")})` : dp.mode === "ipvs" ? " in turn (round robin)" : " picked at random (numgen)"}, spread ${active.map(delta).join("/")}${draining.length ? `; draining (weight 0, no new connections): ${draining.join(", ")}` : ""}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas${caughtUp}`,
+      `${active.length} endpoints ${dp.picks}${active.some((e) => e.weight) ? ` (${active.map((e) => e.weight).join(", ")})` : ""}, spread ${active.map(delta).join("/")}${draining.length ? `; draining (weight 0, no new connections): ${draining.join(", ")}` : ""}; EndpointSlice: ${ready.length} ready of ${bm.replicas} replicas${caughtUp}`,
       ready.length >= bm.replicas && active.length >= bm.replicas && inSync(targets, current),
       ready.length < bm.replicas
         ? `fewer ready pods than replicas: \`kubectl -n ${WORKLOAD_NAMESPACE} get pods -l app=${bm.name} -o wide\` and describe the one that is not ready`
