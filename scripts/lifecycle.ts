@@ -23,7 +23,6 @@ import { firstToExpire, labCertificates, RENEW_WITHIN_DAYS, renderCertificates }
 import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
-import { openStack, stackExists } from "./stack.ts";
 import { readState, recordedFiles } from "./toolchain/bundle.ts";
 import { ensureBundleDisk } from "./toolchain/bundle-disk.ts";
 import { bundleComplete, ensureToolchain } from "./toolchain/index.ts";
@@ -155,7 +154,7 @@ const machinesDown = async (lab: Lab) =>
 export async function up(file: string, opts: { renewCertificates?: boolean } = {}): Promise<number> {
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
-  if (opts.renewCertificates && !(await stackExists(lab))) {
+  if (opts.renewCertificates && !(await (await import("./stack.ts")).stackExists(lab))) {
     say(`k8slab certs --renew: lab ${lab.name} is not up; \`k8slab up\` issues new certificates anyway`);
     return EXIT.invalid;
   }
@@ -163,7 +162,15 @@ export async function up(file: string, opts: { renewCertificates?: boolean } = {
 }
 
 async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { renewCertificates?: boolean }): Promise<number> {
+  // A lab whose last `up` ended green, and whose machines run, is probed from the start, beside the
+  // checks below and Pulumi's refresh: when Pulumi then changes nothing, those probes saw the lab as it
+  // stands (a second `up` costs the longer of the two, not both); when it changed something, they run
+  // again on the result.
+  const early = !opts.renewCertificates && lastUpGreen(lab) && !(ownsMachines(lab) && (await machinesDown(lab))) ? runProbes(lab) : undefined;
+  early?.catch(() => undefined); // a failure is met where the run is awaited, not as an unhandled rejection
   try {
+    // Loaded once the probes are on their way: the Automation API takes a second of CPU to load.
+    const { openStack, stackExists } = await import("./stack.ts");
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
     // A fresh machine compiles the bundle for most of an hour: the node image (debootstrap) and the container images
     // made of Debian packages and npm code need none of it and build meanwhile (those that do are skipped, then built).
@@ -230,23 +237,12 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         stack.setConfig(`k8slab:${CERTIFICATES_RENEWED_KEY}`, { value: at }),
       );
     }
-    // A lab whose last `up` ended green is probed while Pulumi refreshes it: when Pulumi then changes
-    // nothing, those probes saw the lab as it stands (a second `up` costs the longer of the two, not both);
-    // when it changed something, they run again on the result.
-    const early = !restarted && lastUpGreen(lab) ? runProbes(lab) : undefined;
-    early?.catch(() => undefined); // a failure is met where the run is awaited, not as an unhandled rejection
     fs.rmSync(labPaths(lab.name).lastUp, { force: true }); // written again only when this `up`'s probes pass
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
-    let result: Awaited<ReturnType<typeof stack.up>>;
-    try {
-      result = await step("pulumi up: create, update or repair the lab", () =>
-        interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
-      );
-    } catch (err) {
-      await early?.catch(() => undefined); // bounded (every tier has a deadline); leaves no ssh session behind
-      throw err;
-    }
+    const result = await step("pulumi up: create, update or repair the lab", () =>
+      interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
+    );
     const changes = result.summary.resourceChanges ?? {};
     say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
@@ -273,6 +269,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     }
     return EXIT.ok;
   } catch (err) {
+    await early?.catch(() => undefined); // bounded (every tier has a deadline); leaves no ssh session behind
     // A step printed its reason; anything else is said here, never swallowed.
     if (!(err instanceof StepFailed)) say(`✗ ${(err as Error).message}`);
     say(`k8slab up stopped${err instanceof StepFailed ? ` at "${err.step}"` : ""}; once that is fixed, \`npx k8slab up ${file}\` resumes from there`);
@@ -336,6 +333,7 @@ export async function down(file: string): Promise<number> {
 async function downLocked(lab: Lab, interrupt: Interrupt): Promise<number> {
   let failed = false;
   try {
+    const { openStack, stackExists } = await import("./stack.ts");
     if (await stackExists(lab)) {
       const stack = await step(`stack: select ${lab.name}`, () => openStack(lab, say));
       if (ownsMachines(lab)) {

@@ -22,8 +22,18 @@ export async function openStack(lab: Lab, say: (line: string) => void = () => {}
   if (!existed) await rm(path.join(repoRoot, `Pulumi.${lab.name}.yaml`), { force: true });
   options.envVars = { ...options.envVars, ...(await secretsPassphrase(lab, existed, say)) };
   const stack = await LocalWorkspace.createOrSelectStack({ stackName: lab.name, workDir: repoRoot }, options);
-  await stack.setConfig("k8slab:lab", { value: path.relative(repoRoot, lab.file) });
+  const labFile = path.relative(repoRoot, lab.file);
+  if ((await stackSettings(lab.name)).config?.[LAB_CONFIG_KEY] !== labFile) await stack.setConfig(LAB_CONFIG_KEY, { value: labFile });
   return stack;
+}
+
+/** The stack config key naming the lab file a stack stands up (Pulumi.yaml declares it). */
+const LAB_CONFIG_KEY = "k8slab:lab";
+
+/** The stack's settings file (Pulumi.<stack>.yaml beside Pulumi.yaml), or nothing when there is none. */
+async function stackSettings(stackName: string): Promise<{ config?: Record<string, unknown> }> {
+  const text = await readFile(path.join(repoRoot, `Pulumi.${stackName}.yaml`), "utf8").catch(() => "");
+  return (yaml.load(text) as { config?: Record<string, unknown> } | undefined) ?? {};
 }
 
 /** What a lab's stack was encrypted with before each lab had its own passphrase. */
@@ -78,9 +88,12 @@ async function workspaceOptions() {
   // The file backend refuses a folder that does not exist yet (first `up` on a machine).
   const backend = fileBackend();
   if (backend) await mkdir(backend, { recursive: true });
-  const pulumiCommand = await PulumiCommand.get({ root: path.dirname(pulumiBinDir()), skipVersionCheck: true });
-  return { envVars: pulumiEnv(), pulumiCommand };
+  pulumiCommand ??= PulumiCommand.get({ root: path.dirname(pulumiBinDir()), skipVersionCheck: true });
+  return { envVars: pulumiEnv(), pulumiCommand: await pulumiCommand };
 }
+
+/** The bundled CLI, asked its version once per k8slab process (each ask is a `pulumi version`). */
+let pulumiCommand: Promise<PulumiCommand> | undefined;
 
 /** True when the lab's stack exists in the local state. */
 export async function stackExists(lab: Lab): Promise<boolean> {

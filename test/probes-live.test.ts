@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
+import { pause } from "../core/shell.ts";
 import { AGENT_SCRIPT, startAgent } from "../scripts/probes/agent.ts";
 import { capture } from "../scripts/probes/capture.ts";
 import { enterContainer } from "../scripts/probes/live.ts";
@@ -61,6 +62,15 @@ test("entering a pod: only a containerd id of 64 hex digits becomes part of the 
   assert.equal(r.exitCode, 125);
   assert.match(r.stderr, /no process of container 000000000000 on this node/);
   assert.equal(r.stdout, "");
+});
+
+test("pause: waits its time on a pseudo-terminal's silence, with no process to start (no sleep on PATH)", () => {
+  const started = Date.now();
+  const r = spawnSync("bash", ["-c", `PATH=/nonexistent; ${pause(0.3)}; echo "rc=$?"`], { encoding: "utf8" });
+  const ms = Date.now() - started;
+  assert.equal(r.stdout, "rc=0\n", r.stderr);
+  assert.equal(r.stderr, "");
+  assert.ok(ms >= 290 && ms < 2000, `${ms} ms`);
 });
 
 test("capture: start returns once the capturer listens, collect waits for it to end and hands over its output and exit code", () => {

@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
 import type { Lab } from "../core/index.ts";
+import { pause } from "../core/shell.ts";
 import { loadLab } from "../scripts/lab-file.ts";
-import { TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
+import { KUBE_PROXY_CATCH_UP, TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
 import { type RunOptions, runProbes } from "../scripts/probes/runner.ts";
 import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.ts";
 import { type Recording, replay } from "./fixtures/probes/replay.ts";
@@ -186,6 +187,11 @@ test("kube-proxy's nat rules flushed on node1: service names the missing KUBE-SE
   assert.ok(!service.evidence.some((e) => e.command.startsWith("for i in")), "no burst of 30 into a dead path");
 });
 
+/** The service tier's read again, after the pause that lets kube-proxy catch up. */
+const waitThenRead = `${pause(KUBE_PROXY_CATCH_UP.everySec)}; iptables-save -t nat -c`;
+const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const readAgain = new RegExp(`^${literal(waitThenRead)}$`);
+
 test("service: fewer ready endpoints than replicas is a broken hop", async () => {
   const two: Recording = {
     where: "kubectl",
@@ -194,7 +200,7 @@ test("service: fewer ready endpoints than replicas is a broken hop", async () =>
       "172.30.1.5\ttrue\tnode1\tbusiness-manager-6d8f9c7b5-h2kxw\n172.30.2.3\ttrue\tnode2\tbusiness-manager-6d8f9c7b5-p8tzr\n172.30.2.6\tfalse\tnode2\tbusiness-manager-6d8f9c7b5-wq4nd\n",
   };
   // The table still has the third pod: read again until the bounded wait ends.
-  const stillThree: Recording = { where: "node1", command: /^sleep 2; iptables-save -t nat -c$/, file: "healthy/node1-nat-counters-before.txt" };
+  const stillThree: Recording = { where: "node1", command: readAgain, file: "healthy/node1-nat-counters-before.txt" };
   const r = result(await probe([two, stillThree, ...healthy], { tiers: ["service"] }), "service");
   assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: .*EndpointSlice: 2 ready of 3 replicas/);
   assert.match(r.likelyFix!, /fewer ready pods than replicas/);
@@ -206,19 +212,23 @@ test("service: a table behind the EndpointSlice is read again on the node until 
     command: /^iptables-save -t nat -c$/,
     file: ["faults/kube-proxy-behind-node1-nat-counters.txt", "healthy/node1-nat-counters-after.txt"],
   };
-  const caughtUp: Recording = { where: "node1", command: /^sleep 2; iptables-save -t nat -c$/, file: "healthy/node1-nat-counters-before.txt" };
+  const caughtUp: Recording = { where: "node1", command: readAgain, file: "healthy/node1-nat-counters-before.txt" };
   const r = result(await probe([behind, caughtUp, ...healthy], { tiers: ["service"] }), "service");
   assert.equal(r.verdict, "pass", r.firstBrokenHop);
   assert.match(hop(r, "KUBE-SVC-7QXJX3NLLCHBKGHZ").detail, /spread 9\/18\/3; .*kube-proxy caught up with the EndpointSlice after 2 s/);
-  assert.equal(r.evidence.filter((e) => e.command.startsWith("sleep 2;")).length, 1, "one more read, on the node");
+  assert.equal(r.evidence.filter((e) => e.command === waitThenRead).length, 1, "one more read, on the node");
 });
 
 test("service: a table that never catches up fails after the bounded wait, naming kube-proxy", async () => {
-  const behind: Recording = { where: "node1", command: /^(sleep 2; )?iptables-save -t nat -c$/, file: "faults/kube-proxy-behind-node1-nat-counters.txt" };
+  const behind: Recording = {
+    where: "node1",
+    command: new RegExp(`^(${literal(waitThenRead)}|iptables-save -t nat -c)$`),
+    file: "faults/kube-proxy-behind-node1-nat-counters.txt",
+  };
   const r = result(await probe([behind, ...healthy], { tiers: ["service"] }), "service");
   assert.match(r.firstBrokenHop!, /^KUBE-SVC-7QXJX3NLLCHBKGHZ: 2 endpoints .*EndpointSlice: 3 ready of 3 replicas$/);
   assert.match(r.likelyFix!, /the rules do not match the EndpointSlice \(20 s after it\): .*systemctl restart kube-proxy/);
-  assert.equal(r.evidence.filter((e) => e.command.startsWith("sleep 2;")).length, 10);
+  assert.equal(r.evidence.filter((e) => e.command === waitThenRead).length, 10);
 });
 
 test("CoreDNS scaled to 0: dns fails on the Service without endpoints; the business flow is blocked, ingress and NodePort still pass", async () => {

@@ -1,7 +1,7 @@
 // A packet capture on a node in two steps, so traffic is sent only once tcpdump listens: under TCG
 // tcpdump takes seconds to start, and a capture merely started "at the same time" misses the packets.
 
-import { shq } from "../../core/shell.ts";
+import { pause, shq } from "../../core/shell.ts";
 import { TIMEOUT } from "./contract.ts";
 import { parseTcpdumpUdp, type UdpPacket } from "./parse.ts";
 import type { ProbeContext } from "./types.ts";
@@ -42,19 +42,19 @@ export function capture(name: string, tcpdump: string, timeoutSec: number = TIME
       `mkdir -p ${dir} && rm -f ${base}.*`,
       `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump} >${base}.out 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
       // bash builtins for the test: a grep per look would cost a process start each time under TCG.
-      `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; sleep 0.1; done`,
+      `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; ${pause(0.1)}; done`,
       `echo "capture ${name} listening"`,
     ].join("\n"),
-    collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+    collect: `until [ -e ${base}.rc ]; do ${pause(0.1)}; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
     timeoutSec,
     pcap: {
       start: [
         `mkdir -p ${dir} && rm -f ${base}.*`,
         `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump.replace(/^tcpdump /, `tcpdump -U -w ${base}.pcap `)} 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
-        `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; sleep 0.1; done`,
+        `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; ${pause(0.1)}; done`,
         `echo "capture ${name} listening"`,
       ].join("\n"),
-      collect: `until [ -e ${base}.rc ]; do sleep 0.1; done; tcpdump -r ${base}.pcap -nn 2>/dev/null; cat ${base}.err >&2; echo "${PCAP_LINE}$(base64 -w0 ${base}.pcap)"; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+      collect: `until [ -e ${base}.rc ]; do ${pause(0.1)}; done; tcpdump -r ${base}.pcap -nn 2>/dev/null; cat ${base}.err >&2; echo "${PCAP_LINE}$(base64 -w0 ${base}.pcap)"; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
     },
   };
 }

@@ -3,7 +3,7 @@
 // requests over the replicas from the table's counters (or conntrack, for nftables).
 
 import { WORKLOAD_NAMESPACE } from "../../../core/names.ts";
-import { shq } from "../../../core/shell.ts";
+import { pause, shq } from "../../../core/shell.ts";
 import { type Endpoint, endpointsNow, endpointsOf, readyIPs, serviceOf, toolboxOn } from "../cluster.ts";
 import { KUBE_PROXY_CATCH_UP, SERVICE_REQUESTS, TIMEOUT } from "../contract.ts";
 import { activeBackends, conntrackSpread, dataplaneOf, type ServicePath } from "../dataplane.ts";
@@ -58,7 +58,7 @@ export const service: Tier = {
     // ~10 s in IPVS mode): a table behind the EndpointSlice is read again, on the node, for a bounded time.
     let behindSec = 0;
     for (; rules.entry && !inSync(targets, current) && behindSec < KUBE_PROXY_CATCH_UP.withinSec; behindSec += KUBE_PROXY_CATCH_UP.everySec) {
-      const again = await ctx.onNode(node.name, `sleep ${KUBE_PROXY_CATCH_UP.everySec}; ${dp.read}`, TIMEOUT.read);
+      const again = await ctx.onNode(node.name, `${pause(KUBE_PROXY_CATCH_UP.everySec)}; ${dp.read}`, TIMEOUT.read);
       if (again.exitCode !== 0) break;
       before = again;
       rules = dp.service(before.stdout, svc.clusterIP, svc.port);
@@ -80,7 +80,7 @@ export const service: Tier = {
     const afterRead = await ctx.onNode(
       node.name,
       dp.counts
-        ? `${dp.countsLagSec ? `sleep ${dp.countsLagSec}; ` : ""}${dp.read}`
+        ? `${dp.countsLagSec ? `${pause(dp.countsLagSec)}; ` : ""}${dp.read}`
         : `conntrack -L -p tcp --orig-dst ${svc.clusterIP} --orig-port-dst ${svc.port} 2>/dev/null`,
       TIMEOUT.read,
     );

@@ -1,7 +1,7 @@
 // Tier 1, underlay: every node reaches every other on the lab LAN, and UDP to the backend's port (vxlan, udp) gets through.
 
 import { UNDERLAY_NIC } from "../../../core/names.ts";
-import { shq } from "../../../core/shell.ts";
+import { pause, shq } from "../../../core/shell.ts";
 import { capture, captureAround } from "../capture.ts";
 import { TIMEOUT, UNDERLAY_PROBE_SOURCE_PORT } from "../contract.ts";
 import { parsePing, pingCommand } from "../parse.ts";
@@ -20,7 +20,7 @@ export const udpCapture = (from: string, port: number) =>
  * the capture sees them first.
  */
 export const udpSendCommand = (to: string, port: number) =>
-  `for i in 1 2 3 4 5; do echo k8slab-underlay-probe; sleep 0.1; done | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}`;
+  `for i in 1 2 3 4 5; do echo k8slab-underlay-probe; ${pause(0.1)}; done | socat -u - UDP4-SENDTO:${to}:${port},sourceport=${UNDERLAY_PROBE_SOURCE_PORT}`;
 
 export const underlay: Tier = {
   id: "underlay",
