@@ -5,7 +5,7 @@
 import { randomInt } from "node:crypto";
 import type { Lab } from "../../core/index.ts";
 import { UNDERLAY_NIC } from "../../core/names.ts";
-import { shq } from "../../core/shell.ts";
+import { pause, shq } from "../../core/shell.ts";
 import type { Pod } from "../probes/cluster.ts";
 import { containerPidScript } from "../probes/live.ts";
 import { parseIptablesNat } from "../probes/parse.ts";
@@ -93,12 +93,12 @@ function startCapture(spot: CaptureSpot, filter: string): { start: string; stop:
       `mkdir -p ${DIR} && rm -f ${base}.*`,
       inPod,
       `setsid timeout ${CAPTURE_MAX_SEC} ${enter}tcpdump -i ${spot.device} -nn -U -s 262144 -w ${base}.pcap ${shq(filter)} </dev/null >/dev/null 2>${base}.err & echo $! >${base}.pid`,
-      `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do kill -0 $(<${base}.pid) 2>/dev/null || { cat ${base}.err >&2; exit 1; }; sleep 0.1; done`,
+      `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do kill -0 $(<${base}.pid) 2>/dev/null || { cat ${base}.err >&2; exit 1; }; ${pause(0.1)}; done`,
     ].join("\n"),
     // SIGINT to tcpdump's process group: it writes what it has and ends.
     stop: [
       `kill -INT -- -$(<${base}.pid) 2>/dev/null`,
-      `for i in $(seq 50); do kill -0 $(<${base}.pid) 2>/dev/null || break; sleep 0.1; done`,
+      `for i in $(seq 50); do kill -0 $(<${base}.pid) 2>/dev/null || break; ${pause(0.1)}; done`,
       `base64 -w0 ${base}.pcap; rm -f ${base}.*`,
     ].join("\n"),
   };
