@@ -167,6 +167,9 @@ describe("the reference lab end to end", { skip: isRoot ? false : "needs root (n
     const from = Date.now();
     const again = await k8slab("up", LAB_FILE);
     figures.secondUpSeconds = secs(from);
+    // Where its seconds went: the stack's selection, Pulumi, the probes (their step lines) and each tier.
+    for (const [, step, s] of again.stderr.matchAll(/^✓ (stack|pulumi up|probes)[^\n]*\((\d+\.\d) s\)$/gm)) figures[`secondUp.${step}`] = Number(s);
+    for (const [, tier, s] of again.stderr.matchAll(/^ {2}([a-z-]+): \w+ (\d+\.\d) s$/gm)) figures[`secondUp.${tier}`] = Number(s);
     assertExited0(again, "second up", `${again.stderr}\n${again.stdout}`);
     const changes = again.stderr.match(/^lab two-node: (\{.*\})$/m);
     assert.ok(changes, "up reports its resource changes");
