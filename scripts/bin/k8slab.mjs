@@ -7,8 +7,6 @@ if (major < 22) {
   );
   process.exit(1); // EXIT.failed: core/exit.ts cannot be loaded on this Node
 }
-// V8's compiled code for the modules every command loads, kept between runs (in the OS's temp folder).
-(await import("node:module")).enableCompileCache?.();
 const { register } = await import("tsx/esm/api");
 register();
 const { main } = await import("../cli.ts");

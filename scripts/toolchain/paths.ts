@@ -60,9 +60,6 @@ export function pulumiEnv(): Record<string, string> {
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
     PULUMI_DIY_BACKEND_GZIP: "false",
-    // Every `up` starts the program and the provider plugin as Node processes that load @pulumi/pulumi's
-    // hundreds of modules: V8 keeps their compiled code between runs (the k8slab CLI uses the same folder).
-    NODE_COMPILE_CACHE: path.join(os.tmpdir(), "node-compile-cache"),
   };
   if (!process.env.PULUMI_BACKEND_URL) {
     env.PULUMI_BACKEND_URL = `file://${path.join(cacheRoot(), "state")}`;
