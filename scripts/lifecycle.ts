@@ -166,7 +166,8 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
   // checks below and Pulumi's refresh: when Pulumi then changes nothing, those probes saw the lab as it
   // stands (a second `up` costs the longer of the two, not both); when it changed something, they run
   // again on the result.
-  const early = !opts.renewCertificates && lastUpGreen(lab) && !(ownsMachines(lab) && (await machinesDown(lab))) ? runProbes(lab) : undefined;
+  const stopped = ownsMachines(lab) && (await machinesDown(lab));
+  const early = !opts.renewCertificates && lastUpGreen(lab) && !stopped ? runProbes(lab) : undefined;
   early?.catch(() => undefined); // a failure is met where the run is awaited, not as an unhandled rejection
   try {
     // Loaded once the probes are on their way: the Automation API takes a second of CPU to load.
@@ -223,7 +224,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         if (problems.length) throw new Refused(problems);
       });
     }
-    const restarted = ownsMachines(lab) && (await machinesDown(lab)) && (await stackExists(lab));
+    const restarted = stopped && (await stackExists(lab));
     if (restarted) {
       await step("machines: the lab's VMs are not running (a host reboot?): start them again on their disks", () => restartMachines(lab));
       // Pulumi's refresh reads every cluster object: the API server must answer first, or all of them fail "unreachable".
