@@ -36,25 +36,26 @@ let captures = 0;
  */
 export function capture(name: string, tcpdump: string, timeoutSec: number = TIMEOUT.capture, dir = CAPTURE_DIR): Capture {
   const base = `${dir}/${name}-${process.pid}.${++captures}`;
-  return {
-    name,
-    start: [
+  /** Starts `run` (tcpdump, its stderr to .err, then its exit code to .rc) in the background and returns once tcpdump listens. */
+  const start = (run: string) =>
+    [
       `mkdir -p ${dir} && rm -f ${base}.*`,
-      `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump} >${base}.out 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
+      `setsid sh -c ${shq(`${run}; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
       // bash builtins for the test: a grep per look would cost a process start each time under TCG.
       `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; ${pause(0.1)}; done`,
       `echo "capture ${name} listening"`,
-    ].join("\n"),
-    collect: `until [ -e ${base}.rc ]; do ${pause(0.1)}; done; cat ${base}.out; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+    ].join("\n");
+  /** Waits for tcpdump to end, runs `show`, then hands over its stderr and exit code and removes the files. */
+  const collect = (show: string) =>
+    `until [ -e ${base}.rc ]; do ${pause(0.1)}; done; ${show}; cat ${base}.err >&2; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`;
+  return {
+    name,
+    start: start(`timeout ${timeoutSec} ${tcpdump} >${base}.out 2>${base}.err`),
+    collect: collect(`cat ${base}.out`),
     timeoutSec,
     pcap: {
-      start: [
-        `mkdir -p ${dir} && rm -f ${base}.*`,
-        `setsid sh -c ${shq(`timeout ${timeoutSec} ${tcpdump.replace(/^tcpdump /, `tcpdump -U -w ${base}.pcap `)} 2>${base}.err; echo $? >${base}.rc`)} </dev/null >/dev/null 2>&1 &`,
-        `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do if [ -e ${base}.rc ]; then echo "$(<${base}.err)" >&2; exit 1; fi; ${pause(0.1)}; done`,
-        `echo "capture ${name} listening"`,
-      ].join("\n"),
-      collect: `until [ -e ${base}.rc ]; do ${pause(0.1)}; done; tcpdump -r ${base}.pcap -nn 2>/dev/null; cat ${base}.err >&2; echo "${PCAP_LINE}$(base64 -w0 ${base}.pcap)"; read -r rc <${base}.rc; rm -f ${base}.*; exit $rc`,
+      start: start(`timeout ${timeoutSec} ${tcpdump.replace(/^tcpdump /, `tcpdump -U -w ${base}.pcap `)} 2>${base}.err`),
+      collect: collect(`tcpdump -r ${base}.pcap -nn 2>/dev/null; echo "${PCAP_LINE}$(base64 -w0 ${base}.pcap)"`),
     },
   };
 }
