@@ -34,6 +34,17 @@ export interface Room {
   labs: RoomLab[];
 }
 
+/**
+ * A lab file's text under another name, its 127.0.0.1 ports (sshPortBase, apiServerPort) moved: a
+ * room's learner, an end-to-end test's own lab. Everything else stays the template's; `header` is its
+ * first line, a comment. The template must be a valid lab file that owns its machines.
+ */
+export function derivedLabText(templateText: string, name: string, ports: { sshPortBase: number; apiServerPort: number }, header: string): string {
+  const base = yaml.load(templateText, { schema: yaml.CORE_SCHEMA }) as Record<string, any>;
+  const doc = { ...base, name, driver: { ...(base.driver ?? { kind: "qemu" }), ...ports } };
+  return `# ${header}\n${yaml.dump(doc, { lineWidth: 120 })}`;
+}
+
 /** The learners of a room file: its names, or l1..lN. */
 export const learnersOf = (r: RoomFile) => r.learners ?? Array.from({ length: r.count ?? 0 }, (_, i) => `l${i + 1}`);
 
@@ -68,22 +79,16 @@ export function parseRoom(
     problems.push({ path: "template", reason: "a room's labs run on machines k8slab makes (driver qemu or container); existing hosts cannot be shared out" });
   if (problems.length) return { ok: false, problems };
 
-  const base = yaml.load(templateText, { schema: yaml.CORE_SCHEMA }) as Record<string, any>;
   const driver = template.lab.driver as OwnedDriver;
   const nodes = template.lab.nodes.length;
   const labs: RoomLab[] = [];
   learners.forEach((learner, i) => {
-    const name = `${r.name}-${learner}`;
-    const doc = {
-      ...base,
-      name,
-      driver: {
-        ...(base.driver ?? { kind: "qemu" }),
-        sshPortBase: driver.sshPortBase + r.portOffset + i * nodes,
-        apiServerPort: driver.apiServerPort + r.portOffset + i,
-      },
-    };
-    const text = `# k8slab room ${r.name}, learner ${learner}: made from ${r.template}; \`k8slab up --room\` writes it again.\n${yaml.dump(doc, { lineWidth: 120 })}`;
+    const text = derivedLabText(
+      templateText,
+      `${r.name}-${learner}`,
+      { sshPortBase: driver.sshPortBase + r.portOffset + i * nodes, apiServerPort: driver.apiServerPort + r.portOffset + i },
+      `k8slab room ${r.name}, learner ${learner}: made from ${r.template}; \`k8slab up --room\` writes it again.`,
+    );
     const lab = parseLab(text, labFile(learner));
     if (!lab.ok) for (const p of lab.problems) problems.push({ path: `learners.${learner}: ${p.path}`, reason: p.reason });
     else labs.push({ learner, text, lab: lab.lab });

@@ -9,12 +9,16 @@ import { ArchiveError, exportArchive, importArchive } from "./toolchain/archive.
 import { ensureToolchain, loadManifest, withCacheLock } from "./toolchain/index.ts";
 import { manifestDigest } from "./toolchain/manifest.ts";
 import { bundleDir, cacheRoot } from "./toolchain/paths.ts";
+import { ARCHIVE_FILE, assertInput, assertOutput } from "./user-file.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(0)} MiB`;
 const since = (t: number) => `${((Date.now() - t) / 1000).toFixed(1)} s`;
 
 export async function exportCommand(file: string): Promise<number> {
+  // Where it goes is checked before a build of many minutes, not after.
+  assertOutput(file, "--export");
+  assertOutput(`${file}.sha256`, "--export");
   const started = Date.now();
   if (!(await ensureToolchain())) {
     say("toolchain --export: the bundle is incomplete (see above)");
@@ -43,6 +47,7 @@ export async function exportCommand(file: string): Promise<number> {
 }
 
 export async function importCommand(file: string): Promise<number> {
+  assertInput(file, ARCHIVE_FILE, "--import"); // before the cache lock, which may be waited for
   const started = Date.now();
   try {
     const index = await withCacheLock(say, async () => importArchive(file, { cacheRoot: cacheRoot(), manifestDigest: manifestDigest(await loadManifest()) }));

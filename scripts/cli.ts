@@ -5,6 +5,8 @@ import { EXIT } from "../core/exit.ts";
 import { labPaths } from "../core/paths.ts";
 import { shq } from "../core/shell.ts";
 import { labOrProblems } from "./lab-file.ts";
+import { stopOnSignals } from "./signals.ts";
+import { assertInput, FileRefused, SNAPSHOT_FILE } from "./user-file.ts";
 
 /** The lab used when a command is given none. */
 export const DEFAULT_LAB = "labs/two-node.yaml";
@@ -66,6 +68,7 @@ const commands: Record<string, Command> = {
           json: !!values.json,
           ...(values.junit ? { junit: values.junit as string } : {}),
         });
+      if (values.baseline) assertInput(values.baseline as string, SNAPSHOT_FILE, "--baseline"); // before the probes, not after
       const probed = await (await import("./probes/command.ts")).probeCommand(labArg(positionals), {
         json: !!values.json,
         junit: values.junit as string | undefined,
@@ -74,7 +77,10 @@ const commands: Record<string, Command> = {
         tiers: values.tier as string[] | undefined,
       });
       if (!values.baseline || probed === EXIT.invalid) return probed;
-      const drift = await (await import("./snapshot/command.ts")).diffCommand(values.baseline as string, undefined, { lab: labArg(positionals) });
+      const drift = await (await import("./snapshot/command.ts")).diffCommand(values.baseline as string, undefined, {
+        lab: labArg(positionals),
+        baselineLabel: "--baseline",
+      });
       return Math.max(probed, drift);
     },
   },
@@ -289,9 +295,16 @@ export async function main(argv: string[]): Promise<number> {
     console.log(commandHelp(name));
     return EXIT.ok;
   }
+  // A command blocked anywhere (a lock, a child, a slow node) still ends on Ctrl-C or SIGTERM: 130, 143.
+  stopOnSignals(`k8slab ${name}`);
   try {
     return await command.run(parsed);
   } catch (err) {
+    // A file it was given that is not one to read or write (a FIFO, a folder, a symlink loop...): bad input, one line.
+    if (err instanceof FileRefused) {
+      console.error(`k8slab ${name}: ${err.message}`);
+      return EXIT.invalid;
+    }
     console.error(
       `k8slab ${name}: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ""}` : "\n(run with --debug for the stack trace)"}`,
     );

@@ -3,7 +3,7 @@ import fs, { existsSync } from "node:fs";
 import path from "node:path";
 import lockfile from "proper-lockfile";
 import { $ } from "zx";
-import { EXIT } from "../core/exit.ts";
+import { EXIT, exitOnSignal } from "../core/exit.ts";
 import { type Lab, ownsMachines } from "../core/index.ts";
 import { labPaths, runRoot } from "../core/paths.ts";
 import { ensureHostPackages } from "./host-packages.ts";
@@ -23,10 +23,13 @@ import { firstToExpire, labCertificates, RENEW_WITHIN_DAYS, renderCertificates }
 import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
+import { failureLines, PLUGIN_LOG_ENV, pulumiErrorLine, pulumiFailures, pulumiLogged, type RunLog, runLogFile, teeOutput } from "./run-log.ts";
+import { claimSignals } from "./signals.ts";
 import { readState, recordedFiles } from "./toolchain/bundle.ts";
 import { ensureBundleDisk } from "./toolchain/bundle-disk.ts";
 import { bundleComplete, ensureToolchain } from "./toolchain/index.ts";
 import { bundleBinDir, stateFile } from "./toolchain/paths.ts";
+import { readOptionalText, STATE_FILE, writeOutput } from "./user-file.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -62,9 +65,6 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Exit status of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it). */
-const EXIT_INTERRUPTED = 130;
-
 /**
  * What a signal does to a run: while Pulumi works (`during`), it asks Pulumi to stop (SIGINT to the
  * CLI: running operations finish, the state is written, the stack unlocked) and the run ends through
@@ -88,18 +88,26 @@ export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interr
   try {
     release = await lockfile.lock(lock, { realpath: false, stale: 30_000, update: 10_000 });
   } catch {
-    const holder = fs.existsSync(holderFile) ? fs.readFileSync(holderFile, "utf8").trim() : "another k8slab";
+    const holder = readOptionalText(holderFile, STATE_FILE)?.trim() || "another k8slab";
     say(`k8slab ${what}: lab ${lab.name} is being changed right now (${holder}); wait for it to finish, or stop it`);
     return EXIT.invalid;
   }
-  fs.writeFileSync(holderFile, `\`k8slab ${what}\` pid ${process.pid} since ${new Date().toISOString()}\n`);
+  try {
+    writeOutput(holderFile, `\`k8slab ${what}\` pid ${process.pid} since ${new Date().toISOString()}\n`);
+  } catch (err) {
+    await release();
+    throw err;
+  }
   const unlock = async () => {
     fs.rmSync(holderFile, { force: true });
     await release();
   };
   const controller = new AbortController();
   let inPulumi = false;
+  // The exit status of a stopped run: 128 + the first signal's number (130 for SIGINT, 143 for SIGTERM).
+  let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = async (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
     // The first signal inside Pulumi's step asks Pulumi to stop; a second one (or any outside it) stops now.
     if (inPulumi && !controller.signal.aborted) {
       controller.abort();
@@ -108,10 +116,11 @@ export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interr
     controller.abort();
     say(`k8slab ${what}: ${signal}: stopped`);
     await unlock();
-    process.exit(EXIT_INTERRUPTED);
+    process.exit(exitOnSignal(stoppedBy));
   };
   const signals = ["SIGINT", "SIGTERM"] as const;
   for (const s of signals) process.on(s, onSignal);
+  const unclaim = claimSignals(); // this handler decides, not the CLI's default
   const interrupt: Interrupt = {
     signal: controller.signal,
     async during(work) {
@@ -125,9 +134,10 @@ export async function withLabLock(lab: Lab, what: string, fn: (interrupt: Interr
   };
   try {
     const code = await fn(interrupt);
-    return controller.signal.aborted ? EXIT_INTERRUPTED : code;
+    return stoppedBy ? exitOnSignal(stoppedBy) : code;
   } finally {
     for (const s of signals) process.off(s, onSignal);
+    unclaim();
     await unlock();
   }
 }
@@ -158,10 +168,21 @@ export async function up(file: string, opts: { renewCertificates?: boolean } = {
     say(`k8slab certs --renew: lab ${lab.name} is not up; \`k8slab up\` issues new certificates anyway`);
     return EXIT.invalid;
   }
-  return withLabLock(lab, opts.renewCertificates ? "certs --renew" : "up", (interrupt) => upLocked(lab, file, interrupt, opts));
+  const what = opts.renewCertificates ? "certs --renew" : "up";
+  return withLabLock(lab, what, async (interrupt) => {
+    // Every `up` keeps its whole output, Pulumi's stderr and the provider plugin's own life in the lab's log folder.
+    const log = teeOutput(runLogFile(labPaths(lab.name).logs, what.replace(/\W+/g, "-")));
+    process.env[PLUGIN_LOG_ENV] = log.file;
+    try {
+      return await upLocked(lab, file, interrupt, opts, log);
+    } finally {
+      delete process.env[PLUGIN_LOG_ENV];
+      log.close();
+    }
+  });
 }
 
-async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { renewCertificates?: boolean }): Promise<number> {
+async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { renewCertificates?: boolean }, log: RunLog): Promise<number> {
   // A lab whose last `up` ended green, and whose machines run, is probed from the start, beside the
   // checks below and Pulumi's refresh: when Pulumi then changes nothing, those probes saw the lab as it
   // stands (a second `up` costs the longer of the two, not both); when it changed something, they run
@@ -241,30 +262,41 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     fs.rmSync(labPaths(lab.name).lastUp, { force: true }); // written again only when this `up`'s probes pass
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
+    const pulumi = pulumiFailures();
     const result = await step("pulumi up: create, update or repair the lab", () =>
-      interrupt.during(() => stack.up({ refresh: true, onOutput: (out) => process.stderr.write(out), signal: interrupt.signal })),
-    );
+      interrupt.during(() =>
+        stack.up({ refresh: true, ...pulumiLogged(log), onEvent: pulumi.onEvent, signal: interrupt.signal }).catch((err: Error) => {
+          // The engine's message repeats its whole output; what failed, by resource, is what to show.
+          throw new Error(pulumiErrorLine(err, pulumi.failures()));
+        }),
+      ),
+    ).catch((err) => {
+      for (const line of failureLines(pulumi.failures(), log.file)) say(line);
+      throw err;
+    });
     const changes = result.summary.resourceChanges ?? {};
     say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));
-    // Pulumi changed nothing: the probes run beside it saw the lab as it stands.
-    const standing = Object.entries(changes).every(([op, n]) => op === "same" || !n) ? early : undefined;
+    // Pulumi changed nothing: the probes run beside it saw the lab as it stands, when they all passed. A tier
+    // that did not pass shared the nodes' CPUs with Pulumi's refresh (on a slow host, node1's pressure reached
+    // 95 % and DNS answers ran out), so the probes run again alone, and that run is the report.
+    const unchanged = Object.entries(changes).every(([op, n]) => op === "same" || !n);
+    const earlyRun = early && (await early.catch(() => undefined));
+    const standing = unchanged && earlyRun?.report.ok ? earlyRun : undefined;
+    if (unchanged && earlyRun && !standing)
+      say(`  the probes run beside Pulumi did not all pass (${notPassedOf(earlyRun.report)}): probing again on their own`);
     let report: ProbeReport | undefined;
     try {
       await step(
         standing ? "probes: every network tier, bottom-up (run while Pulumi found nothing to change)" : "probes: every network tier, bottom-up",
         async () => {
-          if (early && !standing) await early.catch(() => undefined); // what the lab was before Pulumi changed it: superseded
-          const probed = await (standing ?? runProbes(lab));
+          const probed = standing ?? (await runProbes(lab));
           report = probed.report;
           for (const line of probed.lines) say(line);
-          if (!report.ok) {
-            const notPassed = report.results.filter((r) => r.verdict !== "pass" && r.verdict !== "skipped");
-            throw new Error(`${notPassed.map((r) => `${r.tier} ${r.verdict}`).join(", ")} (the report follows)`);
-          }
+          if (!report.ok) throw new Error(`${notPassedOf(report)} (the report follows)`);
         },
       );
-      fs.writeFileSync(labPaths(lab.name).lastUp, `${JSON.stringify({ probes: "pass", at: new Date().toISOString() })}\n`);
+      writeOutput(labPaths(lab.name).lastUp, `${JSON.stringify({ probes: "pass", at: new Date().toISOString() })}\n`);
     } finally {
       if (report) process.stdout.write(renderTerminal(report, { color: process.stdout.isTTY }));
     }
@@ -274,6 +306,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     // A step printed its reason; anything else is said here, never swallowed.
     if (!(err instanceof StepFailed)) say(`✗ ${(err as Error).message}`);
     say(`k8slab up stopped${err instanceof StepFailed ? ` at "${err.step}"` : ""}; once that is fixed, \`npx k8slab up ${file}\` resumes from there`);
+    say(`  the whole output: ${log.file}`);
     return err instanceof StepFailed ? err.exit : EXIT.failed;
   }
 }
@@ -286,6 +319,13 @@ async function runProbes(lab: Lab): Promise<{ report: ProbeReport; lines: string
   });
   return { report, lines };
 }
+
+/** The tiers of a report that neither passed nor were skipped, with their verdicts. */
+const notPassedOf = (report: ProbeReport) =>
+  report.results
+    .filter((r) => r.verdict !== "pass" && r.verdict !== "skipped")
+    .map((r) => `${r.tier} ${r.verdict}`)
+    .join(", ");
 
 /** The last `up` of this lab ended with every probe passing (removed when an `up` starts its Pulumi run, written when its probes pass). */
 const lastUpGreen = (lab: Lab) => existsSync(labPaths(lab.name).lastUp);

@@ -15,18 +15,15 @@ import { checkInotify, inotifyInUse, inotifyLimit } from "./machines/preflight.t
 import { TIER_IDS } from "./probes/contract.ts";
 import type { ProbeReport } from "./probes/types.ts";
 import { repoRoot } from "./toolchain/paths.ts";
+import { assertOutput, ROOM_FILE, readInputText, readOptionalText, STATE_FILE, writeOutput } from "./user-file.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 export const roomDir = (room: string) => path.join(stateRoot(), "rooms", room);
 const labFileOf = (room: string, learner: string) => path.join(roomDir(room), `${learner}.yaml`);
 
-/** The room and its labs, each lab file written; problems (exit 2) named by the room file's field. */
+/** The room and its labs, each lab file written; problems (exit 2) named by the room file's field; FileRefused when it is not a file to read. */
 export function loadRoom(file: string): Room | undefined {
-  const text = readLabFile(file);
-  if (typeof text !== "string") {
-    say(`${file}: ${text.reason}`);
-    return undefined;
-  }
+  const text = readInputText(file, ROOM_FILE, "--room");
   const templateRef = /^template:\s*(\S+)/m.exec(text)?.[1]?.replace(/^["']|["']$/g, "");
   const templatePath = templateRef ? path.resolve(path.dirname(file), templateRef) : "";
   const template = templateRef ? readLabFile(templatePath) : { reason: "names no template lab file" };
@@ -41,7 +38,7 @@ export function loadRoom(file: string): Room | undefined {
     return undefined;
   }
   fs.mkdirSync(roomDir(parsed.room.name), { recursive: true, mode: 0o700 });
-  for (const l of parsed.room.labs) fs.writeFileSync(l.lab.file, l.text);
+  for (const l of parsed.room.labs) writeOutput(l.lab.file, l.text);
   return parsed.room;
 }
 
@@ -84,6 +81,7 @@ async function eachLab(room: Room, args: string[], onDone: (l: RoomLab, code: nu
       const started = Date.now();
       const log = path.join(roomDir(room.name), `${l.learner}.${args[0]}.log`);
       const out: Buffer[] = [];
+      assertOutput(log);
       const code = await new Promise<number>((resolve) => {
         const child = spawn(
           path.join(repoRoot, "node_modules/.bin/node"),
@@ -167,13 +165,14 @@ export function renderRollUpJunit(room: string, rows: RollUpRow[]): string {
 }
 
 export async function roomStatus(file: string, opts: { json?: boolean; junit?: string }): Promise<number> {
+  if (opts.junit) assertOutput(opts.junit, "--junit");
   const room = loadRoom(file);
   if (!room) return EXIT.invalid;
   const rows = new Map<string, RollUpRow>();
   for (const l of room.labs) {
     const up = await labIsUp(l.lab);
-    const applied = labPaths(l.lab.name).scenario;
-    const scenario = fs.existsSync(applied) ? (JSON.parse(fs.readFileSync(applied, "utf8")) as { id: string; hidden?: boolean }) : undefined;
+    const applied = readOptionalText(labPaths(l.lab.name).scenario, STATE_FILE);
+    const scenario = applied === undefined ? undefined : (JSON.parse(applied) as { id: string; hidden?: boolean });
     rows.set(l.learner, {
       learner: l.learner,
       lab: l.lab.name,
@@ -193,7 +192,7 @@ export async function roomStatus(file: string, opts: { json?: boolean; junit?: s
   });
   const all = [...rows.values()];
   process.stdout.write(opts.json ? `${JSON.stringify({ room: room.name, labs: all }, null, 2)}\n` : renderRollUp(all));
-  if (opts.junit) fs.writeFileSync(opts.junit, renderRollUpJunit(room.name, all));
+  if (opts.junit) writeOutput(opts.junit, renderRollUpJunit(room.name, all), "--junit");
   return all.every((r) => r.up && TIER_IDS.every((t) => ["pass", "skipped"].includes(r.verdicts[t] ?? ""))) ? EXIT.ok : EXIT.failed;
 }
 

@@ -1,9 +1,10 @@
 // The lab's etcd flags and auth script against a real etcd (the bundle's), in a network namespace of
 // its own (unshare: it ends with the process): etcd trusts only its CA, flannel's key reaches only
 // flannel's prefix, the API server's key everything, and the script can run again. Needs root and a
-// built bundle; skipped otherwise.
+// built bundle; skipped otherwise. etcd is the test's own (test/owned.ts): a process group of its own,
+// stopped after, and killed by the kernel if the test's process dies first, SIGKILL included.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -15,6 +16,7 @@ import { loadLab } from "../scripts/lab-file.ts";
 import { certificateCatalog } from "../scripts/pki/catalog.ts";
 import { createCa, issueCertificate } from "../scripts/pki/generate.ts";
 import { bundleBinDir, repoRoot } from "../scripts/toolchain/paths.ts";
+import { atAbnormalEnd, type Owned, spawnOwned, withDeathSignal } from "./owned.ts";
 
 const loaded = loadLab(path.join(repoRoot, "labs/two-node.yaml"));
 assert.ok(loaded.ok);
@@ -23,13 +25,17 @@ const bin = bundleBinDir();
 const skip = process.getuid?.() !== 0 ? "needs root" : !fs.existsSync(path.join(bin, "etcd")) ? "no bundle (k8slab toolchain)" : false;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-etcd-auth-"));
+// Stopped with no `after` (a signal, the runner gone): etcd is stopped by then (owned.ts), its folder goes too.
+atAbnormalEnd(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** The node's paths, moved into the temp dir. */
 const local = (text: string) => text.replaceAll(`${NODE_PATHS.pki}/`, `${tmp}/`).replaceAll(`${NODE_PATHS.bin}/`, `${bin}/`);
-let etcd: ChildProcess | undefined;
+let etcd: Owned | undefined;
 let etcdLog = ""; // for the message when etcd does not start
-/** Runs a shell command in etcd's namespace. */
-const inNetns = (command: string) =>
-  spawnSync("nsenter", [`--net=/proc/${etcd!.pid}/ns/net`, "bash", "-c", local(command)], { encoding: "utf8", timeout: 30_000 });
+/** Runs a shell command in etcd's namespace (it too dies with the test's process). */
+const inNetns = (command: string) => {
+  const [file, ...argv] = withDeathSignal("KILL", "nsenter", [`--net=/proc/${etcd!.pid}/ns/net`, "bash", "-c", local(command)]);
+  return spawnSync(file, argv, { encoding: "utf8", timeout: 30_000 });
+};
 
 before(async () => {
   if (skip) return;
@@ -44,21 +50,22 @@ before(async () => {
   const flags = [...renderEtcdUnit(lab).matchAll(/^ {2}(--\S+?)(?: \\)?$/gm)].map((m) => local(m[1]).replace(`=${NODE_PATHS.etcdData}`, `=${tmp}/data`));
   assert.ok(flags.some((f) => f.startsWith("--trusted-ca-file=")));
   const address = lab.controlPlane.address;
-  etcd = spawn("unshare", ["--net", "bash", "-c", `ip link set lo up && ip addr add ${address}/32 dev lo && exec ${bin}/etcd "$@"`, "etcd", ...flags], {
+  // unshare and bash exec etcd: one process, the group's leader, with the parent-death signal kept across the execs.
+  etcd = spawnOwned("unshare", ["--net", "bash", "-c", `ip link set lo up && ip addr add ${address}/32 dev lo && exec ${bin}/etcd "$@"`, "etcd", ...flags], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  etcd.stderr!.on("data", (d) => {
+  etcd.child.stderr!.on("data", (d) => {
     etcdLog += d;
   });
   const deadline = Date.now() + 30_000;
   while (inNetns(`${etcdctlCommand(lab, ETCD_CLIENT_CERT.apiServer)} endpoint health`).status !== 0) {
-    assert.ok(Date.now() < deadline && etcd.exitCode === null, `etcd did not start:\n${etcdLog.slice(-2000)}`);
+    assert.ok(Date.now() < deadline && etcd.running(), `etcd did not start:\n${etcdLog.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 300));
   }
 });
 
-after(() => {
-  if (etcd?.pid && etcd.exitCode === null) process.kill(etcd.pid, "SIGTERM");
+after(async () => {
+  await etcd?.stop("SIGTERM", 10_000);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 

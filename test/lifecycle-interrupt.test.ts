@@ -1,6 +1,7 @@
 // SIGINT or SIGTERM during a lab's lifecycle: inside Pulumi's step the signal becomes Pulumi's own
 // cancel (the step ends its normal way), outside it the run stops at once; either way the lab's lock
-// is released and the exit status is 130. A child process per case (signals are process-wide).
+// is released and the exit status is 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). A
+// child process per case (signals are process-wide).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -31,28 +32,33 @@ async function interrupted(body: string, signal: NodeJS.Signals) {
   return { code, out, left };
 }
 
-test("a signal during Pulumi's step aborts it, and the run ends its normal way with 130", { timeout: 30_000 }, async () => {
-  const r = await interrupted(
-    // The timer stands for Pulumi's CLI, which keeps the real run's event loop alive.
-    `return interrupt.during(() => new Promise((resolve) => {
-       console.log("working");
-       const pulumi = setTimeout(() => resolve(0), 20_000);
-       interrupt.signal.addEventListener("abort", () => {
-         clearTimeout(pulumi);
-         setTimeout(() => { console.log("pulumi stopped"); resolve(1); }, 300);
-       });
-     }));`,
-    "SIGINT",
-  );
-  assert.equal(r.code, 130, r.out);
-  assert.match(r.out, /SIGINT: asking Pulumi to stop/);
-  assert.match(r.out, /pulumi stopped\nreturned 130/, "the step finished before the run returned");
-  assert.deepEqual(r.left, [], "no lock or holder file is left");
-});
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  test(`${signal} during Pulumi's step aborts it, and the run ends its normal way with ${code}`, { timeout: 30_000 }, async () => {
+    const r = await interrupted(
+      // The timer stands for Pulumi's CLI, which keeps the real run's event loop alive.
+      `return interrupt.during(() => new Promise((resolve) => {
+         console.log("working");
+         const pulumi = setTimeout(() => resolve(0), 20_000);
+         interrupt.signal.addEventListener("abort", () => {
+           clearTimeout(pulumi);
+           setTimeout(() => { console.log("pulumi stopped"); resolve(1); }, 300);
+         });
+       }));`,
+      signal,
+    );
+    assert.equal(r.code, code, r.out);
+    assert.match(r.out, new RegExp(`${signal}: asking Pulumi to stop`));
+    assert.match(r.out, new RegExp(`pulumi stopped\nreturned ${code}`), "the step finished before the run returned");
+    assert.deepEqual(r.left, [], "no lock or holder file is left");
+  });
+}
 
-test("a signal outside Pulumi's step stops the run at once, lock released", { timeout: 30_000 }, async () => {
+test("a signal outside Pulumi's step stops the run at once, lock released; SIGTERM exits 143", { timeout: 30_000 }, async () => {
   const r = await interrupted(`console.log("working"); await new Promise((r) => setTimeout(r, 20_000)); return 0;`, "SIGTERM");
-  assert.equal(r.code, 130, r.out);
+  assert.equal(r.code, 143, r.out);
   assert.match(r.out, /SIGTERM: stopped/);
   assert.doesNotMatch(r.out, /returned/);
   assert.deepEqual(r.left, []);

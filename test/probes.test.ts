@@ -1,12 +1,14 @@
 // Each tier's probe on recorded outputs of the reference lab, healthy and broken, and the runner's tiered verdicts.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { test } from "node:test";
 import type { Lab } from "../core/index.ts";
 import { pause } from "../core/shell.ts";
 import { loadLab } from "../scripts/lab-file.ts";
-import { KUBE_PROXY_CATCH_UP, TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
+import { KUBE_PROXY_CATCH_UP, paceFactor, TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
+import { PACE_COMMAND } from "../scripts/probes/live.ts";
 import { type RunOptions, runProbes } from "../scripts/probes/runner.ts";
 import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.ts";
 import { type Recording, replay } from "./fixtures/probes/replay.ts";
@@ -516,4 +518,29 @@ test("kubectl reads are made once per run and shared by the tiers", async () => 
   await runProbes(lab, access);
   const toolboxReads = access.calls.filter((c) => c.where === "kubectl" && /app=toolbox/.test(c.command));
   assert.equal(toolboxReads.length, 1);
+});
+
+test("a whole tier's limit follows the slowest node's measured pace", async () => {
+  const slowTier = stub("underlay", async (ctx) => {
+    await new Promise((resolve) => setTimeout(resolve, 300)); // a tier that takes 0.3 s, under a 0.2 s limit sized for a fast node
+    ctx.hop("ok", "fine", true);
+  });
+  const atPace = (factor: number) => Object.assign(replay([]), { pace: async () => [{ node: "node1", processStartMs: Math.round(34 * factor), factor }] });
+  const slow = await runProbes(lab, atPace(4), { modules: [slowTier], tierTimeoutSec: 0.2 });
+  assert.equal(result(slow, "underlay").verdict, "pass", "on a node four times slower the limit is 0.8 s");
+  assert.deepEqual(slow.pace, [{ node: "node1", processStartMs: 136, factor: 4 }], "the report says what the deadlines were");
+  const fast = await runProbes(lab, atPace(1), { modules: [slowTier], tierTimeoutSec: 0.2 });
+  assert.equal(result(fast, "underlay").verdict, "inconclusive", "at the reference pace the same tier overran");
+});
+
+test("a node's pace: its process start against the one the deadlines were sized for, bounded", async () => {
+  assert.equal(paceFactor(undefined), 1);
+  assert.equal(paceFactor(20), 1, "a faster node keeps the deadlines");
+  assert.equal(paceFactor(34), 1);
+  assert.equal(paceFactor(143), 4.2);
+  assert.equal(paceFactor(5000), 8, "a node slower than that is inconclusive, not waited for");
+  // The node's own measurement, run here: one integer, the ms of one /bin/true.
+  const out = execFileSync("bash", ["-c", PACE_COMMAND], { encoding: "utf8" });
+  assert.match(out, /^\d+\n$/);
+  assert.ok(Number(out) < 1000, out);
 });

@@ -42,7 +42,7 @@ test("percentile: nearest rank", () => {
 });
 
 test("the lifecycle bench reads each of up's steps and its seconds", async () => {
-  const { stepSeconds } = await import("../scripts/soak/lifecycle-bench.ts");
+  const { stepSeconds } = await import("../scripts/soak/k8slab-run.ts");
   const stderr =
     "• toolchain: the offline bundle ...\n✓ toolchain: the offline bundle (1.4 s)\n✗ probes: x (3.0 s): failed\n✓ pulumi up: create, update or repair the lab (412.5 s)\n";
   assert.deepEqual(stepSeconds(stderr), { "toolchain: the offline bundle": 1.4, "pulumi up: create, update or repair the lab": 412.5 });

@@ -146,39 +146,74 @@ test("a data-product that never answers costs at most the deadline: 502 DEADLINE
   }
 });
 
-test("keepConnected reconnects when the server ends a connection for its age; without it the channel stays idle", async () => {
-  // data-product ends connections after 30 s; here after 200 ms. Each new connection is counted.
-  const server = new grpc.Server({ "grpc.max_connection_age_ms": 200, "grpc.max_connection_age_grace_ms": 100 });
+/** A TCP proxy to 127.0.0.1:port that counts the connections made through it. */
+async function countingProxy(port: number) {
   let connections = 0;
-  server.addService(loadWorkloadProtos().Health.service, {});
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
-  );
-  const counter = net.createServer((socket) => {
+  const server = net.createServer((socket) => {
     connections++;
     const upstream = net.connect(port, "127.0.0.1");
     socket.pipe(upstream).pipe(socket);
     socket.on("error", () => upstream.destroy());
     upstream.on("error", () => socket.destroy());
   });
-  await new Promise<void>((resolve) => counter.listen(0, "127.0.0.1", resolve));
-  const target = `127.0.0.1:${(counter.address() as net.AddressInfo).port}`;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { target: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, connections: () => connections, close: () => server.close() };
+}
+
+/** Polls `holds` every 10 ms: true once it holds, false when `withinMs` passed first. */
+async function until(holds: () => boolean, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (!holds()) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
+
+/** Follows the channel's state changes until it is in `wanted` or `withinMs` passed; the states it went through. */
+async function waitForState(
+  channel: ReturnType<grpc.Client["getChannel"]>,
+  wanted: grpc.connectivityState,
+  withinMs: number,
+): Promise<{ reached: boolean; seen: string[] }> {
+  const deadline = Date.now() + withinMs;
+  const seen: string[] = [];
+  for (;;) {
+    const state = channel.getConnectivityState(false);
+    seen.push(grpc.connectivityState[state]);
+    if (state === wanted) return { reached: true, seen };
+    const changed = await new Promise<boolean>((resolve) => channel.watchConnectivityState(state, deadline, (err) => resolve(!err)));
+    if (!changed) return { reached: false, seen };
+  }
+}
+
+test("keepConnected reconnects when the server ends a connection for its age; without it the channel stays idle", async () => {
+  // data-product ends connections after 30 s; here after 200 ms. Each channel has its own counting proxy.
+  const server = new grpc.Server({ "grpc.max_connection_age_ms": 200, "grpc.max_connection_age_grace_ms": 100 });
+  server.addService(loadWorkloadProtos().Health.service, {});
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  const [warmProxy, plainProxy] = await Promise.all([countingProxy(port), countingProxy(port)]);
   const { Health } = loadWorkloadProtos();
-  // Distinct options keep the two channels off each other's pooled connection.
-  const warm = new Health(target, grpc.credentials.createInsecure(), { "k8slab.test": "warm" });
-  const plain = new Health(target, grpc.credentials.createInsecure(), { "k8slab.test": "plain" });
+  const warm = new Health(warmProxy.target, grpc.credentials.createInsecure());
+  const plain = new Health(plainProxy.target, grpc.credentials.createInsecure());
   try {
     keepConnected(warm);
     plain.getChannel().getConnectivityState(true);
-    await new Promise((resolve) => setTimeout(resolve, 1200));
-    assert.equal(warm.getChannel().getConnectivityState(false), grpc.connectivityState.READY, "the kept channel is connected");
-    assert.equal(plain.getChannel().getConnectivityState(false), grpc.connectivityState.IDLE, "the plain channel went idle at the first GOAWAY");
-    // The plain channel connected once; the kept one again after each GOAWAY (about every 300 ms).
-    assert.ok(connections >= 4, `connections: ${connections}`);
+    // A new connection after each GOAWAY, about every 300 ms: three take about 0.6 s, and 15 s on a host
+    // under load. Any one moment may fall between two connections, so each state is waited for, not sampled.
+    assert.ok(await until(() => warmProxy.connections() >= 3, 15_000), `the kept channel connected ${warmProxy.connections()} time(s) in 15 s, not 3`);
+    const ready = await waitForState(warm.getChannel(), grpc.connectivityState.READY, 10_000);
+    assert.ok(ready.reached, `the kept channel is connected again (states seen: ${ready.seen.join(" -> ")})`);
+    const idle = await waitForState(plain.getChannel(), grpc.connectivityState.IDLE, 10_000);
+    assert.ok(idle.reached, `the plain channel went idle at its first GOAWAY (states seen: ${idle.seen.join(" -> ")})`);
+    assert.equal(plainProxy.connections(), 1, "the plain channel connected once, and not again");
   } finally {
     warm.close();
     plain.close();
-    counter.close();
+    warmProxy.close();
+    plainProxy.close();
     server.forceShutdown();
   }
 });

@@ -1,5 +1,4 @@
 // `k8slab probe`: runs the tiers against the live lab and prints the report (terminal or JSON), optionally a JUnit file.
-import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
@@ -7,6 +6,7 @@ import { labOrProblems } from "../lab-file.ts";
 import { renderProbeHtml } from "../report/html.ts";
 import { writeHtml } from "../report/write.ts";
 import { parsePcap, toPcapng } from "../trace/packets.ts";
+import { assertOutput, outputDir, writeOutput } from "../user-file.ts";
 import { TIER_IDS, type TierId } from "./contract.ts";
 import { type LiveOptions, liveAccess } from "./live.ts";
 import { renderJson, renderJunit, renderTerminal } from "./render.ts";
@@ -26,10 +26,14 @@ export interface ProbeOptions extends LiveOptions {
 
 /** Writes each capture as DIR/<node>-<capture>.pcapng, its interface named node/capture. */
 function pcapWriter(dir: string) {
-  fs.mkdirSync(dir, { recursive: true });
+  outputDir(dir, "--pcap");
   return (node: string, capture: string, pcap: Buffer) => {
     const file = path.join(dir, `${node}-${capture}.pcapng`);
-    fs.writeFileSync(file, toPcapng([{ name: `${node}/${capture}`, description: `k8slab probe capture ${capture} on ${node}`, packets: parsePcap(pcap) }]));
+    writeOutput(
+      file,
+      toPcapng([{ name: `${node}/${capture}`, description: `k8slab probe capture ${capture} on ${node}`, packets: parsePcap(pcap) }]),
+      "--pcap",
+    );
     process.stderr.write(`pcapng: ${file}\n`);
   };
 }
@@ -56,6 +60,9 @@ export async function probeCommand(file: string, opts: ProbeOptions = {}): Promi
   }
   const lab = labOrProblems(file);
   if (!lab) return EXIT.invalid;
+  // Where the reports go is checked before the run, not after it.
+  if (opts.junit) assertOutput(opts.junit, "--junit");
+  if (opts.html) assertOutput(opts.html, "--html");
   const report = await probeLab(lab, {
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(requested?.length ? { tiers: requested as TierId[] } : {}),
@@ -64,7 +71,7 @@ export async function probeCommand(file: string, opts: ProbeOptions = {}): Promi
     onResult: (r) => process.stderr.write(`• ${r.tier}: ${r.verdict}${r.blockedBy ? ` (by ${r.blockedBy})` : ""} ${(r.durationMs / 1000).toFixed(1)} s\n`),
   });
   process.stdout.write(opts.json ? renderJson(report) : renderTerminal(report, { color: process.stdout.isTTY }));
-  if (opts.junit) fs.writeFileSync(opts.junit, renderJunit(report));
+  if (opts.junit) writeOutput(opts.junit, renderJunit(report), "--junit");
   if (opts.html) await writeHtml(opts.html, lab, (live) => renderProbeHtml(report, lab, live));
   return report.ok ? EXIT.ok : EXIT.failed;
 }

@@ -38,6 +38,18 @@ export const TIMEOUT = {
 } as const;
 
 /**
+ * The deadlines above follow the nodes' speed. They were sized where a node started and ended
+ * `/bin/true` in `referenceMs` (34 ms, node1 of the reference lab under TCG); a node measured slower at
+ * the start of a run (143 ms on a slower host, more while `up` refreshes beside the probes) gets each
+ * deadline stretched by the ratio, up to `maxFactor`: a node slower than that is reported inconclusive.
+ */
+export const PACE = { referenceMs: 34, maxFactor: 8 } as const;
+
+/** The pace a node's measured process start gives its deadlines. */
+export const paceFactor = (processStartMs: number | undefined) =>
+  processStartMs === undefined ? 1 : Math.min(PACE.maxFactor, Math.max(1, Math.round((processStartMs / PACE.referenceMs) * 10) / 10));
+
+/**
  * How long the service probe gives kube-proxy to write what the EndpointSlice already shows: on the ipvs
  * variant a new pod's real server appeared ~10 s after it was ready (the probes run right after `up`'s rollout).
  */

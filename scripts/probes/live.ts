@@ -11,8 +11,9 @@ import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.ts";
 import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.ts";
+import { paceFactor, TIMEOUT } from "./contract.ts";
 import { splitSteps, stepsScript } from "./steps.ts";
-import type { Exec, LabAccess } from "./types.ts";
+import type { Exec, LabAccess, NodePace } from "./types.ts";
 
 /** Seconds on top of a step's own timeout for kubectl to connect before the local process is killed. */
 const CONNECT_SLACK = 5;
@@ -107,6 +108,12 @@ export function containerPidScript(containerID: string, into = "pid"): string | 
   ].join("\n");
 }
 
+/**
+ * How long the node takes to start and end a process, in ms (the mean of three `/bin/true`, timed by the
+ * node's own clock): what the probes' steps cost there more than anything else under TCG.
+ */
+export const PACE_COMMAND = "s=$EPOCHREALTIME; /bin/true; /bin/true; /bin/true; e=$EPOCHREALTIME; echo $(( (10#${e/[.,]/} - 10#${s/[.,]/}) / 3000 ))";
+
 export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   const kubeconfig = opts.kubeconfig ?? labPaths(lab.name).adminKubeconfig;
   const kubectlBin = path.join(bundleBinDir(), "kubectl");
@@ -124,6 +131,27 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     return agents.get(name);
   };
 
+  // Each node's pace, measured once per run by its agent's first command; every later step there waits for it.
+  const paces = new Map<string, Promise<NodePace>>();
+  const paceOf = (name: string): Promise<NodePace> => {
+    if (!paces.has(name))
+      paces.set(
+        name,
+        (async () => {
+          const read = await agentOn(name)?.run(PACE_COMMAND, TIMEOUT.read);
+          const ms = read?.exitCode === 0 ? Number.parseInt(read.stdout, 10) : Number.NaN;
+          const processStartMs = Number.isFinite(ms) ? ms : undefined;
+          return { node: name, ...(processStartMs !== undefined ? { processStartMs } : {}), factor: paceFactor(processStartMs) };
+        })(),
+      );
+    return paces.get(name)!;
+  };
+  const stretch = async (timeoutSec: number, nodes: string[]) =>
+    Math.ceil(timeoutSec * Math.max(...(await Promise.all(nodes.map(paceOf))).map((p) => p.factor)));
+  // The API server runs on the control-plane node; the outside client's requests cross any node.
+  const apiNode = [lab.controlPlane.name];
+  const allNodes = lab.nodes.map((n) => n.name);
+
   const kubectlMissing = () =>
     !fs.existsSync(kubeconfig)
       ? `no kubeconfig at ${kubeconfig}`
@@ -135,7 +163,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     async onNode(name, command, timeoutSec) {
       const agent = agentOn(name);
       if (!agent) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`, true);
-      return agent.run(command, timeoutSec);
+      return agent.run(command, await stretch(timeoutSec, [name]));
     },
     async onNodeSteps(name, commands, timeoutSec) {
       return splitSteps(await this.onNode(name, stepsScript(commands), timeoutSec), commands);
@@ -144,6 +172,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       const command = `kubectl ${args.map(shq).join(" ")}`;
       const missing = kubectlMissing();
       if (missing) return refused("kubectl", command, 1, `k8slab: ${missing}`);
+      timeoutSec = await stretch(timeoutSec, apiNode);
       return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK, {
         tooSlow: API_TOO_SLOW,
       });
@@ -160,10 +189,12 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     async fromOutsideClient(command, timeoutSec) {
       // qemu and container labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
       const inNetns = ownsMachines(lab) ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
+      timeoutSec = await stretch(timeoutSec, allNodes);
       return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, {
         deadlineSec: timeoutSec,
       });
     },
+    pace: () => Promise.all(allNodes.map(paceOf)),
     async close() {
       await Promise.all([...agents.values()].map((a) => a.close()));
     },

@@ -57,6 +57,11 @@ export function renderTerminal(report: ProbeReport, opts: { color?: boolean } = 
   for (const r of report.results) table.push([r.tier, verdict(r), r.verdict === "blocked" ? "" : seconds(r.durationMs), clip(summary(r), 140)]);
 
   const out = [`k8slab probe: lab ${report.lab}: ${counts(report)} (${seconds(report.durationMs)})`, table.toString()];
+  const slow = report.pace?.filter((p) => p.factor > 1) ?? [];
+  if (slow.length)
+    out.push(
+      `nodes slower than the deadlines were sized for: ${slow.map((p) => `${p.node} starts a process in ${p.processStartMs} ms (deadlines x${p.factor})`).join(", ")}`,
+    );
   for (const r of report.results.filter((r) => r.hops.length)) {
     out.push("", `${r.tier} [${verdict(r)}]: ${r.title}`);
     const width = Math.max(...r.hops.map((h) => h.name.length));

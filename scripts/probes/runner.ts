@@ -23,6 +23,10 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const started = now();
   const modules = opts.modules ?? TIERS;
   const selected = modules.filter((t) => !opts.tiers || opts.tiers.includes(t.id));
+  // The nodes' pace is measured as the run starts (the live access stretches each step's deadline by it); a whole
+  // tier's limit is stretched by the slowest node's.
+  const pace = access.pace?.();
+  const tierLimitSec = (pace ?? Promise.resolve([])).then((ps) => (opts.tierTimeoutSec ?? TIMEOUT.tier) * Math.max(1, ...ps.map((p) => p.factor)));
   // The cluster's objects do not change during a run: each kubectl read is made once and shared.
   const kubectlReads = new Map<string, Promise<Exec>>();
   // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
@@ -81,7 +85,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   for (const tier of selected) {
     const deps = TIER_DEPENDENCIES[tier.id];
     const run = Promise.all((deps.after ?? []).map((d) => ran.get(d))).then(() =>
-      runTierWithRetry(tier, lab, shared, now, opts.tierTimeoutSec ?? TIMEOUT.tier, () => !blocked.has(tier.id)),
+      runTierWithRetry(tier, lab, shared, now, tierLimitSec, () => !blocked.has(tier.id)),
     );
     ran.set(tier.id, run);
     finished.set(
@@ -107,6 +111,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
     durationMs: now() - started,
     ok: list.every((r) => r.verdict === "pass" || r.verdict === "skipped"),
     results: list,
+    ...(pace ? { pace: await pace } : {}),
   };
 }
 
@@ -142,7 +147,14 @@ const firstLine = (command: string) => {
  * A tier, retried once when a step overran its deadline (a node or the API server that did not run it
  * in time); when the retry overruns too, the tier is inconclusive, with how busy every node was.
  */
-async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number, wanted: () => boolean): Promise<TierResult> {
+async function runTierWithRetry(
+  tier: Tier,
+  lab: Lab,
+  access: SharedAccess,
+  now: () => number,
+  limitSec: Promise<number>,
+  wanted: () => boolean,
+): Promise<TierResult> {
   const started = now();
   const first = await runTier(tier, lab, access, now, limitSec);
   if (!first.overran || !wanted()) return first.result; // a blocked tier's retry would be load for nothing
@@ -165,7 +177,13 @@ async function runTierWithRetry(tier: Tier, lab: Lab, access: SharedAccess, now:
 }
 
 /** One run of a tier; `overran` names the step that overran its deadline, when one did (the result is then no finding). */
-async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => number, limitSec: number): Promise<{ result: TierResult; overran?: string }> {
+async function runTier(
+  tier: Tier,
+  lab: Lab,
+  access: SharedAccess,
+  now: () => number,
+  limitSec: Promise<number>,
+): Promise<{ result: TierResult; overran?: string }> {
   const started = now();
   const hops: Hop[] = [];
   const evidence: Exec[] = [];
@@ -204,9 +222,13 @@ async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => nu
   let skipped: string | undefined;
   let overrun: string | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let done = false;
   try {
+    // The tier starts now; its limit is armed once the nodes' pace is known (a fraction of a second in).
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Overran(`the tier did not finish within ${limitSec} s`)), limitSec * 1000);
+      void limitSec.then((sec) => {
+        if (!done) timer = setTimeout(() => reject(new Overran(`the tier did not finish within ${sec} s`)), sec * 1000);
+      });
     });
     skipped = (await Promise.race([tier.run(ctx), deadline]))?.skipped;
   } catch (err) {
@@ -223,6 +245,7 @@ async function runTier(tier: Tier, lab: Lab, access: SharedAccess, now: () => nu
             },
       );
   } finally {
+    done = true;
     clearTimeout(timer);
   }
   const firstBroken = hops.find((h) => !h.ok);

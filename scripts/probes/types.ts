@@ -38,6 +38,20 @@ export interface LabAccess {
   inPodSteps(pod: PodRef, commands: readonly string[], timeoutSec: number): Promise<Exec[]>;
   /** A shell command on the lab's outside client: the lab LAN's gateway address, in the lab's network namespace. */
   fromOutsideClient(command: string, timeoutSec: number): Promise<Exec>;
+  /**
+   * How fast each node runs a process right now, and the factor every step's deadline is stretched by
+   * (live access; a recording runs at the pace it was recorded at, so it has none).
+   */
+  pace?(): Promise<NodePace[]>;
+}
+
+/** A node's measured speed: milliseconds to start and end `/bin/true`, and what that makes of the deadlines. */
+export interface NodePace {
+  node: string;
+  /** Undefined when the node did not answer the measurement (it is then unreachable, and says so elsewhere). */
+  processStartMs?: number;
+  /** Every deadline on this node is its TIMEOUT times this (1 on a node as fast as the one they were sized on). */
+  factor: number;
 }
 
 /** A pod the probes run commands in: where it runs, and its first container as the runtime names it. */
@@ -86,6 +100,8 @@ export interface ProbeReport {
   /** True when every selected tier passed or was skipped. */
   ok: boolean;
   results: TierResult[];
+  /** Each node's measured pace, when the access measured it: the deadlines it ran under. */
+  pace?: NodePace[];
 }
 
 /** What a tier's probe gets: the lab, access to it (recorded as this tier's evidence), and a place for its hops. */

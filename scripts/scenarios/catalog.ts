@@ -8,6 +8,7 @@ import { formatPath } from "../../core/lab.ts";
 import { CLUSTER_DNS, FLANNEL_ETCD_PREFIX, INGRESS_CONTROLLER, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
 import { configPath, etcdctlCommand } from "../../core/node.ts";
 import { repoRoot } from "../toolchain/paths.ts";
+import { readText, SCENARIO_FILE } from "../user-file.ts";
 import { type Scenario, type ScenarioStep, scenarioSchema } from "./schema.ts";
 
 export const SCENARIO_DIR = path.join(repoRoot, "scenarios");
@@ -23,21 +24,26 @@ export function labVars(lab: Lab): Record<string, string> {
     podCidr: lab.pods.cidr,
     podMtu: String(lab.pods.mtu),
     dnsIP: lab.services.dnsIP,
+    lanGateway: lab.lan.gateway,
     workloadNamespace: WORKLOAD_NAMESPACE,
     dnsNamespace: CLUSTER_DNS.namespace,
     dnsDeployment: CLUSTER_DNS.deployment,
+    dnsService: CLUSTER_DNS.service,
     ingressNamespace: INGRESS_CONTROLLER.namespace,
     ingressController: INGRESS_CONTROLLER.name,
+    ingressPort: String(INGRESS_CONTROLLER.port),
     ingressHost: lab.ingress.host,
     ingressClass: lab.ingress.className,
     businessManager: lab.workloads.businessManager.name,
     dataProduct: lab.workloads.dataProduct.name,
+    dataProductPort: String(lab.workloads.dataProduct.port),
     nodePort: String(lab.workloads.businessManager.nodePort),
     dnsReplicas: String(CLUSTER_DNS.replicas),
     dataProductReplicas: String(lab.workloads.dataProduct.replicas),
     ingressName: lab.ingress.service,
     toolboxNamespace: TOOLBOX.namespace,
     toolboxSelector: TOOLBOX.selector,
+    toolboxDaemonSet: TOOLBOX.daemonSet,
     kubeletConfig: configPath("kubelet.yaml"),
     etcdctl: etcdctlCommand(lab),
     leasePrefix: `${FLANNEL_ETCD_PREFIX}/subnets`,
@@ -120,9 +126,14 @@ export function loadCatalog(lab: Lab, dir = SCENARIO_DIR): { scenarios: Scenario
     .filter((f) => f.endsWith(".yaml"))
     .sort()) {
     const file = path.join(dir, name);
+    const text = readText(file, SCENARIO_FILE);
+    if (typeof text !== "string") {
+      problems.push({ file, path: "(file)", reason: text.reason });
+      continue;
+    }
     let raw: unknown;
     try {
-      raw = yaml.load(fs.readFileSync(file, "utf8"), { schema: yaml.CORE_SCHEMA });
+      raw = yaml.load(text, { schema: yaml.CORE_SCHEMA });
     } catch (err) {
       problems.push({ file, path: "(file)", reason: (err as yaml.YAMLException).reason ?? (err as Error).message });
       continue;

@@ -11,6 +11,7 @@ import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTerminal } from "../probes/render.ts";
 import type { LabAccess, ProbeReport } from "../probes/types.ts";
+import { readOptionalText, STATE_FILE, writeOutput } from "../user-file.ts";
 import { doesNotFit, forLab, loadCatalog } from "./catalog.ts";
 import type { Scenario, ScenarioStep } from "./schema.ts";
 
@@ -27,13 +28,15 @@ interface Applied {
 }
 
 const readApplied = (lab: Lab): Applied | undefined => {
+  // What is not a regular file there is refused (FileRefused), not taken for "no scenario".
+  const text = readOptionalText(labPaths(lab.name).scenario, STATE_FILE);
   try {
-    return JSON.parse(fs.readFileSync(labPaths(lab.name).scenario, "utf8")) as Applied;
+    return text === undefined ? undefined : (JSON.parse(text) as Applied);
   } catch {
     return undefined;
   }
 };
-const writeApplied = (lab: Lab, a: Applied) => fs.writeFileSync(labPaths(lab.name).scenario, `${JSON.stringify(a, null, 2)}\n`);
+const writeApplied = (lab: Lab, a: Applied) => writeOutput(labPaths(lab.name).scenario, `${JSON.stringify(a, null, 2)}\n`);
 
 /** The catalog with every text and step written for this lab. */
 function catalogOr(lab: Lab): Scenario[] | undefined {

@@ -19,7 +19,11 @@ export const scenarioSchema = z.strictObject({
   level: z.enum(["beginner", "intermediate", "advanced"]),
   /** What the learner is told: a symptom, never the cause. */
   story: z.string().min(1),
-  /** The tier the probes must fail at, and words (a regular expression) its first broken hop must match. */
+  /**
+   * The tier the probes must fail at, and a regular expression its first broken hop ("name: detail")
+   * must match: anchored at that hop's exact name, then what its detail says when broken, so that no
+   * hop of a healthy run matches it (test/scenario-hops.test.ts).
+   */
   verdict: z.strictObject({ tier: z.enum(TIER_IDS), hop: z.string().min(1) }),
   apply: z.array(step).min(1),
   /** Undo: idempotent (it runs after a failed apply, and after the learner's own repair). */

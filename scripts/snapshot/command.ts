@@ -1,10 +1,10 @@
 // `k8slab snapshot [LAB] [-o FILE]` and `k8slab diff BASELINE [CURRENT] [--lab LAB] [--json] [--junit FILE]`.
-import fs from "node:fs";
 import yaml from "js-yaml";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
 import { liveAccess } from "../probes/live.ts";
+import { assertOutput, readText, SNAPSHOT_FILE, writeOutput } from "../user-file.ts";
 import { canonicalize, SNAPSHOT_TIERS, type Snapshot } from "./canonical.ts";
 import { collect } from "./collect.ts";
 import { type Change, checkSnapshot, diffSnapshots, SnapshotError } from "./diff.ts";
@@ -28,22 +28,20 @@ export async function takeSnapshot(lab: Lab): Promise<Snapshot> {
 export async function snapshotCommand(labFile: string, out?: string): Promise<number> {
   const lab = labOrProblems(labFile);
   if (!lab) return EXIT.invalid;
+  if (out) assertOutput(out, "--output"); // before the snapshot is taken, not after
   const started = Date.now();
   const text = snapshotYaml(await takeSnapshot(lab));
   if (out) {
-    fs.writeFileSync(out, text);
+    writeOutput(out, text, "--output");
     say(`${out}: snapshot of lab ${lab.name}, ${(text.length / 1024).toFixed(0)} KiB, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } else process.stdout.write(text);
   return EXIT.ok;
 }
 
-function readSnapshot(file: string, lab: string): Snapshot {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (err) {
-    throw new SnapshotError(`${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
+/** A snapshot file, or SnapshotError naming the argument that gave it: checked before it is opened (a FIFO would block). */
+function readSnapshot(file: string, lab: string, label: string): Snapshot {
+  const text = readText(file, SNAPSHOT_FILE);
+  if (typeof text !== "string") throw new SnapshotError(`${label} ${file}: ${text.reason}`);
   let parsed: unknown;
   try {
     parsed = yaml.load(text, { schema: yaml.CORE_SCHEMA });
@@ -90,17 +88,20 @@ export interface DiffOptions {
   lab: string;
   json?: boolean;
   junit?: string;
+  /** How the baseline was named, in a refusal: BASELINE, or probe's --baseline. */
+  baselineLabel?: string;
 }
 
 /** Exit 0 when nothing changed, 1 on drift, 2 when an input is not a snapshot of this lab. */
 export async function diffCommand(baselineFile: string, currentFile: string | undefined, opts: DiffOptions): Promise<number> {
   const lab = labOrProblems(opts.lab);
   if (!lab) return EXIT.invalid;
+  if (opts.junit) assertOutput(opts.junit, "--junit");
   let baseline: Snapshot;
   let current: Snapshot;
   try {
-    baseline = readSnapshot(baselineFile, lab.name);
-    current = currentFile ? readSnapshot(currentFile, lab.name) : await takeSnapshot(lab);
+    baseline = readSnapshot(baselineFile, lab.name, opts.baselineLabel ?? "BASELINE");
+    current = currentFile ? readSnapshot(currentFile, lab.name, "CURRENT") : await takeSnapshot(lab);
   } catch (err) {
     if (!(err instanceof SnapshotError)) throw err;
     say(`k8slab diff: ${err.message}`);
@@ -112,6 +113,6 @@ export async function diffCommand(baselineFile: string, currentFile: string | un
       ? `${JSON.stringify({ lab: lab.name, baseline: baseline.takenAt, current: current.takenAt, changes }, null, 2)}\n`
       : renderChanges(changes, baseline, current, currentFile ?? "the live lab"),
   );
-  if (opts.junit) fs.writeFileSync(opts.junit, renderChangesJunit(changes, lab.name));
+  if (opts.junit) writeOutput(opts.junit, renderChangesJunit(changes, lab.name), "--junit");
   return changes.length ? EXIT.failed : EXIT.ok;
 }

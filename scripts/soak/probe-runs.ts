@@ -6,6 +6,7 @@ import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import { probeLab } from "../probes/command.ts";
 import { soakArgs } from "./args.ts";
+import { notPassed } from "./repeat.ts";
 import { percentile } from "./soak.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -20,9 +21,7 @@ async function main(argv: string[]): Promise<number> {
       at: report.startedAt,
       seconds: Math.round((Date.now() - started) / 100) / 10,
       ok: report.ok,
-      notPassed: report.results
-        .filter((r) => r.verdict !== "pass")
-        .map((r) => `${r.tier} ${r.verdict}${r.firstBrokenHop ? `: ${r.firstBrokenHop}` : r.reason ? `: ${r.reason}` : ""}`),
+      notPassed: notPassed(report),
     };
     record.push(run);
     console.log(`run ${i}: ${run.ok ? "pass" : run.notPassed.join("; ")} in ${run.seconds} s`);

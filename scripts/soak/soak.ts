@@ -13,8 +13,9 @@ import { labPaths } from "../../core/paths.ts";
 import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { type NodeLoad, readNodeLoads } from "../probes/load.ts";
-import { bundleBinDir, logDir, repoRoot } from "../toolchain/paths.ts";
+import { bundleBinDir, logDir } from "../toolchain/paths.ts";
 import { soakArgs } from "./args.ts";
+import { changedNothing, fileStamp, runK8slab, upChanges } from "./k8slab-run.ts";
 
 /** How often the nodes' readiness, kubectl's answer time and the nodes' load are sampled. */
 const SAMPLE_SEC = 30;
@@ -121,10 +122,9 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   }
 
   // The lab after hours of use must still be Pulumi's lab: `up` refreshes and finds nothing to change.
-  const started = Date.now();
-  const up = await $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs up ${lab.file}`;
-  const changes = up.stderr.match(new RegExp(`^lab ${lab.name}: (\\{.*\\})$`, "m"))?.[1] ?? "(no summary)";
-  rec.secondUp = { exitCode: up.exitCode ?? 1, seconds: round((Date.now() - started) / 1000), changes };
+  const up = await runK8slab(["up", lab.file]);
+  const changes = upChanges(up.stderr, lab.name) ?? "(no summary)";
+  rec.secondUp = { exitCode: up.exitCode, seconds: up.seconds, changes };
 
   rec.kubectl = {
     samples: kubectlSeconds.length,
@@ -140,7 +140,7 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
   if (rec.kubectl.failed) rec.failures.push(`kubectl failed ${rec.kubectl.failed} of ${rec.kubectl.samples} times`);
   if (rec.kubectl.p95 > KUBECTL_P95_SEC) rec.failures.push(`kubectl p95 ${rec.kubectl.p95} s > ${KUBECTL_P95_SEC} s`);
   if (up.exitCode !== 0) rec.failures.push(`the second up failed (exit ${up.exitCode}): ${up.stderr.trim().split("\n").slice(-3).join(" | ")}`);
-  else if (!/^\{"same":\d+\}$/.test(changes)) rec.failures.push(`the second up changed something: ${changes}`);
+  else if (!changedNothing(changes)) rec.failures.push(`the second up changed something: ${changes}`);
   save();
   return rec;
 }
@@ -150,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
   if (!args) return EXIT.invalid;
   const { lab } = args;
   const { hours, every: everyMinutes } = args.numbers;
-  const out = args.out ?? path.join(logDir(), `soak-${lab.name}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  const out = args.out ?? path.join(logDir(), `soak-${lab.name}-${fileStamp()}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const say = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   say(`soak of lab ${lab.name}: ${hours} h, a probe run every ${everyMinutes} min; record in ${out}`);

@@ -7,6 +7,17 @@ import fs from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
 import { sha256File } from "../files.ts";
+import {
+  ARCHIVE_FILE,
+  ARCHIVE_INDEX,
+  assertOutput,
+  CHECKSUM_FILE,
+  checkInput,
+  readOptionalText,
+  readText,
+  writeOutput,
+  writeOutputWith,
+} from "../user-file.ts";
 
 export const ARCHIVE_FORMAT = 1;
 export const INDEX_NAME = "k8slab-archive.json";
@@ -64,6 +75,8 @@ const REPRODUCIBLE = [
 
 /** Writes the archive and FILE.sha256; returns its size and sha256. */
 export async function exportArchive(file: string, content: ArchiveContent): Promise<{ size: number; sha256: string; files: number }> {
+  assertOutput(file, "--export");
+  assertOutput(`${file}.sha256`, "--export");
   const names = listFiles(content.cacheRoot, content.dirs);
   const files = [];
   for (const name of names) {
@@ -72,19 +85,25 @@ export async function exportArchive(file: string, content: ArchiveContent): Prom
   }
   const { manifestDigest, nodeImage, images, dirs } = content;
   const index: ArchiveIndex = { format: ARCHIVE_FORMAT, manifestDigest, nodeImage, images, dirs, files };
+  // The archive is made beside FILE and renamed over it (scripts/user-file.ts): a FILE that is not a regular file is refused.
   const work = fs.mkdtempSync(path.join(path.dirname(path.resolve(file)), ".k8slab-export-"));
   try {
     fs.writeFileSync(path.join(work, INDEX_NAME), `${JSON.stringify(index, null, 1)}\n`);
     fs.writeFileSync(path.join(work, "files"), `${names.join("\0")}\0`);
-    const partial = path.join(work, "archive.tar.zst");
     // Modes are normalised to what the index says (0644 or 0755); the index is the first member.
-    await $`tar ${REPRODUCIBLE} --mode=u+rw,go+r,go-w --no-recursion -c -C ${work} ${INDEX_NAME} -C ${content.cacheRoot} --null -T ${path.join(work, "files")} | zstd -q -3 -T1 -o ${partial}`.quiet();
-    fs.renameSync(partial, file);
+    await writeOutputWith(
+      file,
+      (partial) =>
+        $`tar ${REPRODUCIBLE} --mode=u+rw,go+r,go-w --no-recursion -c -C ${work} ${INDEX_NAME} -C ${content.cacheRoot} --null -T ${path.join(work, "files")} | zstd -q -3 -T1 -o ${partial}`
+          .quiet()
+          .then(() => undefined),
+      "--export",
+    );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
   const sha256 = await sha256File(file);
-  fs.writeFileSync(`${file}.sha256`, `${sha256}  ${path.basename(file)}\n`);
+  writeOutput(`${file}.sha256`, `${sha256}  ${path.basename(file)}\n`, "--export");
   return { size: fs.statSync(file).size, sha256, files: files.length };
 }
 
@@ -96,10 +115,18 @@ export class ArchiveError extends Error {}
  * Nothing in the cache changes unless all of it checks out.
  */
 export async function importArchive(file: string, opts: { cacheRoot: string; manifestDigest: string }): Promise<ArchiveIndex> {
-  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ArchiveError(`${file}: no such file`);
+  // Checked before tar or zstd opens it: a FIFO, a device, a folder or a symlink loop is refused.
+  const refused = checkInput(file, ARCHIVE_FILE);
+  if (refused) throw new ArchiveError(`${file}: ${refused}`);
   const sidecar = `${file}.sha256`;
-  if (fs.existsSync(sidecar)) {
-    const want = fs.readFileSync(sidecar, "utf8").split(/\s+/)[0];
+  let sum: string | undefined;
+  try {
+    sum = readOptionalText(sidecar, CHECKSUM_FILE);
+  } catch (err) {
+    throw new ArchiveError((err as Error).message);
+  }
+  if (sum !== undefined) {
+    const want = sum.split(/\s+/)[0];
     const got = await sha256File(file);
     if (want !== got) throw new ArchiveError(`${file}: sha256 ${got} does not match ${sidecar} (${want}): the archive is damaged or not the one exported`);
   }
@@ -115,7 +142,9 @@ export async function importArchive(file: string, opts: { cacheRoot: string; man
     await $`zstd -dc ${file} | tar -x --no-same-owner --no-same-permissions -C ${work} -f -`.quiet();
     const indexFile = path.join(work, INDEX_NAME);
     if (!fs.existsSync(indexFile)) throw new ArchiveError(`${file}: no ${INDEX_NAME}: not a k8slab archive`);
-    const index = JSON.parse(fs.readFileSync(indexFile, "utf8")) as ArchiveIndex;
+    const indexText = readText(indexFile, ARCHIVE_INDEX);
+    if (typeof indexText !== "string") throw new ArchiveError(`${file}: its ${INDEX_NAME} ${indexText.reason}`);
+    const index = JSON.parse(indexText) as ArchiveIndex;
     if (index.format !== ARCHIVE_FORMAT) throw new ArchiveError(`${file}: archive format ${index.format}, this k8slab reads ${ARCHIVE_FORMAT}`);
     if (index.manifestDigest !== opts.manifestDigest) {
       throw new ArchiveError(`${file}: built for toolchain ${index.manifestDigest}, this checkout pins ${opts.manifestDigest}: export it from the same commit`);

@@ -6,6 +6,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { EXIT, exitOnSignal } from "../../core/exit.ts";
 import { withDirLock } from "../files.ts";
+import { claimSignals } from "../signals.ts";
 import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.ts";
 import {
   type ArtifactCheck,
@@ -170,6 +171,7 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
     };
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
+    const unclaim = claimSignals(); // this handler decides, not the CLI's default
     for (const [i, c] of todo.entries()) {
       const artifact = manifest.artifacts.find((a) => a.name === c.name) as Artifact;
       if (artifact.plugin && failed.includes("pulumi")) {
@@ -219,6 +221,7 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
     }
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    unclaim();
     if (failed.length) {
       log(`toolchain: ${failed.length} of ${todo.length} failed (${failed.join(", ")}) after ${formatDuration(Date.now() - total)}`);
       return false;

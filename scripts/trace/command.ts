@@ -1,7 +1,6 @@
 // `k8slab trace [LAB] FROM TO [--proto icmp|tcp|udp] [--port N] [--json] [--pcap DIR]`: checks the
 // input and the lab before anything is sent, runs the trace, prints the hop chain (or JSON), writes
 // one pcapng per capture point (and one with all of them) for Wireshark.
-import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
@@ -10,6 +9,7 @@ import { labIsUp } from "../machines/lab.ts";
 import { liveAccess } from "../probes/live.ts";
 import { renderTraceHtml } from "../report/html.ts";
 import { writeHtml } from "../report/write.ts";
+import { assertOutput, assertOutputDir, outputDir, writeOutput } from "../user-file.ts";
 import { type Proto, parseEndpoint, protoFor, resolveSource, resolveTarget } from "./endpoints.ts";
 import { toPcapng } from "./packets.ts";
 import { renderTrace } from "./render.ts";
@@ -40,6 +40,8 @@ export async function traceCommand(labFile: string, fromText: string, toText: st
   if (typeof from === "string") return refuse(`FROM ${from}`);
   const to = parseEndpoint(lab, toText);
   if (typeof to === "string") return refuse(`TO ${to}`);
+  if (opts.html) assertOutput(opts.html, "--html");
+  if (opts.pcap) assertOutputDir(opts.pcap, "--pcap");
   const how = protoFor(lab, to, opts.proto as Proto | undefined, port);
   if (typeof how === "string") return refuse(how);
   if (how.proto === "udp" && !(from.kind === "pod" && from.workload === "toolbox"))
@@ -92,7 +94,7 @@ function backendPort(lab: Lab, toText: string, port: number): number {
 
 /** One pcapng per capture point that saw the trace (named node-device), and all.pcapng with every point. */
 function writePcaps(dir: string, report: TraceReport): string[] {
-  fs.mkdirSync(dir, { recursive: true });
+  outputDir(dir, "--pcap");
   const seen = report.captured.filter((c) => c.packets.length);
   const iface = (c: TraceReport["captured"][number]) => ({
     name: c.spot.id,
@@ -101,10 +103,10 @@ function writePcaps(dir: string, report: TraceReport): string[] {
   });
   const files = seen.map((c) => {
     const file = path.join(dir, `${c.spot.id.replace(/[^A-Za-z0-9.-]+/g, "-")}.pcapng`);
-    fs.writeFileSync(file, toPcapng([iface(c)]));
+    writeOutput(file, toPcapng([iface(c)]), "--pcap");
     return file;
   });
   const all = path.join(dir, "all.pcapng");
-  fs.writeFileSync(all, toPcapng(seen.map(iface)));
+  writeOutput(all, toPcapng(seen.map(iface)), "--pcap");
   return [...files, all];
 }

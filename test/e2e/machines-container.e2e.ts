@@ -12,15 +12,18 @@ import { labPaths } from "../../core/paths.ts";
 import { ensureContainerRootfs } from "../../scripts/machines/image.ts";
 import { labDown, labNetUp, labStatus } from "../../scripts/machines/lab.ts";
 import { netnsExists } from "../../scripts/machines/labnet.ts";
-import { type CtUpResult, ctStatus, ctUp, lxcCgroups, lxcLockOf, monitorPidOf } from "../../scripts/machines/lxc.ts";
+import { type CtUpResult, ctStatus, ctUp, lxcLockOf, monitorPidOf } from "../../scripts/machines/lxc.ts";
 import { preflightLab } from "../../scripts/machines/preflight.ts";
 import { listening } from "../../scripts/machines/qemu.ts";
 import { type MachineSpecInput, parseLabMachines } from "../../scripts/machines/spec.ts";
 import { consoleTail, sshRun } from "../../scripts/machines/ssh.ts";
+import { cgroupDirsOf, cgroupMounts, findContainerCgroups, memoryProblems, notWithin, readNodeMemory } from "./checks.ts";
+import { MACHINES_CT_PORTS } from "./own-lab.ts";
 
 const LAB = process.env.K8SLAB_E2E_CT_LAB ?? "e2e-ct";
-const SSH_PORT_BASE = 2301;
-const API_PORT = 16543;
+// In the e2e range (own-lab.ts): 16543 is also labs/room.yaml's first learner's API server port.
+const SSH_PORT_BASE = MACHINES_CT_PORTS.sshPortBase;
+const API_PORT = MACHINES_CT_PORTS.apiServerPort;
 const isRoot = process.getuid?.() === 0;
 
 const figures: Record<string, string | number> = {};
@@ -161,6 +164,8 @@ describe("container driver end to end", { skip: isRoot ? false : "needs root (na
       assert.equal(s.running, true);
       assert.equal(s.memoryLimitMiB, m.memoryMiB);
       figures[`${m.name}MemoryMiB`] = s.memoryUsageMiB ?? -1;
+      // A plausible figure: the node's processes take some memory, less than its limit.
+      assert.deepEqual(memoryProblems(m.name, readNodeMemory(findContainerCgroups(s.container)), m.memoryMiB), []);
     }
   });
 
@@ -189,6 +194,17 @@ describe("container driver end to end", { skip: isRoot ? false : "needs root (na
       .map((f) => Number(fs.readFileSync(`${l.run}/${f}`, "utf8")));
     assert.equal(fwdPids.length, 3);
     assert.ok(mountsUnder(l.dir).length === 0, "LXC mounts the overlay in the node's own mount namespace, not the host's");
+    // Each node's cgroups, searched for in every cgroup tree (v1 and v2) while it runs: the search must
+    // find its init's, or finding none after down would prove nothing.
+    const mounts = cgroupMounts(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+    const cgroupsUp = new Map<string, string[]>();
+    for (const m of machines) {
+      const found = findContainerCgroups(containerOf(LAB, m.name));
+      const own = cgroupDirsOf(fs.readFileSync(`/proc/${up[m.name].pid}/cgroup`, "utf8"), mounts).filter((d) => !mounts.some((x) => x.mountPoint === d));
+      assert.ok(own.length > 0, `${m.name}'s init is in cgroups of its own`);
+      assert.deepEqual(notWithin(own, found), [], `${m.name}'s init's cgroups are among those found: ${found.join(", ")}`);
+      cgroupsUp.set(m.name, found);
+    }
     const from = Date.now();
     await labDown(LAB);
     downDone = true;
@@ -207,7 +223,12 @@ describe("container driver end to end", { skip: isRoot ? false : "needs root (na
     assert.deepEqual(mountsUnder(l.dir), []);
     for (const m of machines) {
       const ct = containerOf(LAB, m.name);
-      assert.deepEqual(lxcCgroups(ct), [], `LXC cgroups of ${ct} left`);
+      assert.deepEqual(findContainerCgroups(ct), [], `LXC cgroups of ${ct} left`);
+      assert.deepEqual(
+        cgroupsUp.get(m.name)?.filter((d) => fs.existsSync(d)),
+        [],
+        `a cgroup of ${ct} found while it ran is left`,
+      );
       assert.equal(fs.existsSync(lxcLockOf(l.lxc, ct)), false, `LXC lock of ${ct} left`);
       assert.doesNotMatch((await $`ip -o link show`.quiet()).stdout, new RegExp(`${vethOf(m.name)}|${LAN_BRIDGE}`));
     }

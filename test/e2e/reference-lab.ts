@@ -1,25 +1,98 @@
-// What the end-to-end tests share about the reference lab: its file and Lab, the k8slab command as a
-// user runs it, whether the lab is up, a command on one of its nodes, and a catalog scenario tried on it.
+// What the end-to-end tests share: the reference lab under the tests' own name (own-lab.ts) and its Lab,
+// the k8slab command as a user runs it (each run in a process group the test owns), whether the lab is
+// up, a command on one of its nodes, and a catalog scenario tried on it.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { $ } from "zx";
-import { loadLab } from "../../scripts/lab-file.ts";
 import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
 import type { Scenario } from "../../scripts/scenarios/schema.ts";
 import { cacheRoot, repoRoot } from "../../scripts/toolchain/paths.ts";
+import { atAbnormalEnd, spawnOwned, stopOwned, stopWhenTestEnds } from "../owned.ts";
+import { notOwnTarget, ownLab } from "./own-lab.ts";
 
-export const LAB_FILE = "labs/two-node.yaml";
-const loaded = loadLab(path.join(repoRoot, LAB_FILE));
-assert.ok(loaded.ok);
-export const lab = loaded.lab;
+/** The reference lab (labs/two-node.yaml) as the tests' own: e2e-two-node, its file written beside k8slab's state. */
+const reference = ownLab("labs/two-node.yaml");
+export const LAB_FILE = reference.file;
+export const lab = reference.lab;
 
-/** The k8slab command after npm ci: the project's own Node, the bin script; never throws. */
-export const k8slab = (...args: string[]) =>
-  $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs ${args}`;
+const NODE = path.join(repoRoot, "node_modules/.bin/node");
+/** The bin script; K8SLAB_E2E_BIN puts a stand-in there, for a dry run of the harness itself (no lab). */
+export const K8SLAB = process.env.K8SLAB_E2E_BIN ?? "scripts/bin/k8slab.mjs";
+/**
+ * How a k8slab run is owned: SIGTERM to it alone (inside Pulumi's step it asks Pulumi to stop, state
+ * whole), a minute for that, then SIGKILL to its group; SIGTERM from the kernel if this process dies.
+ */
+export const K8SLAB_RUN = { deathSignal: "TERM", firstSignalTo: "leader", graceMs: 60_000 } as const;
+
+export interface K8slabRun {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The k8slab command after npm ci (the project's own Node, the bin script); never throws. Each run is a
+ * process group this test owns (test/owned.ts): stopped with its test when the test times out or fails,
+ * SIGTERM from the kernel if this process dies. `down` only ever of a lab (or room) of the tests' own
+ * names, after stopping this process's runs still going (they hold the lab's lock), and again while a
+ * stopped run's lock has not yet gone stale.
+ */
+export async function k8slab(...args: string[]): Promise<K8slabRun> {
+  if (args[0] !== "down") return runK8slab(args);
+  assertOwnTarget(args.slice(1));
+  await stopOwned("SIGTERM");
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const run = await runK8slab(args);
+    if (run.exitCode !== 2 || !/being changed right now/.test(run.stderr) || Date.now() > deadline) return run;
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
+function runK8slab(args: string[]): Promise<K8slabRun> {
+  const run = spawnOwned(NODE, [K8SLAB, ...args], { cwd: repoRoot, ...K8SLAB_RUN, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  run.child.stdout!.on("data", (d) => (stdout += d));
+  run.child.stderr!.on("data", (d) => (stderr += d));
+  // "close": every byte of both pipes read, not only the process gone.
+  return new Promise((resolve) => run.child.once("close", (exitCode) => resolve({ exitCode, stdout, stderr })));
+}
+
+/** A `down` is of a lab or room of the tests' own names, or it does not run. */
+function assertOwnTarget(args: string[]): void {
+  const problem = notOwnTarget(args);
+  assert.ok(!problem, problem);
+}
+
+/**
+ * In a suite: what each test started is stopped when the test ends (a timeout included), and if this
+ * process is stopped or loses its test runner (no `after` then), the runs are stopped and each target
+ * taken down (`k8slab down <target...>`: an own lab file, or --room and an own room file) unless
+ * K8SLAB_E2E_KEEP=1. Call it once, first thing in the suite.
+ */
+export function ownRunsAndLabs(...targets: string[][]): void {
+  for (const t of targets) assertOwnTarget(t);
+  stopWhenTestEnds("SIGTERM");
+  if (process.env.K8SLAB_E2E_KEEP === "1") return;
+  atAbnormalEnd(() => {
+    for (const t of targets) {
+      const log = path.join(cacheRoot(), "logs", `e2e-abnormal-end-down-${Date.now()}.log`);
+      fs.mkdirSync(path.dirname(log), { recursive: true });
+      // Synchronous: no `after` hook runs now, and this process ends right after.
+      for (let i = 0; i < 20; i++) {
+        const down = spawnSync(NODE, [K8SLAB, "down", ...t], { cwd: repoRoot, encoding: "utf8", timeout: 15 * 60_000 });
+        fs.appendFileSync(log, `$ k8slab down ${t.join(" ")}: exit ${down.status}\n${down.stderr}\n`);
+        if (down.status !== 2 || !/being changed right now/.test(down.stderr)) break;
+        spawnSync("sleep", ["5"]);
+      }
+    }
+  });
+}
 
 /**
  * Why a k8slab run failed, for an assertion message: its error lines and its tail. Pulumi prints a

@@ -1,22 +1,22 @@
 // End-to-end test of a room (root, LXC): `up --room` brings every learner's container-node lab up, the
 // roll-up shows every tier passing for each, one learner's lab is broken by a scenario (the roll-up names
 // it) and `reset` brings it back, then `down --room` leaves nothing. Prints the figures the issue asks
-// for: time to all green, peak host memory, reset. `npm run test:e2e:room` (not in CI: four labs).
+// for: time to all green, peak host memory, reset. The room is the tests' own (labs/room-containers.yaml
+// as e2e-ct: labs e2e-ct-l1..4, own-lab.ts). `npm run test:e2e:room` (not in CI: four labs).
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { labPaths } from "../../core/paths.ts";
 import type { RoomLab } from "../../core/room.ts";
 import { netnsExists } from "../../scripts/machines/labnet.ts";
 import { loadRoom, type RollUpRow } from "../../scripts/room.ts";
-import { repoRoot } from "../../scripts/toolchain/paths.ts";
-import { assertExited0, k8slab, secsSince } from "./reference-lab.ts";
+import { ownRoom } from "./own-lab.ts";
+import { assertExited0, k8slab, ownRunsAndLabs, secsSince } from "./reference-lab.ts";
 
-const ROOM_FILE = "labs/room-containers.yaml";
+const ROOM_FILE = ownRoom("labs/room-containers.yaml").file;
 // The labs as `up --room` derives them (their files written where k8slab keeps the room's).
-const room = loadRoom(path.join(repoRoot, ROOM_FILE));
+const room = loadRoom(ROOM_FILE);
 assert.ok(room);
 const labs: RoomLab[] = room.labs;
 const figures: Record<string, number | string> = {};
@@ -29,6 +29,7 @@ const hostUsedMiB = () => {
 };
 
 describe("a room of four container-node labs", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, LXC)" }, () => {
+  ownRunsAndLabs(["--room", ROOM_FILE]);
   let peak = 0;
   let sampler: NodeJS.Timeout | undefined;
   const status = async () => {

@@ -1,11 +1,13 @@
 // The scenario catalog on a real lab (root, the reference lab up): for each scenario, `break`, then the
 // probes fail at its tier naming its hop, then `fix`, then every tier passes. Prints the table the
 // issue asks for (scenario, expected tier, tier reported, hop named, seconds to apply / diagnose / undo).
-// `npm run test:e2e:scenarios` (all; K8SLAB_E2E_SCENARIOS=a,b,c for some). The lab must be up; it is left up.
+// `npm run test:e2e:scenarios` (all; K8SLAB_E2E_SCENARIOS=a,b,c for some). It runs on the tests' own
+// reference lab (e2e-two-node): one that is up is used and left up; one it brings up goes down after
+// (unless K8SLAB_E2E_KEEP=1).
 import "../../scripts/quiet-bash.ts";
-import { after, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { forLab, loadCatalog } from "../../scripts/scenarios/catalog.ts";
-import { lab, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
+import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, ownRunsAndLabs, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
 
 const only = process.env.K8SLAB_E2E_SCENARIOS?.split(",").filter(Boolean);
 const chosen = loadCatalog(lab)
@@ -16,8 +18,19 @@ const rows: string[] = [];
 let unhealed: string | undefined;
 
 describe("the scenario catalog on the reference lab", { skip: process.getuid?.() === 0 ? false : "needs root (the lab's VMs)" }, () => {
-  after(() => {
+  ownRunsAndLabs([LAB_FILE]);
+  let broughtUp = false;
+  before(async () => {
+    if (await labIsUp()) return;
+    broughtUp = true; // down after, also when this up fails halfway
+    const up = await k8slab("up", LAB_FILE);
+    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
+  });
+  after(async () => {
     process.stderr.write(`\n${SCENARIO_TABLE_HEAD}\n${rows.join("\n")}\n`);
+    if (!broughtUp || process.env.K8SLAB_E2E_KEEP === "1") return;
+    const down = await k8slab("down", LAB_FILE);
+    assertExited0(down, "down", down.stderr);
   });
 
   for (const s of chosen) {

@@ -1,10 +1,11 @@
 // End-to-end proof of the lab's hardening and lifecycle on the reference lab (root, real VMs): what
 // etcd and the API server refuse, Secrets encrypted in etcd, the audit log, and `up` under a second
 // `up`, an interrupt and killed VMs. Each check's time goes into the figures printed at the end.
-// Run: npm run test:e2e:security   (a lab that is up is used as it is; K8SLAB_E2E_KEEP=1 keeps it up afterwards)
+// Run: npm run test:e2e:security   (on the tests' own reference lab, e2e-two-node: one that is up is used as
+// it is; K8SLAB_E2E_KEEP=1 keeps it up afterwards)
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,19 +18,22 @@ import { labStatus } from "../../scripts/machines/lab.ts";
 import { certificateCatalog } from "../../scripts/pki/catalog.ts";
 import type { CertExpiry } from "../../scripts/pki/expiry.ts";
 import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
-import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
+import { spawnOwned } from "../owned.ts";
+import { assertExited0, K8SLAB_RUN, k8slab, LAB_FILE, lab, labIsUp, onNode, ownRunsAndLabs, secsSince } from "./reference-lab.ts";
 
 const [cp, worker] = [lab.controlPlane.name, lab.nodes.find((n) => !n.isControlPlane)!.name];
 const figures: Record<string, number> = {};
 const secs = secsSince;
 const NODE = path.join(repoRoot, "node_modules/.bin/node");
-/** `k8slab up` as its own process, so a signal reaches it alone (as `kill` would, not the terminal's whole group). */
+/**
+ * `k8slab up` as its own process, so a signal reaches it alone (as `kill` would, not the terminal's whole
+ * group); in a process group the test owns, stopped with the test that started it (test/owned.ts).
+ */
 const startUp = () => {
-  const child = spawn(NODE, ["scripts/bin/k8slab.mjs", "up", LAB_FILE], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const { child, exited } = spawnOwned(NODE, ["scripts/bin/k8slab.mjs", "up", LAB_FILE], { cwd: repoRoot, ...K8SLAB_RUN, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
   return { child, exited, output: () => out };
 };
 const until = async (what: string, seconds: number, check: () => boolean | Promise<boolean>) => {
@@ -50,6 +54,7 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
   const kubectl = (...args: string[]) =>
     $({ quiet: true, nothrow: true })`${bundleBinDir()}/kubectl --kubeconfig ${labPaths(lab.name).adminKubeconfig} ${args}`;
 
+  ownRunsAndLabs([LAB_FILE]);
   before(async () => {
     if (await labIsUp()) return;
     const from = Date.now();
@@ -161,15 +166,22 @@ describe("the reference lab's hardening and lifecycle", { skip: process.getuid?.
 
   it("a second up while one runs is refused within 5 s, naming the first", { timeout: 20 * 60_000 }, async () => {
     const first = startUp();
-    const holder = path.join(runRoot(), `${lab.name}.lifecycle.holder`);
-    await until("the first up holds the lab's lock", 60, () => fs.existsSync(holder));
-    const from = Date.now();
-    const second = await k8slab("up", LAB_FILE);
-    figures["second up refused s"] = secs(from);
-    assert.equal(second.exitCode, 2, second.stderr);
-    assert.match(second.stderr, new RegExp(`is being changed right now \\(\`k8slab up\` pid ${first.child.pid} `));
-    assert.ok(figures["second up refused s"] <= 5, `refused after ${figures["second up refused s"]} s`);
-    assert.equal(await first.exited, 0, first.output().split("\n").slice(-30).join("\n"));
+    // The first up is awaited whatever the assertions below find: the next test needs the lab it leaves,
+    // and its lock (which a second up or `down` would meet).
+    let firstCode: number | null;
+    try {
+      const holder = path.join(runRoot(), `${lab.name}.lifecycle.holder`);
+      await until("the first up holds the lab's lock", 60, () => fs.existsSync(holder));
+      const from = Date.now();
+      const second = await k8slab("up", LAB_FILE);
+      figures["second up refused s"] = secs(from);
+      assert.equal(second.exitCode, 2, second.stderr);
+      assert.match(second.stderr, new RegExp(`is being changed right now \\(\`k8slab up\` pid ${first.child.pid} `));
+      assert.ok(figures["second up refused s"] <= 5, `refused after ${figures["second up refused s"]} s`);
+    } finally {
+      firstCode = await first.exited;
+    }
+    assert.equal(firstCode, 0, first.output().split("\n").slice(-30).join("\n"));
   });
 
   it("up interrupted in Pulumi's step leaves no process and no lock, and the next up converges", { timeout: 30 * 60_000 }, async () => {

@@ -1,7 +1,8 @@
 // End-to-end test of `k8slab snapshot` and `diff` on the reference lab (root, real VMs): a snapshot,
 // `down` and `up` again, and the new snapshot equals the first; then four changes made by hand (an
 // MTU, an FDB entry, a kube-proxy rule, a Corefile line), each named by the diff at its tier, and
-// undone. Not in CI (two `up`s): `npm run test:e2e:snapshot` (K8SLAB_E2E_KEEP=1 keeps the lab).
+// undone. On the tests' own reference lab (e2e-two-node). Not in CI (two `up`s): `npm run test:e2e:snapshot`
+// (K8SLAB_E2E_KEEP=1 keeps the lab).
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -11,27 +12,21 @@ import { after, describe, it } from "node:test";
 import { $ } from "zx";
 import { labPaths } from "../../core/paths.ts";
 import { waitFor as waitShell } from "../../infra/tiers/remote.ts";
-import { loadLab } from "../../scripts/lab-file.ts";
 import { labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { Change } from "../../scripts/snapshot/diff.ts";
-import { bundleBinDir, repoRoot } from "../../scripts/toolchain/paths.ts";
-import { assertExited0 } from "./reference-lab.ts";
+import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
+import { assertExited0, k8slab, LAB_FILE, lab, ownRunsAndLabs } from "./reference-lab.ts";
 
-const LAB_FILE = "labs/two-node.yaml";
-const loaded = loadLab(path.join(repoRoot, LAB_FILE));
-assert.ok(loaded.ok);
-const lab = loaded.lab;
 const [node1, node2] = lab.nodes;
 const dev = lab.pods.flannel.device;
 const secs = (from: number) => Math.round((Date.now() - from) / 100) / 10;
-const k8slab = (...args: string[]) =>
-  $({ cwd: repoRoot, nothrow: true, quiet: true })`${path.join(repoRoot, "node_modules/.bin/node")} scripts/bin/k8slab.mjs ${args}`;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-snapshot-e2e-"));
 const figures: Record<string, number | string> = {};
 
 describe("snapshot and diff on the reference lab", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
+  ownRunsAndLabs([LAB_FILE]);
   const onNode = async (n: string, command: string) => {
     const vm = (await labStatus(lab.name)).nodes.find((x) => x.name === n);
     assert.ok(vm?.ssh, `${n} has an ssh endpoint`);

@@ -2,7 +2,8 @@
 // connection (with the DNAT to the backend kube-proxy chose), a NodePort from the outside client and
 // an ingress request, each with every observation point seen; then, with a DROP rule in node2's
 // FORWARD chain, the trace names the point where the packet was lost. Prints each trace's time.
-// `npm run test:e2e:trace` (uses the lab that is up; one it brought up goes down after, unless K8SLAB_E2E_KEEP=1).
+// `npm run test:e2e:trace` (on the tests' own reference lab, e2e-two-node: one that is up is used; one it
+// brought up goes down after, unless K8SLAB_E2E_KEEP=1).
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -13,7 +14,7 @@ import { $ } from "zx";
 import { labPaths } from "../../core/paths.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import type { TraceReport } from "../../scripts/trace/run.ts";
-import { k8slab, LAB_FILE, lab, labIsUp, onNode, secsSince } from "./reference-lab.ts";
+import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, onNode, ownRunsAndLabs, secsSince } from "./reference-lab.ts";
 
 const figures: Record<string, number> = {};
 const DROP = `FORWARD -i ${lab.pods.flannel.device!} -o ${lab.pods.bridge} -j DROP`; // the reference lab: vxlan
@@ -48,11 +49,13 @@ describe("k8slab trace on the reference lab", { skip: process.getuid?.() === 0 ?
     return rows.findIndex((r) => r[1] === node);
   };
 
+  ownRunsAndLabs([LAB_FILE]);
   let broughtUp = false;
   before(async () => {
     if (await labIsUp()) return;
-    assert.equal((await k8slab("up", LAB_FILE)).exitCode, 0);
-    broughtUp = true;
+    broughtUp = true; // down after, also when this up fails halfway
+    const up = await k8slab("up", LAB_FILE);
+    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
   });
   after(async () => {
     process.stderr.write(`trace e2e figures: ${JSON.stringify(figures)}\n`);

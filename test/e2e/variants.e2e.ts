@@ -1,21 +1,20 @@
 // Each flannel backend (with iptables) and each kube-proxy mode (with vxlan) on real VMs: `up` (timed,
 // every tier passing at its end), `bench --runs 3`, one fault the probes must name at its hop, then
-// `down`. Prints the comparison table for docs/variants.md. Not in CI (four labs built one after
-// another): `npm run test:e2e:variants` (K8SLAB_E2E_VARIANTS=host-gw,udp for some).
+// `down`. Prints the comparison table for docs/variants.md. Each variant as the tests' own lab
+// (e2e-<its name>, own-lab.ts). Not in CI (four labs built one after another): `npm run test:e2e:variants`
+// (K8SLAB_E2E_VARIANTS=host-gw,udp for some).
 import "../../scripts/quiet-bash.ts";
 import assert from "node:assert/strict";
-import path from "node:path";
 import { after, describe, it } from "node:test";
 import type { Lab } from "../../core/index.ts";
 import type { BenchReport } from "../../scripts/bench/bench.ts";
 import { percentile } from "../../scripts/bench/bench.ts";
-import { loadLab } from "../../scripts/lab-file.ts";
 import { labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
 import type { ProbeReport } from "../../scripts/probes/types.ts";
-import { repoRoot } from "../../scripts/toolchain/paths.ts";
-import { assertExited0, k8slab, secsSince } from "./reference-lab.ts";
+import { ownLab } from "./own-lab.ts";
+import { assertExited0, k8slab, ownRunsAndLabs, secsSince } from "./reference-lab.ts";
 
 interface Variant {
   file: string;
@@ -59,20 +58,21 @@ const VARIANTS: Record<string, Variant> = {
 };
 
 const only = process.env.K8SLAB_E2E_VARIANTS?.split(",").filter(Boolean);
+const chosen = Object.entries(VARIANTS)
+  .filter(([n]) => !only || only.includes(n))
+  .map(([name, v]) => ({ name, v, ...ownLab(v.file) }));
 const rows: string[] = [];
 
 describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? false : "needs root (namespaces, taps, VMs)" }, () => {
+  ownRunsAndLabs(...chosen.map((c) => [c.file]));
   after(() => {
     process.stderr.write(
       `\n| variant | up s | same-node Mbit/s | cross-node Mbit/s | cross/same | HTTP p50/p99 ms same | cross | ClusterIP | ingress | fault named |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join("\n")}\n`,
     );
   });
 
-  for (const [name, v] of Object.entries(VARIANTS).filter(([n]) => !only || only.includes(n))) {
+  for (const { name, v, file, lab } of chosen) {
     it(`${name}: up, every tier passes, bench, a fault named at its hop, down`, { timeout: 60 * 60_000 }, async () => {
-      const loaded = loadLab(path.join(repoRoot, v.file));
-      assert.ok(loaded.ok);
-      const lab = loaded.lab;
       const onNode = async (node: string, command: string) => {
         const vm = (await labStatus(lab.name)).nodes.find((n) => n.name === node);
         assert.ok(vm?.ssh);
@@ -80,10 +80,10 @@ describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? fals
       };
       try {
         let t = Date.now();
-        const up = await k8slab("up", v.file);
+        const up = await k8slab("up", file);
         const upSeconds = secsSince(t);
         assertExited0(up, `up ${name}`, `${up.stderr}\n${up.stdout}`);
-        const bench = await k8slab("bench", v.file, "--runs", "3", "--json");
+        const bench = await k8slab("bench", file, "--runs", "3", "--json");
         assertExited0(bench, `bench ${name}`, bench.stderr);
         const b = JSON.parse(bench.stdout) as BenchReport;
         const mbps = (i: number) => percentile(b.rows[i].mbps!, 50);
@@ -91,7 +91,7 @@ describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? fals
         const f = v.fault(lab);
         await onNode(lab.nodes[0].name, f.run);
         t = Date.now();
-        const probe = await k8slab("probe", v.file, "--json", "--tier", f.tier);
+        const probe = await k8slab("probe", file, "--json", "--tier", f.tier);
         await onNode(lab.nodes[0].name, f.undo);
         const report = JSON.parse(probe.stdout) as ProbeReport;
         const r = report.results[0];
@@ -101,7 +101,7 @@ describe("the lab's variants, measured", { skip: process.getuid?.() === 0 ? fals
         assert.equal(r?.verdict, "fail", `${f.tier}: ${r?.verdict}`);
         assert.match(r.hops.find((h) => !h.ok)?.name ?? "", f.hop);
       } finally {
-        assert.equal((await k8slab("down", v.file)).exitCode, 0);
+        assert.equal((await k8slab("down", file)).exitCode, 0);
       }
     });
   }

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import { failureLines, pulumiErrorLine, pulumiFailures, resourceOfUrn, runLogFile, teeOutput } from "../scripts/run-log.ts";
+
+const urn = "urn:pulumi:two-node::k8slab::k8slab:tier:Etcd$k8slab:index:Command::etcd-node1";
+const diag = (severity: "error" | "info" | "info#err", message: string, u?: string) =>
+  ({ sequence: 0, timestamp: 0, diagnosticEvent: { severity, message, color: "never", urn: u } }) as EngineEvent;
+
+test("a URN reads as its type and name", () => {
+  assert.equal(resourceOfUrn(urn), "k8slab:index:Command etcd-node1");
+  assert.equal(resourceOfUrn("urn:pulumi:s::p::pulumi:pulumi:Stack::k8slab-s"), "pulumi:pulumi:Stack k8slab-s");
+});
+
+test("only error diagnostics count, each once, by resource; the engine's own under `pulumi`", () => {
+  const p = pulumiFailures();
+  p.onEvent(diag("info#err", "plugin chatter", urn));
+  p.onEvent(diag("error", "create on root@127.0.0.1:2222 exited 1: systemctl start etcd\nJob failed\n", urn));
+  p.onEvent(diag("error", "create on root@127.0.0.1:2222 exited 1: systemctl start etcd\nJob failed\n", urn));
+  p.onEvent(diag("error", "error reading from server: read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer"));
+  assert.deepEqual(p.failures(), [
+    { resource: "k8slab:index:Command etcd-node1", error: "create on root@127.0.0.1:2222 exited 1: systemctl start etcd\nJob failed" },
+    { resource: "pulumi", error: "error reading from server: read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer" },
+  ]);
+  const lines = failureLines(p.failures(), "/x/up.log");
+  assert.match(lines[0], /^ {2}failed: k8slab:index:Command etcd-node1: create on .* exited 1/);
+  assert.equal(lines.at(-1), "  the whole output: /x/up.log");
+});
+
+test("a failed run's line: its resources counted, else the engine's last error line", () => {
+  const err = Object.assign(new Error("code: 255\n stdout: lots\n stderr: ..."), {
+    commandResult: { stderr: "warning: x\nerror: update failed\nerror: error reading from server: EOF\n" },
+  });
+  assert.equal(pulumiErrorLine(err, []), "error: error reading from server: EOF");
+  assert.equal(
+    pulumiErrorLine(err, [
+      { resource: "a b", error: "e" },
+      { resource: "pulumi", error: "f" },
+    ]),
+    "1 resource failed (below)",
+  );
+});
+
+test("teeOutput keeps what stdout and stderr showed, and what is written to it alone, until closed", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-runlog-"));
+  try {
+    const file = runLogFile(dir, "up", new Date("2026-12-07T18:00:00.000Z"));
+    assert.equal(path.basename(file), "up-2026-12-07T18-00-00-000Z.log");
+    const log = teeOutput(file);
+    process.stderr.write("• step ...\n");
+    log.write("plugin stderr\n");
+    log.close();
+    process.stderr.write("after close\n");
+    assert.equal(fs.readFileSync(file, "utf8"), "• step ...\nplugin stderr\n");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
