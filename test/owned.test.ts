@@ -94,7 +94,8 @@ test("stop's first signal to the leader alone (a k8slab run: Pulumi's processes 
   for (const firstSignalTo of ["leader", "group"] as const) {
     const marker = path.join(tmp, `first-signal-${firstSignalTo}`);
     // The leader ends on SIGTERM; its child notes a SIGTERM if one reaches it, and otherwise waits.
-    const child = `trap 'echo TERM >> ${marker}; exit 0' TERM; sleep 300 & wait`;
+    const ready = `${marker}.ready`;
+    const child = `trap 'echo TERM >> ${marker}; exit 0' TERM; : > ${ready}; sleep 300 & wait`;
     const o = spawnOwned("bash", ["-c", `trap 'exit 0' TERM; bash -c "${child}" & echo $!; wait`], {
       firstSignalTo,
       stdio: ["ignore", "pipe", "ignore"],
@@ -102,7 +103,9 @@ test("stop's first signal to the leader alone (a k8slab run: Pulumi's processes 
     started.add(o.pid);
     const grandchild = Number((await lines(o.child).wait(/^(\d+)$/m))[1]);
     started.add(grandchild);
-    await sleep(300); // its trap is set
+    // Its trap is set (under load a fixed pause was not always enough: the control then failed).
+    for (const until = Date.now() + 10_000; !fs.existsSync(ready) && Date.now() < until; ) await sleep(50);
+    assert.ok(fs.existsSync(ready), "the child set its trap");
     await o.stop("SIGTERM", 5000);
     assert.ok(await gone(grandchild), "nothing of the group is left");
     assert.equal(

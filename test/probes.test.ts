@@ -544,3 +544,22 @@ test("a node's pace: its process start against the one the deadlines were sized 
   assert.match(out, /^\d+\n$/);
   assert.ok(Number(out) < 1000, out);
 });
+
+test("the waits of busy servers follow their node's pace: etcdctl's on the control plane, dig's in the pod, curl's through the ingress", async () => {
+  const commands = async (factor: number) => {
+    const access = Object.assign(replay(healthy), {
+      pace: async () => lab.nodes.map((n) => ({ node: n.name, processStartMs: Math.round(34 * factor), factor })),
+    });
+    const report = await runProbes(lab, access, { tiers: ["underlay", "flannel", "pod-same-node", "service", "dns", "nodeport", "ingress", "business-flow"] });
+    assert.ok(report.ok, JSON.stringify(verdicts(report)));
+    return report.results.flatMap((r) => r.evidence.map((e) => e.command)).join("\n");
+  };
+  const reference = await commands(1);
+  assert.match(reference, /--dial-timeout=8s --command-timeout=10s get/);
+  assert.match(reference, /dig \+time=2 /);
+  assert.match(reference, /-m 10 -H 'Host: /);
+  const slow = await commands(4.5);
+  assert.match(slow, /--dial-timeout=36s --command-timeout=45s get/);
+  assert.match(slow, /dig \+time=9 /);
+  assert.match(slow, /-m 45 -H 'Host: /);
+});

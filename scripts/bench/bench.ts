@@ -7,7 +7,7 @@ import { appSelector, TOOLBOX, WORKLOAD_NAMESPACE } from "../../core/names.ts";
 import { shq } from "../../core/shell.ts";
 import { isServing, type Pod, podsOf, serviceOf } from "../probes/cluster.ts";
 import { containerPidScript } from "../probes/live.ts";
-import type { LabAccess } from "../probes/types.ts";
+import { type LabAccess, readerOf } from "../probes/types.ts";
 
 export interface BenchRow {
   path: string;
@@ -90,7 +90,7 @@ const withTools = (tools: Pod, net: Pod, command: string) =>
 
 export async function runBench(lab: Lab, access: LabAccess, runs: number): Promise<BenchReport> {
   const started = Date.now();
-  const reader = { ...access, lab };
+  const reader = readerOf(lab, access);
   const [n1, n2] = lab.nodes;
   const toolbox = (await podsOf(reader, TOOLBOX.namespace, TOOLBOX.selector)).filter(isServing);
   const bms = (await podsOf(reader, WORKLOAD_NAMESPACE, appSelector(lab.workloads.businessManager.name))).filter(isServing);

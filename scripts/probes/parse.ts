@@ -352,7 +352,7 @@ export function parseDig(text: string): DigResult {
 }
 
 /** One try, two seconds: a DNS probe never waits for dig's default 3 x 5 s. */
-export const digCommand = (server: string, name: string, type = "A") => `dig +time=2 +tries=1 @${server} ${name} ${type}`;
+export const digCommand = (server: string, name: string, type = "A", timeSec = 2) => `dig +time=${timeSec} +tries=1 @${server} ${name} ${type}`;
 
 export function parseResolvConf(text: string): { nameservers: string[]; search: string[] } {
   const nameservers = [...text.matchAll(/^nameserver\s+(\S+)/gm)].map((m) => m[1]);

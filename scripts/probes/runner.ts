@@ -3,7 +3,18 @@ import type { Lab } from "../../core/index.ts";
 import { TIER_DEPENDENCIES, TIER_IDS, TIMEOUT, type TierId } from "./contract.ts";
 import { describeLoad, readNodeLoads } from "./load.ts";
 import { TIERS } from "./tiers/index.ts";
-import { Broken, type ClusterReader, type Exec, type Hop, type LabAccess, type ProbeContext, type ProbeReport, type Tier, type TierResult } from "./types.ts";
+import {
+  Broken,
+  type ClusterReader,
+  type Exec,
+  type Hop,
+  type LabAccess,
+  type ProbeContext,
+  type ProbeReport,
+  paceLookup,
+  type Tier,
+  type TierResult,
+} from "./types.ts";
 
 export interface RunOptions {
   /** Only these tiers (default: all). Tiers not selected are neither run nor reported. */
@@ -26,7 +37,8 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   // The nodes' pace is measured as the run starts (the live access stretches each step's deadline by it); a whole
   // tier's limit is stretched by the slowest node's.
   const pace = access.pace?.();
-  const tierLimitSec = (pace ?? Promise.resolve([])).then((ps) => (opts.tierTimeoutSec ?? TIMEOUT.tier) * Math.max(1, ...ps.map((p) => p.factor)));
+  const paceOf = paceLookup({ ...access, pace: pace && (() => pace) });
+  const tierLimitSec = paceOf().then((f) => (opts.tierTimeoutSec ?? TIMEOUT.tier) * f);
   // The cluster's objects do not change during a run: each kubectl read is made once and shared.
   const kubectlReads = new Map<string, Promise<Exec>>();
   // A node read made by a tier's lookups is handed to the tier's first identical call (later ones are made afresh).
@@ -45,6 +57,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   };
   const shared: SharedAccess = {
     ...(opts.keepPcap ? { keepPcap: opts.keepPcap } : {}),
+    paceOf,
     onNode: (node, command, t) => handOver([node, command], () => access.onNode(node, command, t)),
     onNodeSteps: (node, commands, t) => handOver([node, commands], () => access.onNodeSteps(node, commands, t)),
     inPod: access.inPod.bind(access),
@@ -69,6 +82,7 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   // answered by the time the tier runs; its run makes the same calls and gets those answers as evidence.
   const reader: ClusterReader = {
     lab,
+    paceOf,
     kubectl: shared.kubectl,
     onNode: (node, command, t) => keep([node, command], access.onNode(node, command, t)),
     onNodeSteps: (node, commands, t) => keep([node, commands], access.onNodeSteps(node, commands, t)),
@@ -131,7 +145,7 @@ function annotateSoftDependencies(result: TierResult, results: Map<TierId, TierR
 }
 
 /** The tiers' access during a run: kubectl reads shared by every tier, and a way to read again. */
-type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain" | "keepPcap">;
+type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain" | "keepPcap" | "paceOf">;
 
 const overran = (answer: Exec | Exec[]) => [answer].flat().some((e) => e.overran);
 
@@ -213,6 +227,7 @@ async function runTier(
     inPod: (pod, cmd, t) => record(access.inPod(pod, cmd, t), true),
     inPodSteps: (pod, cmds, t) => recordSteps(access.inPodSteps(pod, cmds, t), true),
     fromOutsideClient: (cmd, t) => record(access.fromOutsideClient(cmd, t)),
+    paceOf: access.paceOf,
     ...(access.keepPcap ? { keepPcap: access.keepPcap } : {}),
     hop: (name, detail, ok, fix) => {
       hops.push({ name, detail, ok, ...(fix && !ok ? { fix } : {}) });

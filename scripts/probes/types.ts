@@ -111,12 +111,31 @@ export interface ProbeContext extends LabAccess {
   kubectlAgain(args: string[], timeoutSec: number): Promise<Exec>;
   /** When set (`probe --pcap DIR`), captures also keep their packets as pcap, handed over here. */
   keepPcap?: (node: string, capture: string, pcap: Buffer) => void;
+  /**
+   * The factor a node's waits are stretched by (its measured pace; the slowest node's when none is
+   * named; 1 when unmeasured): for a command's own bounds on what a busy emulated CPU answers (etcd,
+   * CoreDNS, a workload), which the step's deadline alone does not cover.
+   */
+  paceOf(node?: string): Promise<number>;
   /** Records a hop; returns ok so checks read as `if (!ctx.hop(...)) ...`. */
   hop(name: string, detail: string, ok: boolean, fix?: string): boolean;
 }
 
 /** What a tier's lookups use: the lab, kubectl reads (made once per run and shared) and reads on the nodes. */
-export type ClusterReader = Pick<ProbeContext, "lab" | "kubectl" | "onNode" | "onNodeSteps">;
+export type ClusterReader = Pick<ProbeContext, "lab" | "kubectl" | "onNode" | "onNodeSteps" | "paceOf">;
+
+/** `paceOf` from an access's measured paces (measured once, on the first ask; 1 where there is none). */
+export function paceLookup(access: LabAccess): ProbeContext["paceOf"] {
+  let paces: Promise<NodePace[]> | undefined;
+  return async (node) => {
+    paces ??= access.pace?.() ?? Promise.resolve([]);
+    const ps = await paces;
+    return node ? (ps.find((p) => p.node === node)?.factor ?? 1) : Math.max(1, ...ps.map((p) => p.factor));
+  };
+}
+
+/** A ClusterReader straight on an access (commands that read the cluster outside a probe run). */
+export const readerOf = (lab: Lab, access: LabAccess): ClusterReader => ({ ...access, lab, paceOf: paceLookup(access) });
 
 export interface Tier {
   id: TierId;

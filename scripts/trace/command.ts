@@ -7,6 +7,7 @@ import type { Lab } from "../../core/index.ts";
 import { labOrProblems } from "../lab-file.ts";
 import { labIsUp } from "../machines/lab.ts";
 import { liveAccess } from "../probes/live.ts";
+import { readerOf } from "../probes/types.ts";
 import { renderTraceHtml } from "../report/html.ts";
 import { writeHtml } from "../report/write.ts";
 import { assertOutput, assertOutputDir, outputDir, writeOutput } from "../user-file.ts";
@@ -52,7 +53,7 @@ export async function traceCommand(labFile: string, fromText: string, toText: st
   const access = liveAccess(lab);
   let report: TraceReport;
   try {
-    const reader = { ...access, lab };
+    const reader = readerOf(lab, access);
     const source = await resolveSource(reader, lab, from);
     if (typeof source === "string") return refuse(`FROM ${source}`);
     const target = await resolveTarget(reader, lab, to);

@@ -30,10 +30,12 @@ export const dns: Tier = {
     const headless = headlessService(lab.workloads.dataProduct.name);
     const fqdn = (svc: string) => `${svc}.${WORKLOAD_NAMESPACE}.svc.${clusterDomain}`;
     const [src, dnsSvc, dnsEndpoints, bmSvc, headlessEndpoints] = await lookups(ctx);
-    // One shell in the pod: each dig is bounded by its own +time, so the three together stay under the query timeout.
+    // One shell in the pod: each dig is bounded by its own +time (2 s at the reference pace; CoreDNS on a busy
+    // emulated CPU answers slower), so the three together stay under the query timeout, which follows the same pace.
+    const t = Math.ceil(2 * (await ctx.paceOf(src.node)));
     const [resolv, svcAnswer, headlessAnswer, miss] = await ctx.inPodSteps(
       src,
-      ["cat /etc/resolv.conf", digCommand(dnsIP, fqdn(bm)), digCommand(dnsIP, fqdn(headless)), digCommand(dnsIP, `${DNS_MISS_NAME}.`)],
+      ["cat /etc/resolv.conf", digCommand(dnsIP, fqdn(bm), "A", t), digCommand(dnsIP, fqdn(headless), "A", t), digCommand(dnsIP, `${DNS_MISS_NAME}.`, "A", t)],
       TIMEOUT.query,
     );
 

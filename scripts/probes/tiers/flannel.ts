@@ -9,9 +9,12 @@ import { type FlannelLease, parseFdb, parseFlannelLeases, parseLinks, parseNeigh
 import { broken, type ClusterReader, type ProbeContext, type Tier } from "../types.ts";
 
 // Within TIMEOUT.read: etcdctl's defaults (2 s to dial, 5 s per request) cut the read off when it
-// started beside the run's other reads on a busy control-plane node under TCG ("context deadline exceeded").
-export const leasesCommand = (ctx: ClusterReader) =>
-  `${etcdctlCommand(ctx.lab)} --dial-timeout=8s --command-timeout=10s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
+// started beside the run's other reads on a busy control-plane node under TCG ("context deadline exceeded");
+// on a slower node (a young lab on a slow host: 152 ms a process) 10 s was not enough either, so both follow its pace.
+export const leasesCommand = async (ctx: ClusterReader) => {
+  const f = await ctx.paceOf(ctx.lab.controlPlane.name);
+  return `${etcdctlCommand(ctx.lab)} --dial-timeout=${Math.ceil(8 * f)}s --command-timeout=${Math.ceil(10 * f)}s get --prefix ${FLANNEL_ETCD_PREFIX}/subnets`;
+};
 
 /** What a node's kernel holds for the overlay, read in one shell: the backend's device (none for host-gw), routes, and vxlan's neighbours and FDB. */
 async function readNode(ctx: ClusterReader, node: LabNode) {
@@ -39,7 +42,10 @@ const network = (subnet: string) => subnet.split("/")[0];
 
 /** etcd's leases and every node's overlay state: reads only, made while the underlay is probed. */
 const lookups = (ctx: ClusterReader) =>
-  Promise.all([ctx.onNode(ctx.lab.controlPlane.name, leasesCommand(ctx), TIMEOUT.read), Promise.all(ctx.lab.nodes.map((n) => readNode(ctx, n)))]);
+  Promise.all([
+    leasesCommand(ctx).then((command) => ctx.onNode(ctx.lab.controlPlane.name, command, TIMEOUT.read)),
+    Promise.all(ctx.lab.nodes.map((n) => readNode(ctx, n))),
+  ]);
 
 export const flannel: Tier = {
   id: "flannel",
