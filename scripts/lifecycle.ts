@@ -23,7 +23,17 @@ import { firstToExpire, labCertificates, RENEW_WITHIN_DAYS, renderCertificates }
 import { probeLab } from "./probes/command.ts";
 import { renderTerminal } from "./probes/render.ts";
 import type { ProbeReport } from "./probes/types.ts";
-import { failureLines, PLUGIN_LOG_ENV, pulumiErrorLine, pulumiFailures, pulumiLogged, type RunLog, runLogFile, teeOutput } from "./run-log.ts";
+import {
+  apiServerTooSlow,
+  failureLines,
+  PLUGIN_LOG_ENV,
+  pulumiErrorLine,
+  pulumiFailures,
+  pulumiLogged,
+  type RunLog,
+  runLogFile,
+  teeOutput,
+} from "./run-log.ts";
 import { claimSignals } from "./signals.ts";
 import { readState, recordedFiles } from "./toolchain/bundle.ts";
 import { ensureBundleDisk } from "./toolchain/bundle-disk.ts";
@@ -262,18 +272,32 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
     fs.rmSync(labPaths(lab.name).lastUp, { force: true }); // written again only when this `up`'s probes pass
     // refresh first: what was changed on the cluster by hand (a workshop's broken Deployment, a
     // scaled-down CoreDNS) is read back and put right, not trusted from the last run's state.
-    const pulumi = pulumiFailures();
-    const result = await step("pulumi up: create, update or repair the lab", () =>
-      interrupt.during(() =>
-        stack.up({ refresh: true, ...pulumiLogged(log), onEvent: pulumi.onEvent, signal: interrupt.signal }).catch((err: Error) => {
-          // The engine's message repeats its whole output; what failed, by resource, is what to show.
-          throw new Error(pulumiErrorLine(err, pulumi.failures()));
-        }),
-      ),
-    ).catch((err) => {
-      for (const line of failureLines(pulumi.failures(), log.file)) say(line);
-      throw err;
-    });
+    let pulumi = pulumiFailures();
+    const pulumiUp = (what: string) =>
+      step(what, () =>
+        interrupt.during(() =>
+          stack.up({ refresh: true, ...pulumiLogged(log), onEvent: pulumi.onEvent, signal: interrupt.signal }).catch((err: Error) => {
+            // The engine's message repeats its whole output; what failed, by resource, is what to show.
+            throw new Error(pulumiErrorLine(err, pulumi.failures()));
+          }),
+        ),
+      ).catch((err) => {
+        for (const line of failureLines(pulumi.failures(), log.file)) say(line);
+        throw err;
+      });
+    let result: Awaited<ReturnType<typeof stack.up>>;
+    try {
+      result = await pulumiUp("pulumi up: create, update or repair the lab");
+    } catch (err) {
+      // Before its refresh the Kubernetes provider asks the API server for its OpenAPI document and gives up after
+      // 32 s: an API server still busy (a young lab, a slow host, the probes beside it) makes every cluster object
+      // "unreachable". The cluster is slow, not gone: wait until it answers, then run Pulumi once more.
+      if (interrupt.signal.aborted || !apiServerTooSlow(pulumi.failures())) throw err;
+      await early?.catch(() => undefined); // the probes beside it are load on the same API server
+      await step("cluster: the API server answers its OpenAPI document again", () => waitApiServer(lab));
+      pulumi = pulumiFailures();
+      result = await pulumiUp("pulumi up: once more, now that the API server answers");
+    }
     const changes = result.summary.resourceChanges ?? {};
     say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
     if (restarted) await step("cluster: every node and pod Ready again after the restart", () => waitReady(lab));

@@ -81,14 +81,18 @@ export function pulumiFailures(): { onEvent: (e: EngineEvent) => void; failures:
   };
 }
 
-/** The last lines a failed run ends with: each failed resource with its error (first lines), and where the rest is. */
+/** The last lines a failed run ends with: each failed resource with its error (first lines; one line for many with the same error), and where the rest is. */
 export function failureLines(failures: ResourceFailure[], logFile: string, maxErrorLines = 6): string[] {
+  const byError = new Map<string, string[]>();
+  for (const f of failures) byError.set(f.error, [...(byError.get(f.error) ?? []), f.resource]);
   const lines: string[] = [];
-  for (const f of failures) {
-    const error = f.error.split("\n");
+  for (const [text, resources] of byError) {
+    const error = text.split("\n");
     const shown = error.slice(0, maxErrorLines).map((l, i) => (i === 0 ? l : `      ${l}`));
     if (error.length > maxErrorLines) shown.push(`      (${error.length - maxErrorLines} more lines in the log)`);
-    lines.push(`  failed: ${f.resource}: ${shown.join("\n")}`);
+    const who =
+      resources.length === 1 ? resources[0] : `${resources.length} resources (${resources.slice(0, 3).join(", ")}${resources.length > 3 ? ", ..." : ""})`;
+    lines.push(`  failed: ${who}: ${shown.join("\n")}`);
   }
   lines.push(`  the whole output: ${logFile}`);
   return lines;
@@ -117,4 +121,13 @@ export function pulumiErrorLine(err: Error, failures: ResourceFailure[]): string
   const stderr = (err as { commandResult?: { stderr?: string } }).commandResult?.stderr ?? err.message;
   const errors = stderr.split("\n").filter((l) => /^\s*error:/.test(l));
   return (errors.at(-1) ?? stderr.trim().split("\n").at(-1) ?? err.message).trim();
+}
+
+/**
+ * Every failed cluster object was "unreachable" and nothing else failed: the Kubernetes provider found the
+ * API server too slow to answer (it gives up on the OpenAPI document after 32 s), not a fault of the objects.
+ */
+export function apiServerTooSlow(failures: ResourceFailure[]): boolean {
+  const objects = failures.filter((f) => f.resource !== "pulumi");
+  return objects.length > 0 && objects.every((f) => f.resource.startsWith("kubernetes:") && /unreachable cluster/.test(f.error));
 }

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
-import { failureLines, pulumiErrorLine, pulumiFailures, resourceOfUrn, runLogFile, teeOutput } from "../scripts/run-log.ts";
+import { apiServerTooSlow, failureLines, pulumiErrorLine, pulumiFailures, resourceOfUrn, runLogFile, teeOutput } from "../scripts/run-log.ts";
 
 const urn = "urn:pulumi:two-node::k8slab::k8slab:tier:Etcd$k8slab:index:Command::etcd-node1";
 const diag = (severity: "error" | "info" | "info#err", message: string, u?: string) =>
@@ -58,4 +58,23 @@ test("teeOutput keeps what stdout and stderr showed, and what is written to it a
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("resources failed with the same error are one line, named by count and the first few", () => {
+  const same = "failed to read resource state due to unreachable cluster";
+  const failures = ["a", "b", "c", "d"].map((n) => ({ resource: `kubernetes:core/v1:Service ${n}`, error: same }));
+  const lines = failureLines([...failures, { resource: "pulumi", error: "update failed" }], "/x/up.log");
+  assert.deepEqual(lines, [
+    `  failed: 4 resources (kubernetes:core/v1:Service a, kubernetes:core/v1:Service b, kubernetes:core/v1:Service c, ...): ${same}`,
+    "  failed: pulumi: update failed",
+    "  the whole output: /x/up.log",
+  ]);
+});
+
+test("a slow API server is told from a failed object: only when every failure is a cluster object found unreachable", () => {
+  const unreachable = { resource: "kubernetes:apps/v1:Deployment coredns", error: "failed to read resource state due to unreachable cluster. If ..." };
+  assert.equal(apiServerTooSlow([unreachable, { resource: "pulumi", error: "update failed" }]), true);
+  assert.equal(apiServerTooSlow([unreachable, { resource: "k8slab:index:Command etcd-node1", error: "exited 1" }]), false);
+  assert.equal(apiServerTooSlow([{ resource: "kubernetes:core/v1:Service x", error: "Service is invalid" }]), false);
+  assert.equal(apiServerTooSlow([]), false);
 });
