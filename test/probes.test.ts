@@ -562,4 +562,6 @@ test("the waits of busy servers follow their node's pace: etcdctl's on the contr
   assert.match(slow, /--dial-timeout=36s --command-timeout=45s get/);
   assert.match(slow, /dig \+time=9 /);
   assert.match(slow, /-m 45 -H 'Host: /);
+  assert.match(slow, /curl -s -o \/dev\/null --connect-timeout 5 -m 9 --fail-early/, "the service tier's burst");
+  assert.match(reference, /curl -s -o \/dev\/null --connect-timeout 1 -m 2 --fail-early/);
 });

@@ -366,10 +366,12 @@ export function parseResolvConf(text: string): { nameservers: string[]; search: 
 const CURL_MARK = "k8slab-curl:";
 const CURL_WRITE_OUT = `\\n${CURL_MARK} code=%{http_code} remote=%{remote_ip}:%{remote_port} time=%{time_total}\\n`;
 
-export function curlCommand(url: string, opts: { host?: string; maxTimeSec?: number; discardBody?: boolean } = {}): string {
+/** `pace`: the factor the bounds are stretched by (the nodes' measured pace; a busy emulated CPU answers slower). */
+export function curlCommand(url: string, opts: { host?: string; maxTimeSec?: number; discardBody?: boolean; pace?: number } = {}): string {
+  const f = opts.pace ?? 1;
   return [
-    "curl -sS --connect-timeout 2",
-    `-m ${opts.maxTimeSec ?? 5}`,
+    `curl -sS --connect-timeout ${Math.ceil(2 * f)}`,
+    `-m ${Math.ceil((opts.maxTimeSec ?? 5) * f)}`,
     ...(opts.host ? [`-H ${shq(`Host: ${opts.host}`)}`] : []),
     ...(opts.discardBody ? ["-o /dev/null"] : []),
     `-w ${shq(CURL_WRITE_OUT)}`,

@@ -30,9 +30,11 @@ export const businessFlow: Tier = {
     if (!node) broken("ingress controller", `no ready pod in ${INGRESS_CONTROLLER.namespace}`, "see the ingress tier");
     const url = `http://${node.address}:${INGRESS_CONTROLLER.port}/`;
     // curl outlasts business-manager's 5 s gRPC deadline: a slow data-product shows as its 502 naming the hop.
-    const maxTimeSec = Math.ceil(10 * (await ctx.paceOf()));
+    const pace = await ctx.paceOf();
     const answers = (
-      await Promise.all(Array.from({ length: REQUESTS }, () => ctx.fromOutsideClient(curlCommand(url, { host: lab.ingress.host, maxTimeSec }), TIMEOUT.query)))
+      await Promise.all(
+        Array.from({ length: REQUESTS }, () => ctx.fromOutsideClient(curlCommand(url, { host: lab.ingress.host, maxTimeSec: 10, pace }), TIMEOUT.query)),
+      )
     ).map(parseCurl);
     const bodies = answers.map((r) => parseBusinessAnswer(r.body));
     const podOf = (pods: Pod[], name?: string) => pods.find((p) => p.name === name);

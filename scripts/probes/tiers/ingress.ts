@@ -30,11 +30,12 @@ export const ingress: Tier = {
     // hostNetwork: a controller listens on its node's own address. With none running, every node is asked, for the evidence.
     const running = controllers.filter(isServing);
     const targets = running.length ? lab.nodes.filter((n) => running.some((p) => p.node === n.name)) : lab.nodes;
+    const pace = await ctx.paceOf();
     const answers = await Promise.all(
       targets.map(async (node) => ({
         node,
         r: parseCurl(
-          await ctx.fromOutsideClient(curlCommand(`http://${node.address}:${INGRESS_CONTROLLER.port}${BUSINESS_READY_PATH}`, { host }), TIMEOUT.query),
+          await ctx.fromOutsideClient(curlCommand(`http://${node.address}:${INGRESS_CONTROLLER.port}${BUSINESS_READY_PATH}`, { host, pace }), TIMEOUT.query),
         ),
       })),
     );

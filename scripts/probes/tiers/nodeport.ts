@@ -22,11 +22,12 @@ export const nodeport: Tier = {
     const port = svc.nodePort ?? bm.nodePort;
     const client = lab.lan.gateway;
     const dp = dataplaneOf(lab);
+    const pace = await ctx.paceOf();
     const seen = await Promise.all(
       lab.nodes.map(async (node) => {
         const [nat, answer] = await Promise.all([
           ctx.onNode(node.name, dp.readRules, TIMEOUT.read),
-          ctx.fromOutsideClient(curlCommand(`http://${node.address}:${port}/healthz`, { discardBody: true, maxTimeSec: 4 }), TIMEOUT.query),
+          ctx.fromOutsideClient(curlCommand(`http://${node.address}:${port}/healthz`, { discardBody: true, maxTimeSec: 4, pace }), TIMEOUT.query),
         ]);
         return { node, rules: dp.nodePort(nat.stdout, node.address, port), answer: parseCurl(answer) };
       }),

@@ -14,9 +14,11 @@ import { broken, type ClusterReader, type Tier } from "../types.ts";
  * N requests from one curl (a URL range), one connection each: `Connection: close` keeps curl from
  * reusing one, so every request is a new connection the nat rules see. A new curl per request costs a
  * process start each under emulated CPUs. --fail-early stops at the first failure: a dead path costs one timeout.
+ * Its bounds (1 s to connect, 2 s a request) follow the pace: on a young lab under a slow host the first
+ * cross-node connection took longer than 1 s and the burst stopped at it (0/30).
  */
-export const burstCommand = (url: string, n: number) =>
-  `curl -s -o /dev/null --connect-timeout 1 -m 2 --fail-early -H 'Connection: close' -w '%{http_code}\\n' ${shq(`${url}?request=[1-${n}]`)}`;
+export const burstCommand = (url: string, n: number, pace = 1) =>
+  `curl -s -o /dev/null --connect-timeout ${Math.ceil(pace)} -m ${Math.ceil(2 * pace)} --fail-early -H 'Connection: close' -w '%{http_code}\\n' ${shq(`${url}?request=[1-${n}]`)}`;
 
 /** The table's backends that get new connections, by pod IP. */
 const activeTargets = (rules: ServicePath) =>
@@ -68,14 +70,14 @@ export const service: Tier = {
     const caughtUp = behindSec > 0 && inSync(targets, current) ? ` (kube-proxy caught up with the EndpointSlice after ${behindSec} s)` : "";
     if (!rules.entry) {
       // The evidence of what that means for a packet: one request, bounded.
-      const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3 }), TIMEOUT.query));
+      const one = parseCurl(await ctx.inPod(src, curlCommand(url, { discardBody: true, maxTimeSec: 3, pace: await ctx.paceOf(src.node) }), TIMEOUT.query));
       broken(
         entryHop,
         `no rule for ${svc.clusterIP}:${svc.port} (${name}): nothing DNATs the ClusterIP, a request ${one.status ? `got HTTP ${one.status}` : `failed: ${one.error ?? `curl exit ${one.exitCode}`}`}`,
         restartProxy,
       );
     }
-    const burst = await ctx.inPod(src, burstCommand(url, SERVICE_REQUESTS), TIMEOUT.burst);
+    const burst = await ctx.inPod(src, burstCommand(url, SERVICE_REQUESTS, await ctx.paceOf(src.node)), TIMEOUT.burst);
     // The spread: the table's own counters before and after, or (nftables counts nothing) conntrack's entries for the burst.
     const afterRead = await ctx.onNode(
       node.name,
