@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { before } from "node:test";
 import { labRunning, labStatus } from "../../scripts/machines/lab.ts";
 import type { SshEndpoint } from "../../scripts/machines/spec.ts";
 import { sshRun } from "../../scripts/machines/ssh.ts";
@@ -94,15 +95,38 @@ export function ownRunsAndLabs(...targets: string[][]): void {
   });
 }
 
-/**
- * Why a k8slab run failed, for an assertion message: its error lines and its tail. Pulumi prints a
- * resource's error far above the summary, so the whole output is kept in a log file named there.
- */
 /** Asserts a run exited 0; when it did not, its whole output goes to a log file and its errors and last lines to the failure. */
 export function assertExited0(run: { exitCode: number | null }, what: string, output: string): void {
   if (run.exitCode !== 0) assert.fail(`exit ${run.exitCode}: ${failureOf(what, output)}`);
 }
 
+/**
+ * In a suite: the tests' own reference lab, owned (ownRunsAndLabs), used when it is up and else
+ * brought up before the suite. `downIfBroughtUp`, in the suite's `after`, takes down only a lab the
+ * suite brought up (also when that `up` failed halfway), and none with K8SLAB_E2E_KEEP=1.
+ */
+export function referenceLabForSuite(): { downIfBroughtUp: () => Promise<void> } {
+  ownRunsAndLabs([LAB_FILE]);
+  let broughtUp = false;
+  before(async () => {
+    if (await labIsUp()) return;
+    broughtUp = true;
+    const up = await k8slab("up", LAB_FILE);
+    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
+  });
+  return {
+    async downIfBroughtUp() {
+      if (!broughtUp || process.env.K8SLAB_E2E_KEEP === "1") return;
+      const down = await k8slab("down", LAB_FILE);
+      assertExited0(down, "down", down.stderr);
+    },
+  };
+}
+
+/**
+ * Why a k8slab run failed, for an assertion message: its error lines and its tail. Pulumi prints a
+ * resource's error far above the summary, so the whole output is kept in a log file named there.
+ */
 function failureOf(what: string, output: string): string {
   const file = path.join(cacheRoot(), "logs", `e2e-${what.replace(/\W+/g, "-")}-${Date.now()}.log`);
   fs.mkdirSync(path.dirname(file), { recursive: true });

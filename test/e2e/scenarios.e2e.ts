@@ -5,9 +5,9 @@
 // reference lab (e2e-two-node): one that is up is used and left up; one it brings up goes down after
 // (unless K8SLAB_E2E_KEEP=1).
 import "../../scripts/quiet-bash.ts";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { forLab, loadCatalog } from "../../scripts/scenarios/catalog.ts";
-import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, ownRunsAndLabs, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
+import { lab, referenceLabForSuite, SCENARIO_TABLE_HEAD, tryScenario } from "./reference-lab.ts";
 
 const only = process.env.K8SLAB_E2E_SCENARIOS?.split(",").filter(Boolean);
 const chosen = loadCatalog(lab)
@@ -18,19 +18,10 @@ const rows: string[] = [];
 let unhealed: string | undefined;
 
 describe("the scenario catalog on the reference lab", { skip: process.getuid?.() === 0 ? false : "needs root (the lab's VMs)" }, () => {
-  ownRunsAndLabs([LAB_FILE]);
-  let broughtUp = false;
-  before(async () => {
-    if (await labIsUp()) return;
-    broughtUp = true; // down after, also when this up fails halfway
-    const up = await k8slab("up", LAB_FILE);
-    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
-  });
+  const reference = referenceLabForSuite();
   after(async () => {
     process.stderr.write(`\n${SCENARIO_TABLE_HEAD}\n${rows.join("\n")}\n`);
-    if (!broughtUp || process.env.K8SLAB_E2E_KEEP === "1") return;
-    const down = await k8slab("down", LAB_FILE);
-    assertExited0(down, "down", down.stderr);
+    await reference.downIfBroughtUp();
   });
 
   for (const s of chosen) {

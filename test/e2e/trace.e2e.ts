@@ -9,12 +9,12 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { $ } from "zx";
 import { labPaths } from "../../core/paths.ts";
 import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import type { TraceReport } from "../../scripts/trace/run.ts";
-import { assertExited0, k8slab, LAB_FILE, lab, labIsUp, onNode, ownRunsAndLabs, secsSince } from "./reference-lab.ts";
+import { k8slab, LAB_FILE, lab, onNode, referenceLabForSuite, secsSince } from "./reference-lab.ts";
 
 const figures: Record<string, number> = {};
 const DROP = `FORWARD -i ${lab.pods.flannel.device!} -o ${lab.pods.bridge} -j DROP`; // the reference lab: vxlan
@@ -49,19 +49,12 @@ describe("k8slab trace on the reference lab", { skip: process.getuid?.() === 0 ?
     return rows.findIndex((r) => r[1] === node);
   };
 
-  ownRunsAndLabs([LAB_FILE]);
-  let broughtUp = false;
-  before(async () => {
-    if (await labIsUp()) return;
-    broughtUp = true; // down after, also when this up fails halfway
-    const up = await k8slab("up", LAB_FILE);
-    assertExited0(up, "up", `${up.stderr}\n${up.stdout}`);
-  });
+  const reference = referenceLabForSuite();
   after(async () => {
     process.stderr.write(`trace e2e figures: ${JSON.stringify(figures)}\n`);
     await onNode(lab.nodes[1].name, `while iptables -D ${DROP} 2>/dev/null; do :; done`).catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
-    if (broughtUp && process.env.K8SLAB_E2E_KEEP !== "1") assert.equal((await k8slab("down", LAB_FILE)).exitCode, 0);
+    await reference.downIfBroughtUp();
   });
 
   it("a cross-node pod-to-pod ping: seen at all ten points, there and back, VXLAN on the underlay", { timeout: 5 * 60_000 }, async () => {
