@@ -282,7 +282,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
           }),
         ),
       ).catch((err) => {
-        for (const line of failureLines(pulumi.failures(), log.file)) say(line);
+        for (const line of failureLines(pulumi.failures())) say(line);
         throw err;
       });
     let result: Awaited<ReturnType<typeof stack.up>>;

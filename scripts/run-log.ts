@@ -81,8 +81,8 @@ export function pulumiFailures(): { onEvent: (e: EngineEvent) => void; failures:
   };
 }
 
-/** The last lines a failed run ends with: each failed resource with its error (first lines; one line for many with the same error), and where the rest is. */
-export function failureLines(failures: ResourceFailure[], logFile: string, maxErrorLines = 6): string[] {
+/** Each failed resource with its error (first lines; one line for many with the same error). `up` then names the log, once. */
+export function failureLines(failures: ResourceFailure[], maxErrorLines = 6): string[] {
   const byError = new Map<string, string[]>();
   for (const f of failures) byError.set(f.error, [...(byError.get(f.error) ?? []), f.resource]);
   const lines: string[] = [];
@@ -94,7 +94,6 @@ export function failureLines(failures: ResourceFailure[], logFile: string, maxEr
       resources.length === 1 ? resources[0] : `${resources.length} resources (${resources.slice(0, 3).join(", ")}${resources.length > 3 ? ", ..." : ""})`;
     lines.push(`  failed: ${who}: ${shown.join("\n")}`);
   }
-  lines.push(`  the whole output: ${logFile}`);
   return lines;
 }
 

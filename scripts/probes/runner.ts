@@ -34,10 +34,10 @@ export async function runProbes(lab: Lab, access: LabAccess, opts: RunOptions = 
   const started = now();
   const modules = opts.modules ?? TIERS;
   const selected = modules.filter((t) => !opts.tiers || opts.tiers.includes(t.id));
-  // The nodes' pace is measured as the run starts (the live access stretches each step's deadline by it); a whole
-  // tier's limit is stretched by the slowest node's.
+  // The nodes' pace is measured as the run starts (the live access stretches each step's deadline by it, and
+  // measures each node once a run); a whole tier's limit is stretched by the slowest node's.
   const pace = access.pace?.();
-  const paceOf = paceLookup({ ...access, pace: pace && (() => pace) });
+  const paceOf = paceLookup(access);
   const tierLimitSec = paceOf().then((f) => (opts.tierTimeoutSec ?? TIMEOUT.tier) * f);
   // The cluster's objects do not change during a run: each kubectl read is made once and shared.
   const kubectlReads = new Map<string, Promise<Exec>>();
