@@ -96,7 +96,9 @@ test("stop's first signal to the leader alone (a k8slab run: Pulumi's processes 
     // The leader ends on SIGTERM; its child notes a SIGTERM if one reaches it, and otherwise waits.
     const ready = `${marker}.ready`;
     const child = `trap 'echo TERM >> ${marker}; exit 0' TERM; : > ${ready}; sleep 300 & wait`;
-    const o = spawnOwned("bash", ["-c", `trap 'exit 0' TERM; bash -c "${child}" & echo $!; wait`], {
+    // In the control the leader waits for its child, so the group's SIGKILL cannot beat the child's trap under load.
+    const onTerm = firstSignalTo === "group" ? "wait; exit 0" : "exit 0";
+    const o = spawnOwned("bash", ["-c", `trap '${onTerm}' TERM; bash -c "${child}" & echo $!; wait`], {
       firstSignalTo,
       stdio: ["ignore", "pipe", "ignore"],
     });

@@ -73,26 +73,42 @@ test("pause: waits its time on a pseudo-terminal's silence, with no process to s
   assert.ok(ms >= 290 && ms < 2000, `${ms} ms`);
 });
 
-test("capture: start returns once the capturer listens, collect waits for it to end and hands over its output and exit code", () => {
-  // A stand-in for tcpdump with its habits: "listening on" to stderr, then a packet line, then its exit.
-  const fake = `sh -c 'echo "listening on eth0" >&2; sleep 0.3; echo "IP 192.168.0.21.58472 > 192.168.0.22.8472: UDP"; exit 0'`;
+test("capture: start returns once the capturer listens; collect waits its grace for it to end, else stops it, and hands over its output and exit code", () => {
+  // Stand-ins for tcpdump with its habits: "listening on" to stderr, packet lines, an exit at its count.
+  const atCount = `sh -c 'echo "listening on eth0" >&2; sleep 0.3; echo "IP 192.168.0.21.58472 > 192.168.0.22.8472: UDP"; exit 0'`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-capture-"));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const c = capture("underlay-test", fake, 5, dir);
+  const c = capture("underlay-test", atCount, 5, dir);
   const started = Date.now();
   const start = sh(c.start);
   assert.equal(start.exitCode, 0, start.stderr);
   assert.ok(Date.now() - started < 2000);
-  const collected = sh(c.collect);
+  const collected = sh(c.collect(3));
   assert.equal(collected.exitCode, 0);
   assert.equal(collected.stdout, "IP 192.168.0.21.58472 > 192.168.0.22.8472: UDP\n");
   assert.match(collected.stderr, /listening on eth0/);
+  // One that never reaches its count (the packets were dropped): stopped after the grace, with what it saw.
+  const waiting = `sh -c 'echo "listening on eth0" >&2; trap "echo stopped >&2; exit 0" TERM; while :; do sleep 0.1; done'`;
+  const w = capture("waiting-test", waiting, 60, dir);
+  assert.equal(sh(w.start).exitCode, 0);
+  const stopAt = Date.now();
+  const stopped = sh(w.collect(0.5));
+  const ms = Date.now() - stopAt;
+  assert.equal(stopped.exitCode, 0, stopped.stderr);
+  assert.equal(stopped.stdout, "");
+  assert.match(stopped.stderr, /stopped/);
+  assert.ok(ms >= 400 && ms < 5000, `stopped after ${ms} ms`);
+  // One that ran out of its own time first: its collect says so with timeout's 124.
+  const short = capture("short-test", waiting, 0.5, dir);
+  assert.equal(sh(short.start).exitCode, 0);
+  spawnSync("sleep", ["1"]);
+  assert.equal(sh(short.collect(0)).exitCode, 124);
   // A capturer that cannot start: start fails with its error instead of waiting.
   const broken = capture("broken-test", `sh -c 'echo "tcpdump: eth9: No such device exists" >&2; exit 1'`, 5, dir);
   const failed = sh(broken.start);
   assert.equal(failed.exitCode, 1);
   assert.match(failed.stderr, /No such device/);
-  sh(broken.collect);
+  sh(broken.collect(0));
   assert.deepEqual(fs.readdirSync(dir), [], "collect removes what the capture left");
 });
 
@@ -103,7 +119,7 @@ test("capture, pcap mode: real tcpdump prints the same lines and also hands over
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const c = capture("lo-test", "tcpdump -nn -l --immediate-mode -c 1 -i lo udp port 9999", 10, dir);
   // In a network namespace of its own: nothing but this ping on its loopback.
-  const r = spawnSync("unshare", ["-n", "bash", "-c", `ip link set lo up\n${c.pcap.start}\necho k8slab >/dev/udp/127.0.0.1/9999\n${c.pcap.collect}`], {
+  const r = spawnSync("unshare", ["-n", "bash", "-c", `ip link set lo up\n${c.pcap.start}\necho k8slab >/dev/udp/127.0.0.1/9999\n${c.pcap.collect(2)}`], {
     encoding: "utf8",
     timeout: 30_000,
   });

@@ -94,7 +94,8 @@ test("pod-cross-node explains the path with live values, and the capture proves 
 });
 
 test("pod-cross-node fails when the capture holds no encapsulated ping, even if ping answers", async () => {
-  const noCapture: Recording = { where: "node2", command: /\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21-[\d.]+\.rc/, stdout: "", exitCode: 124 };
+  // Stopped after the pings, with nothing seen.
+  const noCapture: Recording = { where: "node2", command: /\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21-[\d.]+\.rc/, stdout: "" };
   const r = result(await probe([noCapture, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
   assert.equal(r.verdict, "fail");
   assert.match(r.firstBrokenHop!, /^eth0 as UDP 8472: no VXLAN packet carrying 172\.30\.1\.4 > 172\.30\.2\.5 reached node2's eth0/);
@@ -160,7 +161,6 @@ test("underlay: UDP 8472 dropped between the nodes", async () => {
     command: /\/run\/k8slab-probe\/underlay-from-192\.168\.0\.21-[\d.]+\.rc/,
     stdout: "",
     stderrFile: "healthy/capture-stderr.txt",
-    exitCode: 124,
   };
   const r = result(await probe([dropped, ...healthy], { tiers: ["underlay"] }), "underlay");
   assert.equal(hop(r, "node1 -> node2 ICMP").ok, true);
@@ -564,4 +564,22 @@ test("the waits of busy servers follow their node's pace: etcdctl's on the contr
   assert.match(slow, /-m 45 -H 'Host: /);
   assert.match(slow, /curl -s -o \/dev\/null --connect-timeout 5 -m 9 --fail-early/, "the service tier's burst");
   assert.match(reference, /curl -s -o \/dev\/null --connect-timeout 1 -m 2 --fail-early/);
+});
+
+test("a capture that could not look is no finding: one that did not start, or ran out before its pings, makes the tier inconclusive, not failed", async () => {
+  const vxlanCollect = /^for \(\(i = 0; .*\/run\/k8slab-probe\/vxlan-from-192\.168\.0\.21-[\d.]+\.rc/;
+  const ranOut: Recording = { where: "node2", command: vxlanCollect, stdout: "", exitCode: 124 };
+  const late = result(await probe([ranOut, busyNodes, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.equal(late.verdict, "inconclusive");
+  assert.match(late.reason!, /the capture vxlan-from-192\.168\.0\.21 on node2 ran out of time before its traffic was sent, twice/);
+  const noStart: Recording = {
+    where: "node2",
+    command: /^mkdir -p \/run\/k8slab-probe .*\nsetsid sh -c 'timeout \d+ tcpdump .*udp dst port 8472/,
+    stderr: "tcpdump: eth0: You don't have permission to capture on that device\n",
+    exitCode: 1,
+  };
+  const r = result(await probe([noStart, busyNodes, ...healthy], { tiers: ["pod-cross-node"] }), "pod-cross-node");
+  assert.equal(r.verdict, "inconclusive");
+  assert.match(r.reason!, /the capture vxlan-from-192\.168\.0\.21 on node2 did not start: tcpdump: eth0: You don't have permission/);
+  assert.ok(!r.evidence.some((e) => /^ping /m.test(e.command)), "nothing is sent while no capture listens");
 });

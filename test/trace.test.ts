@@ -12,7 +12,7 @@ import type { Pod } from "../scripts/probes/cluster.ts";
 import { parseEndpoint, protoFor } from "../scripts/trace/endpoints.ts";
 import { describePacket, type Packet, parsePcap, toPcapng } from "../scripts/trace/packets.ts";
 import { captureFilter, pathPoints } from "../scripts/trace/path.ts";
-import { parseConntrack } from "../scripts/trace/run.ts";
+import { parseConntrack, startCapture } from "../scripts/trace/run.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const loaded = loadLab(path.join(root, "labs/two-node.yaml"));
@@ -194,4 +194,26 @@ test("path: a cross-node pod's packet crosses eth0, veth, bridge, VTEP, the unde
   // Same node: the bridge connects the two veths; nothing crosses the underlay.
   const local = pathPoints(lab, { kind: "pod", pod: pod("a", "node1") }, { kind: "pod", pod: pod("c", "node1") }, (p) => `veth-${p.name}`);
   assert.ok(!local.some((p) => p.spot.endsWith("eth0") && !p.spot.includes("pod")));
+});
+
+test("a trace's capture keeps a packet that arrived just before its stop (real tcpdump; without --immediate-mode it waits in the kernel's ring and is lost)", {
+  skip: process.getuid?.() !== 0 || spawnSync("tcpdump", ["--version"]).status !== 0 ? "needs root and tcpdump" : false,
+}, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-trace-capture-"));
+  try {
+    const c = startCapture({ id: "here/lo", device: "lo" }, "udp port 9999", dir);
+    // In a network namespace of its own: nothing but this datagram on its loopback; the stop follows 0.3 s later.
+    const r = spawnSync("unshare", ["-n", "bash", "-c", `ip link set lo up\n${c.start}\necho k8slab >/dev/udp/127.0.0.1/9999\nsleep 0.3\n${c.stop}`], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(
+      parsePcap(Buffer.from(r.stdout.trim(), "base64")).map((p) => [p.ip.proto, p.ip.dport]),
+      [[17, 9999]],
+    );
+    assert.deepEqual(fs.readdirSync(dir), [], "the stop removes the capture's files");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -26,11 +26,10 @@ export const TIMEOUT = {
   /** ping, dig, a single curl. */
   query: 15,
   /**
-   * tcpdump on the underlay, from the moment it listens: bounded by its own packet count and by this.
-   * The traffic is sent after it listens, by a step that may itself take seconds to start (a kubectl
-   * exec under load), so this covers that start as well; a healthy capture ends at its count.
+   * The most a capture runs: its collect stops it once the traffic was sent, so this only ends one
+   * whose run went away (or a sender that outlasted every deadline of its own, 8 x a query).
    */
-  capture: 30,
+  captureMax: 150,
   /** The service probe's burst of requests. */
   burst: 25,
   /** A whole tier, in case a step's own timeout failed to fire. */

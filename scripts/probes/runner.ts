@@ -9,6 +9,7 @@ import {
   type Exec,
   type Hop,
   type LabAccess,
+  NoFinding,
   type ProbeContext,
   type ProbeReport,
   paceLookup,
@@ -150,7 +151,7 @@ type SharedAccess = LabAccess & Pick<ProbeContext, "kubectlAgain" | "keepPcap" |
 const overran = (answer: Exec | Exec[]) => [answer].flat().some((e) => e.overran);
 
 /** A step, or the whole tier, overran its deadline: what the tier saw so far is no finding. */
-class Overran extends Error {}
+class Overran extends NoFinding {}
 
 const firstLine = (command: string) => {
   const lines = command.split("\n");
@@ -247,7 +248,7 @@ async function runTier(
     });
     skipped = (await Promise.race([tier.run(ctx), deadline]))?.skipped;
   } catch (err) {
-    if (err instanceof Overran) overrun = err.message;
+    if (err instanceof NoFinding) overrun = err.message;
     else
       hops.push(
         err instanceof Broken

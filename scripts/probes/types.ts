@@ -158,6 +158,12 @@ export class Broken extends Error {
   }
 }
 
+/**
+ * Thrown when a step could not look (a capture that did not start, or that ended before the traffic
+ * was sent): what the tier saw is no finding. The runner retries the tier once, then calls it inconclusive.
+ */
+export class NoFinding extends Error {}
+
 /** Ends the tier at a broken hop. */
 export function broken(name: string, detail: string, fix?: string): never {
   throw new Broken({ name, detail, ok: false, ...(fix ? { fix } : {}) });

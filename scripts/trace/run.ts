@@ -9,7 +9,7 @@ import { pause, shq } from "../../core/shell.ts";
 import type { Pod } from "../probes/cluster.ts";
 import { containerPidScript } from "../probes/live.ts";
 import { parseIptablesNat } from "../probes/parse.ts";
-import type { Exec, LabAccess } from "../probes/types.ts";
+import { type Exec, type LabAccess, paceLookup } from "../probes/types.ts";
 import { type Place, type Proto, placeName, placeNode, type Target } from "./endpoints.ts";
 import { describePacket, innerOf, type Packet, parsePcap } from "./packets.ts";
 import { type CaptureSpot, captureFilter, type Mark, type Point, pathPoints, spotsOf } from "./path.ts";
@@ -84,15 +84,20 @@ async function vethName(access: LabAccess, pod: Pod): Promise<string> {
   return name;
 }
 
-function startCapture(spot: CaptureSpot, filter: string): { start: string; stop: string } {
-  const base = `${DIR}/${spot.id.replace(/[^A-Za-z0-9.-]+/g, "_")}-${process.pid}`;
+/**
+ * tcpdump writing the spot's packets to a pcap file. --immediate-mode hands each packet over as it
+ * arrives: without it they wait in the kernel's ring until a block is retired (a second), and the
+ * SIGINT that stops the capture loses those still waiting (a reply missing at one spot of its path).
+ */
+export function startCapture(spot: CaptureSpot, filter: string, dir = DIR): { start: string; stop: string } {
+  const base = `${dir}/${spot.id.replace(/[^A-Za-z0-9.-]+/g, "_")}-${process.pid}`;
   const inPod = spot.pod ? `${containerPidScript(spot.pod.containerID)}\n` : "";
   const enter = spot.pod ? 'nsenter -t "$pid" -n ' : "";
   return {
     start: [
-      `mkdir -p ${DIR} && rm -f ${base}.*`,
+      `mkdir -p ${dir} && rm -f ${base}.*`,
       inPod,
-      `setsid timeout ${CAPTURE_MAX_SEC} ${enter}tcpdump -i ${spot.device} -nn -U -s 262144 -w ${base}.pcap ${shq(filter)} </dev/null >/dev/null 2>${base}.err & echo $! >${base}.pid`,
+      `setsid timeout ${CAPTURE_MAX_SEC} ${enter}tcpdump -i ${spot.device} -nn -U --immediate-mode -s 262144 -w ${base}.pcap ${shq(filter)} </dev/null >/dev/null 2>${base}.err & echo $! >${base}.pid`,
       `until [[ -e ${base}.err && $(<${base}.err) == *"listening on"* ]]; do kill -0 $(<${base}.pid) 2>/dev/null || { cat ${base}.err >&2; exit 1; }; ${pause(0.1)}; done`,
     ].join("\n"),
     // SIGINT to tcpdump's process group: it writes what it has and ends.
@@ -164,6 +169,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   const captures = spots.map((spot) => ({ spot, ...startCapture(spot, captureFilter(mark, spot.device === UNDERLAY_NIC && !spot.pod ? tunnel : undefined)) }));
   const startedCaptures = await Promise.all(captures.map((c) => onSpotHost(access, c.spot, c.start, 30)));
   const failed = startedCaptures.findIndex((r) => r.exitCode !== 0);
+  const pace = await paceLookup(access)();
   let sent: TraceReport["sent"] = { where: placeName(from), command: "", exitCode: -1, output: "" };
   let natRead: { node: string; conntrack: Exec; nat: Exec } | undefined;
   let stopped: Exec[] = [];
@@ -197,7 +203,8 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
       ]);
       natRead = { node: natNode, conntrack, nat };
     }
-    await new Promise((r2) => setTimeout(r2, 1000)); // the last reply's way back
+    // the last reply's way back, on the slowest node's time
+    await new Promise((r2) => setTimeout(r2, 1000 * pace));
   } finally {
     stopped = await Promise.all(captures.map((c) => onSpotHost(access, c.spot, c.stop, 20)));
   }
