@@ -34,6 +34,16 @@ test("soak args: every bad value is one line naming the option or the lab file's
   assert.deepEqual(said.slice(0, 2), ['--runs: a positive whole number, not "1.5"', '--minutes: a positive number, not "0"']);
   assert.match(said[2], /none\.yaml/);
   assert.match(parse(["--bogus"], { runs: "20" }).said[0], /Unknown option '--bogus'/);
+  // --out is refused as every output is: a folder, a FIFO, a folder that is not there.
+  for (const [out, why] of [
+    ["/tmp", /^--out \/tmp: is a directory: name a file to write$/],
+    ["/dev/null", /^--out \/dev\/null: is not a regular file/],
+    ["/nonexistent/x.json", /^--out \/nonexistent\/x\.json: its folder \/nonexistent does not exist$/],
+  ] as const) {
+    const refused = parse([labFile, "--out", out], { runs: "20" });
+    assert.equal(refused.args, undefined, out);
+    assert.match(refused.said.join("\n"), why);
+  }
 });
 
 test("percentile: nearest rank", () => {

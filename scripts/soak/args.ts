@@ -1,10 +1,11 @@
 // The soak scripts' command line: [LAB], positive numbers with defaults, a script's own string options,
-// and --out FILE. Bad input is one `--name: reason` (or `path: reason`) line each on stderr, and
+// and --out FILE (checked as every output is, scripts/user-file.ts). Bad input is one `--name: reason` (or `path: reason`) line each on stderr, and
 // undefined: the caller exits 2.
 import { parseArgs } from "node:util";
 import type { Lab } from "../../core/index.ts";
 import { DEFAULT_LAB } from "../cli.ts";
 import { loadLab } from "../lab-file.ts";
+import { checkOutput } from "../user-file.ts";
 
 export interface SoakArgs<N extends string, S extends string = never> {
   lab: Lab;
@@ -40,6 +41,8 @@ export function parseSoakArgs<N extends string, S extends string = never>(
   const problems = names
     .filter((n) => !(numbers[n] > 0) || (wholeNumbers.includes(n) && !Number.isInteger(numbers[n])))
     .map((n) => `--${n}: a positive ${wholeNumbers.includes(n) ? "whole " : ""}number, not "${parsed.values[n]}"`);
+  const refused = parsed.values.out === undefined ? undefined : checkOutput(parsed.values.out);
+  if (refused) problems.push(`--out ${parsed.values.out}: ${refused}`);
   if (parsed.positionals.length > 1) problems.push(`one lab file at most, not ${parsed.positionals.length}: ${parsed.positionals.join(" ")}`);
   const loaded = loadLab(parsed.positionals[0] ?? DEFAULT_LAB);
   if (!loaded.ok) problems.push(...loaded.problems.map((p) => `${p.path}: ${p.reason}`));

@@ -1,12 +1,12 @@
 // Where an idle lab's CPU goes: per node, CPU seconds per minute by process over a window, and the
 // CPU pressure and load sampled through it. `npm run measure:idle -- [LAB] [--minutes N] [--out FILE]`.
 import "../quiet-bash.ts";
-import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import type { Lab } from "../../core/index.ts";
 import { type LiveAccess, liveAccess } from "../probes/live.ts";
 import { cpuPerMinute, type NodeLoad, PROCESS_CPU_COMMAND, parseProcessCpu, readNodeLoads } from "../probes/load.ts";
+import { writeOutput } from "../user-file.ts";
 import { soakArgs } from "./args.ts";
 
 export interface IdleNode {
@@ -83,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const report = await measureIdle(args.lab, access, args.numbers.minutes * 60);
     process.stdout.write(renderIdle(report));
-    if (args.out) fs.writeFileSync(args.out, `${JSON.stringify(report, null, 2)}\n`);
+    if (args.out) writeOutput(args.out, `${JSON.stringify(report, null, 2)}\n`, "--out");
     return EXIT.ok;
   } finally {
     await access.close();

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import { logDir } from "../toolchain/paths.ts";
+import { writeOutput } from "../user-file.ts";
 import { soakArgs } from "./args.ts";
 import { fileStamp, runK8slab, stepSeconds, upChanges } from "./k8slab-run.ts";
 
@@ -42,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
   await run("down", "down");
   const out = args.out ?? path.join(logDir(), `bench-lifecycle-${lab.name}-${fileStamp()}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ lab: lab.name, at: new Date().toISOString(), phases }, null, 2)}\n`);
+  writeOutput(out, `${JSON.stringify({ lab: lab.name, at: new Date().toISOString(), phases }, null, 2)}\n`, "--out");
   process.stderr.write(`record: ${out}\n`);
   return phases.every((p) => p.exitCode === 0) && phases.length === 5 ? EXIT.ok : EXIT.failed;
 }

@@ -1,10 +1,10 @@
 // N probe runs back to back on a lab that is up: each run's verdicts and seconds, then p50/p95/max;
 // exit 0 only when every run passed. `npm run measure:probes -- [LAB] [--runs 20] [--out FILE]`.
 import "../quiet-bash.ts";
-import fs from "node:fs";
 import path from "node:path";
 import { EXIT } from "../../core/exit.ts";
 import { probeLab } from "../probes/command.ts";
+import { writeOutput } from "../user-file.ts";
 import { soakArgs } from "./args.ts";
 import { notPassed } from "./repeat.ts";
 import { percentile } from "./soak.ts";
@@ -29,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
   const seconds = record.map((r) => r.seconds);
   const summary = { runs, passed: record.filter((r) => r.ok).length, p50: percentile(seconds, 50), p95: percentile(seconds, 95), max: Math.max(...seconds) };
   console.log(`${summary.passed}/${runs} passed; seconds p50 ${summary.p50} p95 ${summary.p95} max ${summary.max}`);
-  if (args.out) fs.writeFileSync(args.out, `${JSON.stringify({ lab: args.lab.name, summary, runs: record }, null, 2)}\n`);
+  if (args.out) writeOutput(args.out, `${JSON.stringify({ lab: args.lab.name, summary, runs: record }, null, 2)}\n`, "--out");
   return summary.passed === runs ? EXIT.ok : EXIT.failed;
 }
 

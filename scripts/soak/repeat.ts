@@ -18,6 +18,7 @@ import { netnsExists } from "../machines/labnet.ts";
 import type { ProbeReport } from "../probes/types.ts";
 import { cacheRoot, logDir } from "../toolchain/paths.ts";
 import type { TraceReport } from "../trace/run.ts";
+import { writeOutput } from "../user-file.ts";
 import { parseSoakArgs } from "./args.ts";
 import { changedNothing, fileStamp, type K8slabRun, type RunningK8slab, startK8slab, stepSeconds, upChanges } from "./k8slab-run.ts";
 
@@ -470,8 +471,7 @@ async function main(argv: string[]): Promise<number> {
   const save = () => {
     record.summary = summarize(record.cycles);
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(`${out}.tmp`, `${JSON.stringify(record, null, 2)}\n`);
-    fs.renameSync(`${out}.tmp`, out);
+    writeOutput(out, `${JSON.stringify(record, null, 2)}\n`, "--out");
   };
   save();
 

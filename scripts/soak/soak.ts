@@ -14,6 +14,7 @@ import { probeLab } from "../probes/command.ts";
 import { liveAccess } from "../probes/live.ts";
 import { type NodeLoad, readNodeLoads } from "../probes/load.ts";
 import { bundleBinDir, logDir } from "../toolchain/paths.ts";
+import { writeOutput } from "../user-file.ts";
 import { soakArgs } from "./args.ts";
 import { changedNothing, fileStamp, runK8slab, upChanges } from "./k8slab-run.ts";
 
@@ -58,7 +59,7 @@ export async function soak(lab: Lab, opts: { hours: number; everyMinutes: number
     notReady: [],
     failures: [],
   };
-  const save = () => fs.writeFileSync(opts.out, `${JSON.stringify(rec, null, 2)}\n`);
+  const save = () => writeOutput(opts.out, `${JSON.stringify(rec, null, 2)}\n`, "--out");
   const kubectlSeconds: number[] = [];
   const access = liveAccess(lab);
   const end = Date.now() + opts.hours * 3600_000;
