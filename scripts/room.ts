@@ -2,10 +2,10 @@
 // learner's lab is a lab file k8slab writes (core/room.ts derives it) under the state folder, run by
 // its own k8slab process (its output in a log beside it), `parallel` at a time. `status --room` is
 // the instructor's roll-up: per learner, its VMs, every tier's verdict and the scenario applied.
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { EXIT } from "../core/exit.ts";
+import { EXIT, exitOnSignal } from "../core/exit.ts";
 import type { Lab } from "../core/index.ts";
 import { labPaths, stateRoot } from "../core/paths.ts";
 import { parseRoom, type Room, type RoomLab } from "../core/room.ts";
@@ -14,6 +14,7 @@ import { labIsUp, labRunning } from "./machines/lab.ts";
 import { checkInotify, inotifyInUse, inotifyLimit } from "./machines/preflight.ts";
 import { TIER_IDS } from "./probes/contract.ts";
 import type { ProbeReport } from "./probes/types.ts";
+import { claimSignals } from "./signals.ts";
 import { repoRoot } from "./toolchain/paths.ts";
 import { assertOutput, ROOM_FILE, readInputText, readOptionalText, STATE_FILE, writeOutput } from "./user-file.ts";
 
@@ -73,31 +74,75 @@ function memAvailable(): number {
   return Number(/^MemAvailable:\s+(\d+)/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 0);
 }
 
-/** Runs `k8slab <args> <lab file>` for every lab, `parallel` at once; each one's output in its log. */
-async function eachLab(room: Room, args: string[], onDone: (l: RoomLab, code: number, seconds: number, out: string) => void): Promise<void> {
-  const queue = [...room.labs];
-  const worker = async () => {
-    for (let l = queue.shift(); l; l = queue.shift()) {
-      const started = Date.now();
+/** Runs `k8slab <args> <lab file>` for every lab, `parallel` at a time; each one's output in its log. */
+function eachLab(room: Room, args: string[], onDone: (l: RoomLab, code: number, seconds: number, stdout: string) => void): Promise<NodeJS.Signals | undefined> {
+  return runEach(
+    room.labs,
+    room.parallel,
+    (l) => {
       const log = path.join(roomDir(room.name), `${l.learner}.${args[0]}.log`);
-      const out: Buffer[] = [];
       assertOutput(log);
+      return {
+        command: path.join(repoRoot, "node_modules/.bin/node"),
+        args: [path.join(repoRoot, "scripts/bin/k8slab.mjs"), args[0], l.lab.file, ...args.slice(1)],
+        log,
+      };
+    },
+    onDone,
+  );
+}
+
+/**
+ * Runs one process per item, `parallel` at a time, its stderr in its log, its stdout handed to onDone. SIGINT or
+ * SIGTERM is handed to every running process (a k8slab `up` then stops its Pulumi run and exits
+ * 130/143 itself), none is started after it, and once they have all ended the signal is returned: the
+ * room's processes never outlive the room command.
+ */
+export async function runEach<T>(
+  items: T[],
+  parallel: number,
+  commandOf: (item: T) => { command: string; args: string[]; log: string },
+  onDone: (item: T, code: number, seconds: number, stdout: string) => void,
+): Promise<NodeJS.Signals | undefined> {
+  const queue = [...items];
+  const running = new Set<ChildProcess>();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+    queue.length = 0;
+    for (const child of running) child.kill(signal);
+  };
+  const release = claimSignals();
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+      const started = Date.now();
+      const { command, args, log } = commandOf(item);
+      const err = fs.openSync(log, "w");
+      const out: Buffer[] = [];
       const code = await new Promise<number>((resolve) => {
-        const child = spawn(
-          path.join(repoRoot, "node_modules/.bin/node"),
-          [path.join(repoRoot, "scripts/bin/k8slab.mjs"), args[0], l.lab.file, ...args.slice(1)],
-          {
-            cwd: repoRoot,
-            stdio: ["ignore", "pipe", fs.openSync(log, "w")],
-          },
-        );
+        const child = spawn(command, args, { cwd: repoRoot, stdio: ["ignore", "pipe", err] });
+        running.add(child);
         child.stdout?.on("data", (d: Buffer) => out.push(d));
-        child.once("exit", (c) => resolve(c ?? 1));
+        child.once("error", () => resolve(EXIT.failed));
+        child.once("close", (c, signal) => {
+          running.delete(child);
+          resolve(c ?? (signal ? exitOnSignal(signal) : EXIT.failed));
+        });
       });
-      onDone(l, code, Math.round((Date.now() - started) / 100) / 10, Buffer.concat(out).toString("utf8"));
+      fs.closeSync(err);
+      onDone(item, code, Math.round((Date.now() - started) / 100) / 10, Buffer.concat(out).toString("utf8"));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(room.parallel, room.labs.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    release();
+  }
+  return stoppedBy;
 }
 
 export async function roomCommand(what: "up" | "down" | "probe", file: string): Promise<number> {
@@ -124,10 +169,14 @@ export async function roomCommand(what: "up" | "down" | "probe", file: string): 
   }
   let failed = 0;
   say(`room ${room.name}: ${what} of ${room.labs.length} labs, ${room.parallel} at a time (logs in ${roomDir(room.name)})`);
-  await eachLab(room, [what], (l, code, seconds) => {
+  const stoppedBy = await eachLab(room, [what], (l, code, seconds) => {
     if (code !== 0) failed++;
     say(`  ${code === 0 ? "✓" : "✗"} ${l.learner} (${l.lab.name}): ${what} ${code === 0 ? "done" : `exit ${code}`} in ${seconds} s`);
   });
+  if (stoppedBy) {
+    say(`room ${room.name}: ${stoppedBy}: stopped (each lab's k8slab stopped first; \`k8slab up --room\` again goes on, \`down --room\` cleans up)`);
+    return exitOnSignal(stoppedBy);
+  }
   return failed ? EXIT.failed : EXIT.ok;
 }
 

@@ -1,11 +1,12 @@
 // A room file: every learner's lab derived from the template (name, ports), checked; the roll-up's
-// table and JUnit; the memory check before `up --room`.
+// table and JUnit; the memory check before `up --room`; its labs' processes stopped with it.
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { parseRoom } from "../core/room.ts";
-import { CONTAINER_NODE_MIB, type RollUpRow, renderRollUp, renderRollUpJunit, roomMemoryProblem, VM_OVERHEAD_MIB } from "../scripts/room.ts";
+import { CONTAINER_NODE_MIB, type RollUpRow, renderRollUp, renderRollUpJunit, roomMemoryProblem, runEach, VM_OVERHEAD_MIB } from "../scripts/room.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const template = fs.readFileSync(path.join(root, "labs/two-node.yaml"), "utf8");
@@ -80,4 +81,32 @@ test("a room of container-node labs: each lab's ports, and a node's resident mem
   const need = 4 * 2 * CONTAINER_NODE_MIB;
   assert.equal(roomMemoryProblem(r.room.labs, need * 1024), undefined);
   assert.match(roomMemoryProblem(r.room.labs, (need - 1) * 1024) ?? "", new RegExp(`nodes need ${need} MiB`));
+});
+
+test("SIGTERM to the room command reaches every lab's running process, none starts after it, and it returns once they ended", { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-room-"));
+  try {
+    // Stand-ins for `k8slab up`: say they started, and end 143 on SIGTERM as k8slab does.
+    const lab = (name: string) => ({
+      command: "bash",
+      args: ["-c", `trap 'kill $!; echo "${name}: TERM" >&2; exit 143' TERM; : > ${dir}/${name}.started; sleep 20 & wait`],
+      log: path.join(dir, `${name}.log`),
+    });
+    const done: [string, number][] = [];
+    const ran = runEach(["alice", "bob", "carol"], 2, lab, (name, code) => void done.push([name, code]));
+    for (const until = Date.now() + 10_000; !(fs.existsSync(`${dir}/alice.started`) && fs.existsSync(`${dir}/bob.started`)) && Date.now() < until; )
+      await new Promise((r) => setTimeout(r, 50));
+    const sent = Date.now();
+    process.kill(process.pid, "SIGTERM");
+    assert.equal(await ran, "SIGTERM");
+    assert.ok(Date.now() - sent < 5000, "the labs ended on the signal, not at their own end");
+    assert.deepEqual(done.sort(), [
+      ["alice", 143],
+      ["bob", 143],
+    ]);
+    assert.equal(fs.existsSync(`${dir}/carol.started`), false, "no lab starts after the signal");
+    assert.match(fs.readFileSync(`${dir}/alice.log`, "utf8"), /alice: TERM/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
