@@ -123,10 +123,10 @@ export function pulumiErrorLine(err: Error, failures: ResourceFailure[]): string
 }
 
 /**
- * Every failed cluster object was "unreachable" and nothing else failed: the Kubernetes provider found the
+ * Every failed cluster object was "unreachable" (on its refresh, or as the first object made) and nothing else failed: the Kubernetes provider found the
  * API server too slow to answer (it gives up on the OpenAPI document after 32 s), not a fault of the objects.
  */
 export function apiServerTooSlow(failures: ResourceFailure[]): boolean {
   const objects = failures.filter((f) => f.resource !== "pulumi");
-  return objects.length > 0 && objects.every((f) => f.resource.startsWith("kubernetes:") && /unreachable cluster/.test(f.error));
+  return objects.length > 0 && objects.every((f) => f.resource.startsWith("kubernetes:") && /unreachable cluster|cluster is unreachable/.test(f.error));
 }

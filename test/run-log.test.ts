@@ -74,6 +74,13 @@ test("resources failed with the same error are one line, named by count and the 
 test("a slow API server is told from a failed object: only when every failure is a cluster object found unreachable", () => {
   const unreachable = { resource: "kubernetes:apps/v1:Deployment coredns", error: "failed to read resource state due to unreachable cluster. If ..." };
   assert.equal(apiServerTooSlow([unreachable, { resource: "pulumi", error: "update failed" }]), true);
+  // Its first object, before any refresh: the OpenAPI document did not come within the provider's 32 s.
+  const firstObject = {
+    resource: "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding cluster-admins",
+    error:
+      'configured Kubernetes cluster is unreachable: unable to load schema information from the API server: Get "https://127.0.0.1:16443/openapi/v2?timeout=32s": net/http: request canceled (Client.Timeout exceeded while awaiting headers)',
+  };
+  assert.equal(apiServerTooSlow([firstObject, { resource: "pulumi", error: "update failed" }]), true);
   assert.equal(apiServerTooSlow([unreachable, { resource: "k8slab:index:Command etcd-node1", error: "exited 1" }]), false);
   assert.equal(apiServerTooSlow([{ resource: "kubernetes:core/v1:Service x", error: "Service is invalid" }]), false);
   assert.equal(apiServerTooSlow([]), false);

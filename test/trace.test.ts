@@ -12,7 +12,7 @@ import type { Pod } from "../scripts/probes/cluster.ts";
 import { parseEndpoint, protoFor } from "../scripts/trace/endpoints.ts";
 import { describePacket, type Packet, parsePcap, toPcapng } from "../scripts/trace/packets.ts";
 import { captureFilter, pathPoints } from "../scripts/trace/path.ts";
-import { parseConntrack, startCapture } from "../scripts/trace/run.ts";
+import { inFlow, natTuples, parseConntrack, startCapture } from "../scripts/trace/run.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const loaded = loadLab(path.join(root, "labs/two-node.yaml"));
@@ -216,4 +216,19 @@ test("a trace's capture keeps a packet that arrived just before its stop (real t
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a NodePort reply is the trace's at every point: after kube-proxy's NAT, and on the bridge half-way (SNAT undone, DNAT not yet)", () => {
+  // Recorded on node2 of the container lab: the client's connection to node2:30080, its backend on node2.
+  const [entry] = parseConntrack(
+    "tcp      6 119 TIME_WAIT src=192.168.0.1 dst=192.168.0.22 sport=48191 dport=30080 src=172.30.2.6 dst=172.30.2.1 sport=80 dport=1069 [ASSURED] mark=0 use=1",
+  );
+  const tuples = [entry.original, ...natTuples(entry)];
+  const at = (src: string, sport: number, dst: string, dport: number) => ({ src, sport, dst, dport });
+  assert.ok(inFlow(tuples, at("192.168.0.1", 48191, "192.168.0.22", 30080)), "the request on the underlay");
+  assert.ok(inFlow(tuples, at("172.30.2.1", 1069, "172.30.2.6", 80)), "the request on the bridge and veth, after DNAT and SNAT");
+  assert.ok(inFlow(tuples, at("172.30.2.6", 80, "172.30.2.1", 1069)), "the reply leaving the pod");
+  assert.ok(inFlow(tuples, at("172.30.2.6", 80, "192.168.0.1", 48191)), "the reply as cni0 sees it");
+  assert.ok(inFlow(tuples, at("192.168.0.22", 30080, "192.168.0.1", 48191)), "the reply on the underlay");
+  assert.ok(!inFlow(tuples, at("172.30.2.6", 80, "192.168.0.1", 48192)), "another connection of the same client");
 });

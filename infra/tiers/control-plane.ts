@@ -6,6 +6,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { CLUSTER_ADMINS_GROUP } from "../../core/names.ts";
 import { API_SERVER_PORT, CA, caCert } from "../../core/node.ts";
 import { labPaths } from "../../core/paths.ts";
+import { bundleBinDir } from "../../scripts/toolchain/paths.ts";
 import { Command } from "../provider/command.ts";
 import { controlPlaneFiles } from "../render/index.ts";
 import { Tier, type TierArgs } from "../tier.ts";
@@ -68,12 +69,24 @@ export class ControlPlane extends Tier {
     this.kubeconfigFile = paths.adminKubeconfig;
     hostFile("admin-kubeconfig", this.kubeconfigFile, this.kubeconfig);
     const superAdmin = pki.kubeconfig(lab.name, server, "super-admin");
-    hostFile("super-admin-kubeconfig", paths.superAdminKubeconfig, superAdmin);
+    const superAdminFile = hostFile("super-admin-kubeconfig", paths.superAdminKubeconfig, superAdmin);
+    // The Kubernetes provider's first request is the OpenAPI document, and it calls the cluster unreachable
+    // after 32 s. A new API server builds that document on its first request: past 32 s under TCG on a busy
+    // host (seen: a first `up` beside a container lab's). Asked for here first, with time to answer.
+    const openApi = new Command(
+      "openapi-document",
+      {
+        create: `for i in $(seq 20); do "$KUBECTL" --kubeconfig="$KUBECONFIG" --request-timeout=120s get --raw=/openapi/v2 >/dev/null && exit 0; sleep 5; done; exit 1`,
+        environment: { KUBECTL: `${bundleBinDir()}/kubectl`, KUBECONFIG: paths.superAdminKubeconfig },
+        timeoutSec: 1200,
+      },
+      this.childOpts({}, [superAdminFile]),
+    );
     // clusterIdentifier: a renewed credential changes a kubeconfig, and without it the provider (and every
     // object made through it) would be replaced; the lab is the same cluster for as long as it lives.
     const providerArgs = (kubeconfig: pulumi.Output<string>) => ({ kubeconfig, clusterIdentifier: `k8slab-${lab.name}` });
     // The one object only system:masters can make: the binding that gives the admin group its power.
-    const breakGlass = new k8s.Provider("k8s-super-admin", providerArgs(superAdmin), { parent: this, dependsOn: [apiServer] });
+    const breakGlass = new k8s.Provider("k8s-super-admin", providerArgs(superAdmin), { parent: this, dependsOn: [apiServer, openApi] });
     const admins = new k8s.rbac.v1.ClusterRoleBinding(
       "cluster-admins",
       {
@@ -83,7 +96,7 @@ export class ControlPlane extends Tier {
       },
       { parent: this, provider: breakGlass },
     );
-    this.k8s = new k8s.Provider("k8s", providerArgs(this.kubeconfig), { parent: this, dependsOn: [apiServer, admins] });
+    this.k8s = new k8s.Provider("k8s", providerArgs(this.kubeconfig), { parent: this, dependsOn: [apiServer, openApi, admins] });
     this.registerOutputs({ kubeconfigFile: this.kubeconfigFile });
   }
 }

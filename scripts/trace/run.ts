@@ -122,6 +122,19 @@ export function parseConntrack(text: string): { original: Tuple; reply: Tuple; l
     .filter((x): x is { original: Tuple; reply: Tuple; line: string } => !!x);
 }
 
+/**
+ * The connection as it looks beyond kube-proxy's NAT: after its DNAT and SNAT (the reply tuple
+ * reversed), and half-way. A reply on a node's pod bridge, on its way to a client outside, is seen
+ * after br_netfilter ran iptables' PREROUTING on the bridged frame: its SNAT already undone
+ * (backend -> client), its DNAT not yet (POSTROUTING's, on the way out).
+ */
+export function natTuples(entry: { original: Tuple; reply: Tuple }): Tuple[] {
+  return [reversed(entry.reply), { src: entry.original.src, sport: entry.original.sport, dst: entry.reply.src, dport: entry.reply.sport }];
+}
+
+/** Whether a packet's addresses are one of the tuples', either way. */
+export const inFlow = (tuples: Tuple[], t: Tuple) => tuples.some((u) => sameTuple(u, t) || sameTuple(reversed(u), t));
+
 const sameTuple = (a: Tuple, b: Tuple) => a.src === b.src && a.dst === b.dst && a.sport === b.sport && a.dport === b.dport;
 const reversed = (t: Tuple): Tuple => ({ src: t.dst, dst: t.src, sport: t.dport, dport: t.sport });
 
@@ -220,7 +233,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
     if (natRead) {
       const entry = parseConntrack(natRead.conntrack.stdout).find((e) => e.original.sport === sport);
       if (entry) {
-        tuples.push(reversed(entry.reply));
+        tuples.push(...natTuples(entry));
         backendIP = entry.reply.src;
         const table = parseIptablesNat(natRead.nat.stdout);
         const to = `${entry.reply.src}:${entry.reply.sport}`;
@@ -248,7 +261,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
     const ip = innerOf(p);
     if (proto === "icmp") return ip.proto === 1 && ip.length === mark.ipLength;
     const t = { src: ip.src, sport: ip.sport ?? -1, dst: ip.dst, dport: ip.dport ?? -1 };
-    return (tuple ? [tuple] : tuples).some((u) => sameTuple(u, t) || sameTuple(reversed(u), t));
+    return inFlow(tuple ? [tuple] : tuples, t);
   };
 
   // The legs, in path order; the receiver is the backend the NAT chose, or the only one there is.
