@@ -77,7 +77,7 @@ test("repeat args: every problem at once, one line each", () => {
   assert.deepEqual(problemsOf(["--cycles", "0"]), ['--cycles: a positive whole number, not "0"']);
   assert.deepEqual(problemsOf(["--phases", " , "]), ["--phases: at least one of up, probe, trace, second-up, down"]);
   assert.deepEqual(problemsOf(["--fresh-cache", "/nonexistent/toolchain.tar"]), ["--fresh-cache: no file /nonexistent/toolchain.tar"]);
-  assert.deepEqual(problemsOf(["--out", os.tmpdir()]), [`--out: ${os.tmpdir()} is a folder; the record is a file`]);
+  assert.deepEqual(problemsOf(["--out", os.tmpdir()]), [`--out ${os.tmpdir()}: is a directory: name a file to write`]);
   assert.match(problemsOf(["--bogus"])[0], /Unknown option '--bogus'/);
   assert.match(problemsOf([ctFile, ctFile])[0], /^one lab file at most, not 2/);
   assert.match(problemsOf(["test/fixtures/labs/none.yaml"]).join("\n"), /none\.yaml/);

@@ -79,8 +79,6 @@ export function parseRepeatArgs(argv: string[]): { help: true } | { ok: true; op
         `--fresh-cache: needs the ${missing.join(" and ")} phase${missing.length > 1 ? "s" : ""} (the lab is made from the fresh cache and gone before the cache is)`,
       );
   }
-  const out = parsed.ok ? parsed.args.out : parsed.out;
-  if (out !== undefined && fs.statSync(out, { throwIfNoEntry: false })?.isDirectory()) problems.push(`--out: ${out} is a folder; the record is a file`);
   if (!parsed.ok || problems.length) return { ok: false, problems };
   return {
     ok: true,
@@ -89,7 +87,7 @@ export function parseRepeatArgs(argv: string[]): { help: true } | { ok: true; op
       cycles: parsed.args.numbers.cycles,
       phases,
       ...(archive !== undefined ? { freshCache: path.resolve(archive) } : {}),
-      ...(out !== undefined ? { out: path.resolve(out) } : {}),
+      ...(parsed.args.out !== undefined ? { out: path.resolve(parsed.args.out) } : {}),
     },
   };
 }
