@@ -12,7 +12,7 @@ import type { Pod } from "../scripts/probes/cluster.ts";
 import { parseEndpoint, protoFor } from "../scripts/trace/endpoints.ts";
 import { describePacket, type Packet, parsePcap, toPcapng } from "../scripts/trace/packets.ts";
 import { captureFilter, pathPoints } from "../scripts/trace/path.ts";
-import { inFlow, natTuples, parseConntrack, startCapture } from "../scripts/trace/run.ts";
+import { inFlow, natTuples, parseConntrack, sourcePorts, startCapture } from "../scripts/trace/run.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const loaded = loadLab(path.join(root, "labs/two-node.yaml"));
@@ -231,4 +231,13 @@ test("a NodePort reply is the trace's at every point: after kube-proxy's NAT, an
   assert.ok(inFlow(tuples, at("172.30.2.6", 80, "192.168.0.1", 48191)), "the reply as cni0 sees it");
   assert.ok(inFlow(tuples, at("192.168.0.22", 30080, "192.168.0.1", 48191)), "the reply on the underlay");
   assert.ok(!inFlow(tuples, at("172.30.2.6", 80, "192.168.0.1", 48192)), "another connection of the same client");
+});
+
+test("a trace's source ports: distinct, below the kernel's ephemeral range, clear of every port the lab uses", () => {
+  const [low] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+  for (let i = 0; i < 200; i++) {
+    const ports = sourcePorts(3);
+    assert.equal(new Set(ports).size, 3);
+    for (const p of ports) assert.ok(p >= 20000 && p < Math.min(30000, low), `${p}`);
+  }
 });

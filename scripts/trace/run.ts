@@ -109,6 +109,13 @@ export function startCapture(spot: CaptureSpot, filter: string, dir = DIR): { st
   };
 }
 
+/** `n` distinct source ports for a trace's marked connection, from 20000-29999: no port of the lab's is there, and none of the kernel's ephemeral ones. */
+export function sourcePorts(n: number): number[] {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(randomInt(20000, 30000));
+  return [...ports];
+}
+
 /** `conntrack -L` lines as their original and reply tuples. */
 export function parseConntrack(text: string): { original: Tuple; reply: Tuple; line: string }[] {
   return text
@@ -159,11 +166,14 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   const tunnel = backend !== "host-gw" && tunnelPort !== undefined ? { kind: backend, port: tunnelPort } : undefined;
   const id = `${Date.now().toString(36)}${randomInt(1000)}`;
   const payload = randomInt(900, 1300);
-  const sport = randomInt(41000, 49000);
+  // The marked source port, and two spares for when it is taken (curl's exit 45). Below Linux's
+  // ephemeral range (32768-60999): a port in it may be held by any connection of the sender's namespace.
+  const spares = sourcePorts(3);
+  let sport = spares[0];
   const mark: Mark =
     proto === "icmp"
       ? { proto, ipLength: icmpLength(payload) }
-      : { proto, ports: [...new Set([sport, input.port!, ...(input.backendPort ? [input.backendPort] : [])])] };
+      : { proto, ports: [...new Set([...spares, input.port!, ...(input.backendPort ? [input.backendPort] : [])])] };
 
   // Every pod the packet may leave or reach, with its host veth.
   const pods = [
@@ -189,15 +199,15 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
   try {
     if (failed >= 0) throw new Error(`the capture on ${captures[failed].spot.id} did not start: ${startedCaptures[failed].stderr.trim()}`);
     const url = `http://${target.address}:${input.port}/?${MARKER}=${id}`;
-    const command =
+    const commandFrom = (port: number) =>
       proto === "icmp"
         ? `ping -c 1 -W 3 -s ${payload} ${target.address}`
         : proto === "tcp"
-          ? `curl -sS -o /dev/null -w '%{http_code}' -m 5 --local-port ${sport} ${target.hostHeader ? `-H ${shq(`Host: ${target.hostHeader}`)} ` : ""}${shq(url)}`
-          : `dig +time=2 +tries=1 -b 0.0.0.0#${sport} @${target.address} -p ${input.port} kubernetes.default.svc.${lab.services.clusterDomain}`;
-    const r =
+          ? `curl -sS -o /dev/null -w '%{http_code}' -m 5 --local-port ${port} ${target.hostHeader ? `-H ${shq(`Host: ${target.hostHeader}`)} ` : ""}${shq(url)}`
+          : `dig +time=2 +tries=1 -b 0.0.0.0#${port} @${target.address} -p ${input.port} kubernetes.default.svc.${lab.services.clusterDomain}`;
+    const send = (command: string) =>
       from.kind === "pod"
-        ? await access.onNode(
+        ? access.onNode(
             from.pod.node,
             proto === "udp"
               ? `${containerPidScript(from.pod.containerID)}\nnsenter -t "$pid" -m -n -- ${command}`
@@ -205,9 +215,15 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
             15,
           )
         : from.kind === "node"
-          ? await access.onNode(from.node.name, command, 15)
-          : await access.fromOutsideClient(command, 15);
-    sent = { where: placeName(from), command, exitCode: r.exitCode, output: `${r.stdout}${r.stderr}`.trim() };
+          ? access.onNode(from.node.name, command, 15)
+          : access.fromOutsideClient(command, 15);
+    for (const port of spares) {
+      sport = port;
+      const command = commandFrom(port);
+      const r = await send(command);
+      sent = { where: placeName(from), command, exitCode: r.exitCode, output: `${r.stdout}${r.stderr}`.trim() };
+      if (!/address already in use|address in use/i.test(sent.output)) break;
+    }
     const natNode = target.natOn === "sender" ? placeNode(from) : target.natOn;
     if (natNode && proto !== "icmp") {
       const [conntrack, nat] = await Promise.all([
