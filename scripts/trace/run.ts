@@ -87,7 +87,7 @@ async function vethName(access: LabAccess, pod: Pod): Promise<string> {
 /**
  * tcpdump writing the spot's packets to a pcap file. --immediate-mode hands each packet over as it
  * arrives: without it they wait in the kernel's ring until a block is retired (a second), and the
- * SIGINT that stops the capture loses those still waiting (a reply missing at one spot of its path).
+ * SIGINT that stops the capture loses those still waiting (shown in test/trace.test.ts).
  */
 export function startCapture(spot: CaptureSpot, filter: string, dir = DIR): { start: string; stop: string } {
   const base = `${dir}/${spot.id.replace(/[^A-Za-z0-9.-]+/g, "_")}-${process.pid}`;
@@ -222,7 +222,7 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
       const command = commandFrom(port);
       const r = await send(command);
       sent = { where: placeName(from), command, exitCode: r.exitCode, output: `${r.stdout}${r.stderr}`.trim() };
-      if (!/address already in use|address in use/i.test(sent.output)) break;
+      if (!/address (already )?in use/i.test(sent.output)) break;
     }
     const natNode = target.natOn === "sender" ? placeNode(from) : target.natOn;
     if (natNode && proto !== "icmp") {
