@@ -173,11 +173,13 @@ test("agent: one that cannot start (ssh refused) answers every command with exit
   await agent.close();
 });
 
-test("agent: one that never says ready (a hung handshake) is killed after its start time, and its commands fail", async () => {
+test("agent: one that never says ready (a login too slow) is killed after its start time, and its commands overran, not unreachable", async () => {
   const agent = startAgent("node9", ["sleep", "30"], 1);
+  assert.equal(agent.startOverran(), false);
   const r = await agent.run("true", 60);
-  assert.equal(r.exitCode, 255);
+  assert.deepEqual([r.exitCode, r.overran, r.unreachable], [124, true, undefined]);
   assert.match(r.stderr, /did not start within 1 s/);
+  assert.equal(agent.startOverran(), true, "the next command gets a new agent");
   await agent.close();
 });
 

@@ -65,7 +65,16 @@ while (my $line = <STDIN>) {
 }
 `;
 
+/**
+ * How long an agent may take from ssh's start to "ready": the TCP connect and sshd's banner (ssh's own
+ * ConnectTimeout), the key exchange, the login and perl's start. On a control-plane node at ten times the
+ * pace the deadlines were sized on, that took over 30 s.
+ */
+export const AGENT_START_SEC = 60;
+
 export interface Agent {
+  /** True once the agent was killed for not starting in time: a later command should start a new one. */
+  startOverran(): boolean;
   /** Runs a bash command on the agent's side, cut off after timeoutSec; never rejects. */
   run(command: string, timeoutSec: number): Promise<Exec>;
   /** Ends the agent (and its session); commands still running end on their own timeouts. */
@@ -78,10 +87,11 @@ const SLACK = 5;
 /**
  * Starts the agent with argv, which must end by running `perl -e AGENT_SCRIPT <lockfile>` (locally
  * in tests; through ssh on a node). When the agent cannot start, dies or was closed, every open and
- * later command gets exit code 255, `unreachable`, and what the agent's process said on stderr; one that has not
- * said "ready" within startSec is killed.
+ * later command gets exit code 255, `unreachable`, and what the agent's process said on stderr. One that has not
+ * said "ready" within startSec is killed, and its commands overran (exit 124): its session was opened but the
+ * node was too busy to finish the login, which says nothing about the network (the runner retries, with a new agent).
  */
-export function startAgent(where: string, argv: readonly string[], startSec = 30): Agent {
+export function startAgent(where: string, argv: readonly string[], startSec = AGENT_START_SEC): Agent {
   const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
   const pending = new Map<number, { command: string; timeoutSec: number; started: number; resolve: (e: Exec) => void; timer?: NodeJS.Timeout }>();
   let ready = false;
@@ -94,7 +104,9 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
       (p.timeoutSec + SLACK) * 1000,
     );
   };
+  let startOverran = false;
   const startTimer = setTimeout(() => {
+    startOverran = true;
     stderr += `k8slab: the agent on ${where} did not start within ${startSec} s\n`;
     child.kill("SIGKILL");
   }, startSec * 1000);
@@ -111,12 +123,10 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
     p.resolve({ where, command: p.command, ms: Date.now() - p.started, ...exec });
   };
   // 255, as ssh itself exits when it cannot connect: the session is gone, whatever ended it.
-  const lost = (exitCode: number) => ({
-    exitCode: 255,
-    stdout: "",
-    stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n`,
-    unreachable: true as const,
-  });
+  const lost = (exitCode: number): Omit<Exec, "where" | "command" | "ms"> =>
+    startOverran
+      ? { exitCode: 124, stdout: "", stderr, overran: true }
+      : { exitCode: 255, stdout: "", stderr: stderr || `k8slab: the agent on ${where} ended (exit ${exitCode})\n`, unreachable: true };
 
   child.stdout.on("data", (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
@@ -160,6 +170,7 @@ export function startAgent(where: string, argv: readonly string[], startSec = 30
   child.on("error", (err) => (stderr += `k8slab: ${argv[0]}: ${err.message}\n`));
 
   return {
+    startOverran: () => startOverran,
     run(command, timeoutSec) {
       return new Promise<Exec>((resolve) => {
         const id = nextId++;

@@ -120,7 +120,8 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   // One agent per node (one ssh session), started by the first command for that node.
   const agents = new Map<string, Agent>();
   const agentOn = (name: string): Agent | undefined => {
-    if (!agents.has(name)) {
+    // A node too busy to finish the login gets a new agent on its next command (the tier's retry).
+    if (!agents.has(name) || agents.get(name)!.startOverran()) {
       const node = lab.nodes.find((n) => n.name === name);
       const ep = node && sshEndpointOf(lab, node);
       if (!ep) return undefined;
