@@ -11,7 +11,7 @@ import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.ts";
 import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.ts";
-import { paceFactor, TIMEOUT } from "./contract.ts";
+import { PACE, paceFactor, TIMEOUT } from "./contract.ts";
 import { splitSteps, stepsScript } from "./steps.ts";
 import type { Exec, LabAccess, NodePace } from "./types.ts";
 
@@ -140,6 +140,12 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
         name,
         (async () => {
           const read = await agentOn(name)?.run(PACE_COMMAND, TIMEOUT.read);
+          // Too busy to even be measured (its login or the read overran): the widest deadlines, and measured
+          // again on the next ask (the tier's retry, with a new agent).
+          if (read?.overran) {
+            paces.delete(name);
+            return { node: name, factor: PACE.maxFactor };
+          }
           const ms = read?.exitCode === 0 ? Number.parseInt(read.stdout, 10) : Number.NaN;
           const processStartMs = Number.isFinite(ms) ? ms : undefined;
           return { node: name, ...(processStartMs !== undefined ? { processStartMs } : {}), factor: paceFactor(processStartMs) };
