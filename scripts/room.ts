@@ -126,9 +126,16 @@ export async function runEach<T>(
         running.add(child);
         child.stdout?.on("data", (d: Buffer) => out.push(d));
         child.once("error", () => resolve(EXIT.failed));
-        child.once("close", (c, signal) => {
+        // Its exit is the answer; its stdout is read to the end ("close"), but not for long: a process it
+        // left behind (a VM, say) may hold the pipe open.
+        child.once("exit", (c, signal) => {
           running.delete(child);
-          resolve(c ?? (signal ? exitOnSignal(signal) : EXIT.failed));
+          const code = c ?? (signal ? exitOnSignal(signal) : EXIT.failed);
+          const drained = setTimeout(() => resolve(code), 2000);
+          child.once("close", () => {
+            clearTimeout(drained);
+            resolve(code);
+          });
         });
       });
       fs.closeSync(err);

@@ -110,3 +110,27 @@ test("SIGTERM to the room command reaches every lab's running process, none star
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a lab's process that exits while something it left behind holds its stdout: its answer comes at once, not when that ends", {
+  timeout: 30_000,
+}, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-room-"));
+  let leftBehind = 0;
+  try {
+    const started = Date.now();
+    const done: [string, number, string][] = [];
+    await runEach(
+      ["alice"],
+      1,
+      (name) => ({ command: "bash", args: ["-c", "sleep 20 & echo $!; echo '{\"ok\":true}'; exit 3"], log: path.join(dir, `${name}.log`) }),
+      (name, code, _s, stdout) => void done.push([name, code, stdout]),
+    );
+    leftBehind = Number(done[0][2].split("\n")[0]);
+    assert.ok(Date.now() - started < 8000, `${Date.now() - started} ms`);
+    assert.deepEqual(done[0].slice(0, 2), ["alice", 3]);
+    assert.match(done[0][2], /\{"ok":true\}/, "what it printed before it exited is all there");
+  } finally {
+    if (leftBehind) process.kill(leftBehind);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
