@@ -23,7 +23,7 @@ import {
 import { artifactOutputs, buildKey, parseManifest, sha256Hex } from "../scripts/toolchain/manifest.ts";
 
 const manifest = parseManifest(`
-layout: 1
+layout: 1\ngo: { version: go1.26.8, sha256: { linux-amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa } }
 artifacts:
   - name: pause
     local: scripts/toolchain/go/pause
@@ -81,7 +81,7 @@ describe("checkBundle", () => {
   it("rebuilds only the artifact whose pin changed", () => {
     const state = completeState(content);
     const bumped = parseManifest(
-      `layout: 1\nartifacts:\n${manifest.artifacts
+      `layout: 1\ngo: { version: go1.26.8, sha256: { linux-amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa } }\nartifacts:\n${manifest.artifacts
         .map((a) => (a.name === "crictl" ? { ...a, version: "v1.35.0" } : a))
         .map((a) => `  - ${JSON.stringify(a)}`)
         .join("\n")}\n`,

@@ -8,7 +8,7 @@ import { artifactOutputs, buildKey, expandLdflags, modulePin, parseManifest, plu
 import { manifestFile, repoRoot, wrapperSourceDir } from "../scripts/toolchain/paths.ts";
 
 const minimal = (extra = "") => `
-layout: 1
+layout: 1\ngo: { version: go1.26.8, sha256: { linux-amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa } }
 artifacts:
   - name: crictl
     module: sigs.k8s.io/cri-tools
@@ -208,7 +208,7 @@ replace (
   });
 
   it("points every Kubernetes staging repo at its published v0 version", () => {
-    const m = parseManifest(`layout: 1
+    const m = parseManifest(`layout: 1\ngo: { version: go1.26.8, sha256: { linux-amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa } }
 artifacts:
   - name: kubernetes
     module: k8s.io/kubernetes
@@ -225,7 +225,7 @@ artifacts:
   });
 
   it("drops replaces into the upstream tree and repeats the others", () => {
-    const m = parseManifest(`layout: 1
+    const m = parseManifest(`layout: 1\ngo: { version: go1.26.8, sha256: { linux-amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa } }
 artifacts:
   - name: pulumi
     module: github.com/pulumi/pulumi/pkg/v3

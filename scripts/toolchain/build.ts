@@ -8,14 +8,16 @@ import { $ } from "zx";
 import { sha256File } from "./bundle.ts";
 import { parseGoMod, renderWrapperGoMod, type UpstreamGoMod } from "./gomod.ts";
 import { type Artifact, expandLdflags, modulePin, pluginInstallPath, pluginVersion, sha256Hex, type VersionFacts } from "./manifest.ts";
-import { bundleDir, goCacheDir, pulumiBinDir, pulumiHome, repoRoot, workDir, wrapperSourceDir } from "./paths.ts";
+import { bundleDir, goCacheDir, goRootDir, pulumiBinDir, pulumiHome, repoRoot, workDir, wrapperSourceDir } from "./paths.ts";
 
-/** Environment of every go command: caches inside the toolchain cache, static, reproducible. */
+/** Environment of every go command: k8slab's own Go (golang.ts), caches inside the toolchain cache, static, reproducible. */
 export function goEnv(extraNoSumDb: string[] = [], cgo = false): Record<string, string> {
   const go = goCacheDir();
   const noSumDb = [process.env.GONOSUMDB, ...extraNoSumDb].filter(Boolean).join(",");
   return {
     ...(process.env as Record<string, string>),
+    PATH: [path.join(goRootDir(), "bin"), process.env.PATH ?? ""].join(path.delimiter),
+    GOROOT: goRootDir(),
     GOMODCACHE: path.join(go, "mod"),
     GOCACHE: path.join(go, "build"),
     GOPATH: path.join(go, "path"),
@@ -26,15 +28,6 @@ export function goEnv(extraNoSumDb: string[] = [], cgo = false): Record<string, 
     GOWORK: "off",
     ...(noSumDb ? { GONOSUMDB: noSumDb } : {}),
   };
-}
-
-/** `go1.26.8`; builds are keyed on it, since another compiler gives other bytes. */
-export async function goVersion(): Promise<string> {
-  const out = await $({ quiet: true, env: goEnv() })`go env GOVERSION`;
-  const v = out.stdout.trim();
-  const m = /^go1\.(\d+)/.exec(v);
-  if (!m || Number(m[1]) < 24) throw new Error(`Go >= 1.24 is needed (tool directives); found ${v || "none"}`);
-  return v;
 }
 
 /** Digest of a local source folder, so editing the pause program rebuilds it. */

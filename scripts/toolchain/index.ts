@@ -7,7 +7,7 @@ import path from "node:path";
 import { EXIT, exitOnSignal } from "../../core/exit.ts";
 import { withDirLock } from "../files.ts";
 import { claimSignals } from "../signals.ts";
-import { BuildError, buildArtifact, formatDuration, goVersion, localSourceDigest, stopActiveBuild } from "./build.ts";
+import { BuildError, buildArtifact, formatDuration, localSourceDigest, stopActiveBuild } from "./build.ts";
 import {
   type ArtifactCheck,
   type BundleState,
@@ -21,8 +21,9 @@ import {
   toBuild,
   writeState,
 } from "./bundle.ts";
+import { ensureGo, goPresent } from "./golang.ts";
 import { type Artifact, buildKey, type Manifest, manifestDigest, parseManifest, pluginVersion } from "./manifest.ts";
-import { bundleDir, bundleStatCache, cacheRoot, logDir, manifestFile, repoRoot, stateFile } from "./paths.ts";
+import { bundleDir, bundleStatCache, cacheRoot, goCacheDir, logDir, manifestFile, repoRoot, stateFile } from "./paths.ts";
 
 export { bundleBinDir, bundleDir, cacheRoot, pulumiBinDir, pulumiEnv, pulumiHome } from "./paths.ts";
 
@@ -30,15 +31,11 @@ export async function loadManifest(file = manifestFile): Promise<Manifest> {
   return parseManifest(await readFile(file, "utf8"));
 }
 
-/** Build keys of every artifact; with no Go installed (check-only machines) the recorded toolchain is assumed. */
-async function buildKeys(manifest: Manifest, state: BundleState): Promise<{ keys: Record<string, string>; go: string | null }> {
-  const go = await goVersion().catch(() => null);
+/** Build keys of every artifact: its pins, the pinned Go (the only Go that builds), its local source. */
+async function buildKeys(manifest: Manifest): Promise<Record<string, string>> {
   const keys: Record<string, string> = {};
-  for (const a of manifest.artifacts) {
-    const digest = a.local ? await localSourceDigest(a.local) : "";
-    keys[a.name] = buildKey(a, go ?? state.artifacts[a.name]?.go ?? "unknown", digest);
-  }
-  return { keys, go };
+  for (const a of manifest.artifacts) keys[a.name] = buildKey(a, manifest.go.version, a.local ? await localSourceDigest(a.local) : "");
+  return keys;
 }
 
 /**
@@ -63,7 +60,8 @@ export interface ToolchainReport {
   cache: string;
   bundle: string;
   bundleVersion: string;
-  go: string | null;
+  /** The pinned Go, and whether it is unpacked in the cache (needed only to build). */
+  go: { version: string; present: boolean };
   complete: boolean;
   problems: string[];
   artifacts: {
@@ -81,9 +79,9 @@ export interface ToolchainReport {
 export async function inspect(
   manifest: Manifest,
   opts: { rehash?: boolean } = {},
-): Promise<{ report: ToolchainReport; checks: ArtifactCheck[]; state: BundleState; keys: Record<string, string>; go: string | null }> {
+): Promise<{ report: ToolchainReport; checks: ArtifactCheck[]; state: BundleState; keys: Record<string, string> }> {
   const state = await readState(stateFile());
-  const { keys, go } = await buildKeys(manifest, state);
+  const keys = await buildKeys(manifest);
   const disk = await hashRecordedFiles(bundleDir(), state, opts.rehash ? undefined : bundleStatCache());
   const builderAlive = !!state.building && state.building.pid !== process.pid && processAlive(state.building.pid);
   const checks = checkBundle(manifest, state, keys, disk, builderAlive);
@@ -92,7 +90,7 @@ export async function inspect(
     cache: cacheRoot(),
     bundle: bundleDir(),
     bundleVersion: manifestDigest(manifest),
-    go,
+    go: { version: manifest.go.version, present: goPresent(manifest.go) },
     complete: isComplete(checks) && problems.length === 0,
     problems,
     artifacts: checks.map((c) => {
@@ -109,11 +107,13 @@ export async function inspect(
       };
     }),
   };
-  return { report, checks, state, keys, go };
+  return { report, checks, state, keys };
 }
 
 export function printReport(r: ToolchainReport, out: (s: string) => void): void {
-  out(`toolchain bundle ${r.bundleVersion} at ${r.bundle}`);
+  out(
+    `toolchain bundle ${r.bundleVersion} at ${r.bundle}, built with Go ${r.go.version} (${r.go.present ? "in the cache" : "fetched when something is to build"})`,
+  );
   const width = Math.max(...r.artifacts.map((a) => a.name.length));
   for (const a of r.artifacts) {
     const mark = a.status === "ok" ? "ok " : "-- ";
@@ -148,18 +148,17 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
     return false;
   }
   return withCacheLock(log, async () => {
-    const { checks, keys, go } = await inspect(manifest);
+    const { checks, keys } = await inspect(manifest);
     let state = await readState(stateFile());
     const todo = toBuild(checks);
     // A complete bundle (built here, or imported with --import) needs no Go.
     if (!todo.length) return true;
-    if (!go)
-      throw new Error(
-        "the Go toolchain is needed to build the bundle (apt-get install golang-go from trixie, or Go >= 1.24), or `npx k8slab toolchain --import FILE` an archive exported from the same commit",
-      );
+    await mkdir(goCacheDir(), { recursive: true });
+    await ensureGo(manifest.go, log);
+    const go = manifest.go.version;
     await mkdir(bundleDir(), { recursive: true });
     await mkdir(logDir(), { recursive: true });
-    log(`toolchain: ${todo.length} of ${checks.length} artifacts to build into ${bundleDir()} (Go caches in ${path.join(cacheRoot(), "go")})`);
+    log(`toolchain: ${todo.length} of ${checks.length} artifacts to build into ${bundleDir()} (Go caches in ${goCacheDir()})`);
     const total = Date.now();
     const failed: string[] = [];
     // On Ctrl-C or a kill, stop the compiler too and leave the in-progress mark: the next run

@@ -67,12 +67,21 @@ const ArtifactSpec = z
   })
   .refine((a) => (a.module ? !a.local : !!a.local), "give exactly one of module or local");
 
+const GoSpec = z.strictObject({
+  /** The Go release that builds every artifact, as `go env GOVERSION` names it. */
+  version: z.string().regex(/^go1\.\d+(\.\d+)?$/, "a Go release (go1.N.P)"),
+  /** Per platform (linux-amd64, ...), the sha256 of golang.org/toolchain@v0.0.1-<version>.<platform>.zip. */
+  sha256: z.record(z.string().regex(/^[a-z0-9]+-[a-z0-9]+$/, "a Go platform (linux-amd64)"), z.string().regex(/^[0-9a-f]{64}$/, "a sha256 in hex")),
+});
+
 const ManifestSpec = z.strictObject({
   layout: z.literal(1),
+  go: GoSpec,
   artifacts: z.array(ArtifactSpec).min(1),
 });
 
 export type Artifact = z.infer<typeof ArtifactSpec>;
+export type GoPin = z.infer<typeof GoSpec>;
 export type Manifest = z.infer<typeof ManifestSpec>;
 
 /** Parses and validates versions.yaml text; throws one error listing every problem. */

@@ -45,6 +45,8 @@ export const bundleStatCache = () => path.join(cacheRoot(), "bundle-stat.json");
 export const logDir = () => path.join(cacheRoot(), "logs");
 export const workDir = (name: string) => path.join(cacheRoot(), "work", name);
 export const goCacheDir = () => path.join(cacheRoot(), "go");
+/** The Go the bundle is built with (GOROOT), unpacked from the module proxy's golang.org/toolchain zip. */
+export const goRootDir = () => path.join(goCacheDir(), "sdk");
 
 /**
  * Environment for running the bundled pulumi offline: the bundle's pulumi first on PATH,
