@@ -15,7 +15,7 @@ import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { ctUp } from "./machines/lxc.ts";
-import { checkHostIpvs, preflightLab } from "./machines/preflight.ts";
+import { checkKernel, hostKernel, kernelNeeds, preflightLab } from "./machines/preflight.ts";
 import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { CERTIFICATES_RENEWED_KEY } from "./pki/catalog.ts";
@@ -203,6 +203,16 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
   try {
     // Loaded once the probes are on their way: the Automation API takes a second of CPU to load.
     const { openStack, stackExists } = await import("./stack.ts");
+    // Before anything is installed, built or created, a host that cannot run the lab is refused with the fix;
+    // a lab that is already up holds its own ports and memory, and has shown its kernel will do.
+    if (ownsMachines(lab) && !netnsExists(lab.netns)) {
+      await step("preflight: root, kernel, LAN routes, ports, memory", async () => {
+        // The tools come with the host packages next; each machine's start checks them again.
+        const problems = await preflightLab(parseLabMachines(machineSpecs(lab)), { skipTools: true });
+        problems.push(...(await checkKernel(kernelNeeds(lab.driver.kind, lab.pods.flannel.backend, lab.services.kubeProxyMode), hostKernel())));
+        if (problems.length) throw new Refused(problems);
+      });
+    }
     await step("host packages: qemu, debootstrap, socat, ... (scripts/machines/host-packages.txt)", () => ensureHostPackages(say));
     // A fresh machine compiles the bundle for most of an hour: the node image (debootstrap) and the container images
     // made of Debian packages and npm code need none of it and build meanwhile (those that do are skipped, then built).
@@ -246,14 +256,6 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         return store;
       });
       writeContainerdStore(store);
-    }
-    // Checked before anything is created; a lab that is already up holds its own ports and memory.
-    if (ownsMachines(lab) && !netnsExists(lab.netns)) {
-      await step("preflight: host, tools, ports, memory", async () => {
-        const problems = await preflightLab(parseLabMachines(machineSpecs(lab)));
-        if (lab.driver.kind === "container" && lab.services.kubeProxyMode === "ipvs") problems.push(...(await checkHostIpvs("services.kubeProxyMode")));
-        if (problems.length) throw new Refused(problems);
-      });
     }
     const restarted = stopped && (await stackExists(lab));
     if (restarted) {

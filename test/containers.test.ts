@@ -1,12 +1,16 @@
 // Unit tests of the container driver's pure parts: names, the rootfs flavour's inputs and key, the mount
 // plan, the LXC config and net hook, the per-node files, the inotify check. No root, no LXC.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, describe, it } from "node:test";
 import { CONTAINER_NAME_MAX, containerOf, IFNAME_MAX, LAN_BRIDGE, vethOf } from "../core/names.ts";
 import { ctPaths, labPaths } from "../core/paths.ts";
+import { cgroupLayout, checkCgroups, lxcCgroupDirs, lxcPivotDirs, memoryCharge } from "../scripts/machines/cgroups.ts";
 import { containerRootfsKey, imageInputs, imageKey, imagePackages } from "../scripts/machines/image.ts";
 import { VM_ONLY_PACKAGES } from "../scripts/machines/image-build.ts";
-import { lxcCgroups, lxcLockOf } from "../scripts/machines/lxc.ts";
+import { lxcLockOf } from "../scripts/machines/lxc.ts";
 import { CT_INIT, ctMountPlan, ctNodeFiles, ctRunInputs, lxcConfig, netUpHook } from "../scripts/machines/lxc-config.ts";
 import { checkInotify, DRIVER_TOOLS, INOTIFY_PER_NODE } from "../scripts/machines/preflight.ts";
 import { macFor, parseLabMachines, parseMachineSpec } from "../scripts/machines/spec.ts";
@@ -29,7 +33,7 @@ const spec = parseMachineSpec({
 const paths = ctPaths(spec.lab, spec.name);
 const LOWER = "/cache/images/ct-trixie-0123456789abcdef/rootfs";
 const plan = ctMountPlan(paths, LOWER);
-const config = lxcConfig(spec, plan, paths);
+const config = lxcConfig(spec, plan, paths, "v1");
 const lines = config.split("\n");
 const keys = { authorizedKey: "ssh-ed25519 AAAA lab", hostKey: "PRIVATE", hostKeyPub: "ssh-ed25519 BBBB host" };
 
@@ -139,10 +143,22 @@ describe("the LXC config", () => {
     );
   });
 
-  it("limits memory and CPU from memoryMiB and cpus", () => {
+  it("limits memory and CPU from memoryMiB and cpus, in the keys of the host's cgroups", () => {
+    // v1 (and hybrid, whose controllers are v1): lxc.cgroup.*
     assert.ok(lines.includes(`lxc.cgroup.memory.limit_in_bytes = ${1024 * 1024 * 1024}`));
     assert.ok(lines.includes("lxc.cgroup.cpu.cfs_quota_us = 200000"));
     assert.ok(lines.includes("lxc.cgroup.cpu.cfs_period_us = 100000"));
+    assert.ok(lines.includes("lxc.cgroup.devices.allow = a"));
+    assert.equal(lxcConfig(spec, plan, paths, "hybrid"), config.replace("cgroup v1.", "cgroup hybrid."));
+    // v2: lxc.cgroup2.* only (LXC refuses a v1 key on a unified host)
+    const v2 = lxcConfig(spec, plan, paths, "v2").split("\n");
+    assert.ok(v2.includes(`lxc.cgroup2.memory.max = ${1024 * 1024 * 1024}`));
+    assert.ok(v2.includes("lxc.cgroup2.cpu.max = 200000 100000"));
+    assert.ok(v2.includes("lxc.cgroup2.devices.allow = a"));
+    assert.deepEqual(
+      v2.filter((l) => l.startsWith("lxc.cgroup.")),
+      [],
+    );
   });
 
   it("names the node and logs under the lab's logs folder", () => {
@@ -180,6 +196,107 @@ describe("the net hook and the per-node files", () => {
   });
 });
 
+describe("the host's cgroups, in each layout", () => {
+  let root: string;
+  const container = "k8slab-e2e-ct.node1";
+  const write = (rel: string, text = "") => {
+    fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+    fs.writeFileSync(path.join(root, rel), text);
+  };
+  /** A host as LXC leaves it with the node running: v1 hierarchies (a symlinked pair too), a unified root, or both. */
+  const host = (layout: "v1" | "v2" | "hybrid") => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), `k8slab-cgroup-${layout}-`));
+    if (layout === "v2") {
+      write("cgroup.controllers", "cpuset cpu io memory pids\n");
+      write(`lxc.payload.${container}/memory.current`, `${300 * 2 ** 20}\n`);
+      write(`lxc.payload.${container}/memory.max`, `${1024 * 2 ** 20}\n`);
+      write(`lxc.monitor.${container}/cgroup.procs`);
+      write("lxc.pivot/cgroup.procs");
+      return;
+    }
+    for (const h of ["memory", "cpu,cpuacct", "systemd"]) {
+      write(`${h}/lxc.payload.${container}/cgroup.procs`);
+      write(`${h}/lxc.monitor.${container}/cgroup.procs`);
+      write(`${h}/lxc.pivot/cgroup.procs`);
+    }
+    fs.symlinkSync("cpu,cpuacct", path.join(root, "cpu"));
+    write(`memory/lxc.payload.${container}/memory.usage_in_bytes`, `${300 * 2 ** 20}\n`);
+    write(`memory/lxc.payload.${container}/memory.limit_in_bytes`, "9223372036854771712\n");
+    if (layout === "hybrid") {
+      write("unified/cgroup.controllers", "\n");
+      write(`unified/lxc.payload.${container}/cgroup.procs`);
+    }
+  };
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it("tells v1, v2 and hybrid apart, and says when there is nothing to limit a node with", () => {
+    for (const layout of ["v1", "v2", "hybrid"] as const) {
+      host(layout);
+      assert.equal(cgroupLayout(root), layout);
+      assert.deepEqual(checkCgroups(root), []);
+      fs.rmSync(root, { recursive: true });
+    }
+    host("v2");
+    fs.writeFileSync(path.join(root, "cgroup.controllers"), "pids io\n");
+    assert.deepEqual(
+      checkCgroups(root).map((p) => p.split(";")[0]),
+      [
+        "cgroups: the host's v2 cgroups have no memory controller, which container nodes are limited with",
+        "cgroups: the host's v2 cgroups have no cpu controller, which container nodes are limited with",
+      ],
+    );
+    fs.rmSync(root, { recursive: true });
+    root = fs.mkdtempSync(path.join(os.tmpdir(), "k8slab-cgroup-none-"));
+    assert.equal(cgroupLayout(root), undefined);
+    assert.match(checkCgroups(root)[0], /^cgroups: no cgroup v2 tree and no v1 memory hierarchy/);
+  });
+
+  it("finds LXC's folders for the node in every tree, its pivot folders, and none of a node that never ran", () => {
+    host("v1");
+    const rel = (dirs: string[]) => dirs.map((d) => path.relative(root, d)).sort();
+    assert.deepEqual(rel(lxcCgroupDirs(container, root)), [
+      `cpu,cpuacct/lxc.monitor.${container}`,
+      `cpu,cpuacct/lxc.payload.${container}`,
+      `memory/lxc.monitor.${container}`,
+      `memory/lxc.payload.${container}`,
+      `systemd/lxc.monitor.${container}`,
+      `systemd/lxc.payload.${container}`,
+    ]);
+    assert.deepEqual(rel(lxcPivotDirs(root)), ["cpu,cpuacct/lxc.pivot", "memory/lxc.pivot", "systemd/lxc.pivot"]);
+    assert.deepEqual(lxcCgroupDirs("k8slab-no-such-lab.node1", root), []);
+    fs.rmSync(root, { recursive: true });
+    host("v2");
+    assert.deepEqual(rel(lxcCgroupDirs(container, root)), [`lxc.monitor.${container}`, `lxc.payload.${container}`]);
+    assert.deepEqual(rel(lxcPivotDirs(root)), ["lxc.pivot"]);
+    // Where LXC stays in its own cgroup (lxc.cgroup.relative), deeper; another node's insides are not searched.
+    write(`system.slice/lab.service/lxc.payload.${container}/cgroup.procs`);
+    write(`lxc.payload.k8slab-other.node1/kubepods.slice/lxc.payload.${container}/cgroup.procs`);
+    assert.deepEqual(rel(lxcCgroupDirs(container, root)), [
+      `lxc.monitor.${container}`,
+      `lxc.payload.${container}`,
+      `system.slice/lab.service/lxc.payload.${container}`,
+    ]);
+    fs.rmSync(root, { recursive: true });
+    host("hybrid");
+    assert.ok(rel(lxcCgroupDirs(container, root)).includes(`unified/lxc.payload.${container}`));
+  });
+
+  it("reads what the host charges the node, and its limit (none: undefined)", () => {
+    host("v2");
+    assert.deepEqual(memoryCharge(container, root), { usageMiB: 300, limitMiB: 1024 });
+    fs.writeFileSync(path.join(root, `lxc.payload.${container}/memory.max`), "max\n");
+    assert.deepEqual(memoryCharge(container, root), { usageMiB: 300 });
+    fs.rmSync(root, { recursive: true });
+    for (const layout of ["v1", "hybrid"] as const) {
+      host(layout);
+      assert.deepEqual(memoryCharge(container, root), { usageMiB: 300 });
+      fs.rmSync(root, { recursive: true });
+    }
+    host("v1");
+    assert.deepEqual(memoryCharge("k8slab-no-such-lab.node1", root), {});
+  });
+});
+
 describe("container preflight", () => {
   it("asks for lxc's tools and not QEMU's", () => {
     assert.ok(DRIVER_TOOLS.container.includes("lxc-start"));
@@ -196,9 +313,5 @@ describe("container preflight", () => {
     const net = { lab: "e2e-ct", netns: "k8slab-e2e-ct", bridge: LAN_BRIDGE, gatewayCidr: "192.168.0.1/24" };
     assert.equal(parseLabMachines({ net, machines: [spec] }).driver, "qemu");
     assert.equal(parseLabMachines({ net, driver: "container", machines: [spec] }).driver, "container");
-  });
-
-  it("finds no LXC cgroup of a container that never ran", () => {
-    assert.deepEqual(lxcCgroups("k8slab-no-such-lab-node1"), []);
   });
 });

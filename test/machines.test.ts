@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { LAN_BRIDGE, netnsOf, tapOf } from "../core/names.ts";
 import { labPaths, vmPaths } from "../core/paths.ts";
 import { imageInputs, imageKey, imagePackages } from "../scripts/machines/image.ts";
-import { checkMemory, memAvailableMiB, overlappingRoutes } from "../scripts/machines/preflight.ts";
+import { checkKernel, checkMemory, type KernelProbe, kernelNeeds, memAvailableMiB, overlappingRoutes } from "../scripts/machines/preflight.ts";
 import {
   accelArgs,
   forwardArgv,
@@ -288,6 +288,60 @@ describe("guest config", () => {
 
   it("writes a known_hosts line for the loopback port, the address and the name", () => {
     assert.equal(knownHostsLine(spec, keys.hostKeyPub), "[127.0.0.1]:2221,192.168.0.21,node1 ssh-ed25519 AAAAhost\n");
+  });
+});
+
+describe("the host's kernel", () => {
+  const probe = (o: Partial<KernelProbe> & { loadable?: string[] } = {}): KernelProbe & { tried: string[] } => {
+    const tried: string[] = [];
+    return {
+      loaded: () => false,
+      modprobe: async (m) => {
+        tried.push(m);
+        return (o.loadable ?? []).includes(m);
+      },
+      config: "",
+      builtin: "",
+      tried,
+      ...o,
+    };
+  };
+
+  it("asks a VM lab for taps only, container nodes for their dataplane's features", () => {
+    assert.deepEqual(
+      kernelNeeds("qemu", "vxlan", "ipvs").map((n) => n.module),
+      ["tun"],
+    );
+    assert.deepEqual(
+      kernelNeeds("container", "vxlan", "iptables").map((n) => n.module),
+      ["bridge", "veth", "br_netfilter", "overlay", "nf_tables", "vxlan"],
+    );
+    assert.deepEqual(
+      kernelNeeds("container", "udp", "ipvs")
+        .map((n) => n.module)
+        .slice(5),
+      ["tun", "ip_vs"],
+    );
+    assert.deepEqual(kernelNeeds("ssh", "vxlan", "iptables"), []);
+  });
+
+  it("takes a module loaded, built in (config or modules.builtin) or loadable, and refuses one with none, naming the fix", async () => {
+    const needs = kernelNeeds("container", "vxlan", "ipvs");
+    const all = needs.map((n) => n.module);
+    assert.deepEqual(await checkKernel(needs, probe({ loaded: () => true })), []);
+    assert.deepEqual(await checkKernel(needs, probe({ loadable: all })), []);
+    const config = needs.map((n) => `${n.config}=y`).join("\n");
+    const built = probe({ config });
+    assert.deepEqual(await checkKernel(needs, built), []);
+    assert.deepEqual(built.tried, [], "a built-in module is not modprobed");
+    assert.deepEqual(await checkKernel(needs, probe({ builtin: all.map((m) => `kernel/net/x/${m}.ko`).join("\n") })), []);
+    // CONFIG_IP_VS=m is a module: built in it is not, and here it cannot be loaded.
+    const problems = await checkKernel(needs, probe({ config: config.replace("CONFIG_IP_VS=y", "CONFIG_IP_VS=m") }));
+    assert.equal(problems.length, 1);
+    assert.match(
+      problems[0],
+      /^kernel: ip_vs \(CONFIG_IP_VS\) is neither loaded, loadable nor built in, and kube-proxy's ipvs mode .*; modprobe ip_vs, or boot a kernel that has it, or set services\.kubeProxyMode: iptables or nftables, or driver\.kind: qemu$/,
+    );
   });
 });
 

@@ -2,6 +2,7 @@
 // No I/O. The lines and their reasons come from the LXC spike (docs/machines.md, "The container driver").
 import { containerOf, UNDERLAY_NIC, vethOf } from "../../core/names.ts";
 import type { CtPaths } from "../../core/paths.ts";
+import { type CgroupLayout, lxcCgroupLines } from "./cgroups.ts";
 import { type SeedFile, type SeedKeys, seedFiles } from "./render.ts";
 import { type MachineSpec, macFor, netOf, uuidFor } from "./spec.ts";
 
@@ -11,8 +12,6 @@ export const CT_INIT = "/usr/local/sbin/k8slab-entrypoint /sbin/init";
 export const CT_STOP_TIMEOUT_SEC = 30;
 /** The same when the node is removed afterwards (ct-down): nothing of it is kept, so it is killed at once (0). */
 export const CT_DOWN_STOP_TIMEOUT_SEC = 0;
-/** cgroup v1 CPU quota period: cpus x this is the quota. */
-export const CPU_PERIOD_US = 100_000;
 
 export interface CtMountPlan {
   /** LXC's overlay backend: lxc-start mounts it inside the container's own mount namespace, so the host keeps no mount. */
@@ -52,11 +51,11 @@ export function ctRunInputs(): Record<string, unknown> {
  * deny-list stop the node's containerd and runc. proc:mixed and sys:mixed keep /proc/sys and /sys read-only
  * apart from net, so the node's systemd and kubelet cannot change a host-global sysctl by accident (a
  * privileged node could still remount them: this is no security boundary). cgroup:rw:force gives the
- * node's systemd writable v1 hierarchies inside its cgroup namespace.
+ * node's systemd a writable cgroup tree (v1 hierarchies, or the unified one) inside its cgroup namespace.
+ * Every device is allowed (the node's containerd and runc make their own): lxcCgroupLines, in the host's keys.
  */
 const SECURITY_LINES = [
   "lxc.cap.drop =",
-  "lxc.cgroup.devices.allow = a",
   "lxc.apparmor.profile = unconfined",
   "lxc.mount.auto = proc:mixed sys:mixed cgroup:rw:force",
   "lxc.autodev = 1",
@@ -65,8 +64,7 @@ const SECURITY_LINES = [
 ];
 
 /** The node's LXC config (lxcpath/<container>/config). */
-export function lxcConfig(spec: MachineSpec, plan: CtMountPlan, paths: Pick<CtPaths, "netHook" | "console" | "lxcLog">): string {
-  const memoryBytes = spec.memoryMiB * 1024 * 1024;
+export function lxcConfig(spec: MachineSpec, plan: CtMountPlan, paths: Pick<CtPaths, "netHook" | "console" | "lxcLog">, layout: CgroupLayout): string {
   return [
     `# k8slab container node ${spec.lab}/${spec.name}: privileged, systemd as init (rendered by scripts/machines/lxc-config.ts).`,
     "# Deliberately no include of /usr/share/lxc/config/common.conf (see SECURITY_LINES there).",
@@ -86,10 +84,8 @@ export function lxcConfig(spec: MachineSpec, plan: CtMountPlan, paths: Pick<CtPa
     "",
     ...SECURITY_LINES,
     "",
-    "# Limits from the lab file: a cap, not a reservation (kubelet still sees the host's CPUs and memory).",
-    `lxc.cgroup.memory.limit_in_bytes = ${memoryBytes}`,
-    `lxc.cgroup.cpu.cfs_period_us = ${CPU_PERIOD_US}`,
-    `lxc.cgroup.cpu.cfs_quota_us = ${spec.cpus * CPU_PERIOD_US}`,
+    `# Devices, and limits from the lab file: a cap, not a reservation (kubelet still sees the host's CPUs and memory); cgroup ${layout}.`,
+    ...lxcCgroupLines(layout, spec.memoryMiB, spec.cpus),
     "",
     `lxc.init.cmd = ${CT_INIT}`,
     // systemd powers off cleanly on SIGRTMIN+3.

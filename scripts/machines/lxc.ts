@@ -11,6 +11,7 @@ import { $, sleep } from "zx";
 import { containerOf } from "../../core/names.ts";
 import { type CtPaths, ctPaths, labPaths } from "../../core/paths.ts";
 import { removeTree } from "../files.ts";
+import { cgroupLayout, lxcCgroupDirs, lxcPivotDirs, memoryCharge } from "./cgroups.ts";
 import { forwardsStatus, restoreForwards, startForwards, stopForwards } from "./forwards.ts";
 import { type ContainerRootfsManifest, ensureContainerRootfs } from "./image.ts";
 import { netnsExists } from "./labnet.ts";
@@ -25,9 +26,6 @@ import { consoleTail, ensureHostKey, ensureLabKey, waitNodeSsh } from "./ssh.ts"
 function note(line: string) {
   process.stderr.write(`${line}\n`);
 }
-
-/** The host's cgroup v1 hierarchies (one folder per mounted controller set). */
-const CGROUP_ROOT = "/sys/fs/cgroup";
 
 // ---------------------------------------------------------------- lxc-* in the lab namespace
 
@@ -57,15 +55,6 @@ function initPidOf(lab: string, name: string, pid: number | undefined): number |
   } catch {
     return undefined;
   }
-}
-
-/** LXC's cgroup folders for the container at the root of each v1 hierarchy (lxc.payload.<name>, lxc.monitor.<name>). */
-export function lxcCgroups(container: string, root = CGROUP_ROOT): string[] {
-  if (!fs.existsSync(root)) return [];
-  return fs
-    .readdirSync(root)
-    .flatMap((h) => [`lxc.payload.${container}`, `lxc.monitor.${container}`].map((d) => path.join(root, h, d)))
-    .filter((d) => fs.existsSync(d));
 }
 
 /** rmdir a cgroup tree bottom-up; the kernel refuses while a process is in it, so this never kills anything. */
@@ -157,7 +146,9 @@ export async function ctUp(input: MachineSpecInput, opts: { wait?: boolean; time
   const ep = endpointOf(spec);
   const rootfs = opts.rootfs ?? (await ensureContainerRootfs());
   const plan = ctMountPlan(p, rootfs.rootfs);
-  const config = lxcConfig(spec, plan, p);
+  // preflightCt has refused a host without cgroups to limit the node with.
+  const layout = cgroupLayout() ?? "v2";
+  const config = lxcConfig(spec, plan, p, layout);
   const hook = netUpHook(spec);
   const fingerprint = fingerprintOf(spec, rootfs.key, config, hook);
   const prev = readState(p.state);
@@ -268,7 +259,7 @@ async function stopCt(lab: string, name: string, netns?: string, timeoutSec = CT
   const monitor = livePid(p.pid, container);
   if (monitor) throw new Error(`container ${container}: its monitor (pid ${monitor}) still runs after the stop; see ${p.lxcLog}`);
   fs.rmSync(p.pid, { force: true });
-  for (const d of lxcCgroups(container)) rmdirCgroup(d);
+  for (const d of lxcCgroupDirs(container)) rmdirCgroup(d);
 }
 
 /**
@@ -286,7 +277,7 @@ export async function ctDown(ref: { lab: string; name: string; netns?: string })
   await removeTree(p.lxcDir);
   await removeTree(p.dir);
   removeLxcLock(labPaths(ref.lab).lxc, containerOf(ref.lab, ref.name));
-  removeIdlePivotCgroups();
+  for (const d of lxcPivotDirs()) rmdirCgroup(d);
   for (const d of [labPaths(ref.lab).lxc, labPaths(ref.lab).containers]) {
     try {
       fs.rmdirSync(d);
@@ -315,18 +306,6 @@ function removeLxcLock(lxcpath: string, container: string): void {
   }
 }
 
-/**
- * LXC parks its monitors in an lxc.pivot cgroup at the root of each hierarchy and never removes it. It is
- * LXC's, shared by every container on the host: removed only when empty (rmdir refuses otherwise).
- */
-export function removeIdlePivotCgroups(root = CGROUP_ROOT): void {
-  if (!fs.existsSync(root)) return;
-  for (const h of fs.readdirSync(root)) {
-    const d = path.join(root, h, "lxc.pivot");
-    if (fs.existsSync(d)) rmdirCgroup(d);
-  }
-}
-
 export interface CtStatus {
   name: string;
   driver: "container";
@@ -334,7 +313,7 @@ export interface CtStatus {
   running: boolean;
   /** The node's init (systemd) as a host pid. */
   pid?: number;
-  /** What the host's memory cgroup charges to the node (lxc.payload.<name>/memory.usage_in_bytes). */
+  /** What the host's memory controller charges to the node (lxc.payload.<name>: memory.current on v2, memory.usage_in_bytes on v1). */
   memoryUsageMiB?: number;
   memoryLimitMiB?: number;
   startedAt?: string;
@@ -352,12 +331,9 @@ export function labCtNames(lab: string): string[] {
   return [...names].sort();
 }
 
-function cgroupMiB(container: string, file: string): number | undefined {
-  try {
-    return Math.round(Number(fs.readFileSync(path.join(CGROUP_ROOT, "memory", `lxc.payload.${container}`, file), "utf8")) / 1024 / 1024);
-  } catch {
-    return undefined;
-  }
+function chargeOf(container: string): { memoryUsageMiB?: number; memoryLimitMiB?: number } {
+  const { usageMiB, limitMiB } = memoryCharge(container);
+  return { ...(usageMiB !== undefined ? { memoryUsageMiB: usageMiB } : {}), ...(limitMiB !== undefined ? { memoryLimitMiB: limitMiB } : {}) };
 }
 
 export function ctStatus(lab: string, name: string): CtStatus {
@@ -371,7 +347,7 @@ export function ctStatus(lab: string, name: string): CtStatus {
     driver: "container",
     container,
     running: pid !== undefined,
-    ...(pid ? { pid, memoryUsageMiB: cgroupMiB(container, "memory.usage_in_bytes"), memoryLimitMiB: cgroupMiB(container, "memory.limit_in_bytes") } : {}),
+    ...(pid ? { pid, ...chargeOf(container) } : {}),
     ...(state ? { startedAt: state.startedAt } : {}),
     ssh: state ? endpointOf({ lab, name, sshPort: state.sshPort }) : undefined,
     forwards: forwardsStatus(lab, name),

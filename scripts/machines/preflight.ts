@@ -1,8 +1,10 @@
 // Preflight: every reason the machine layer would fail, found before anything is created, as "check: reason" lines.
 import fs from "node:fs";
 import net from "node:net";
+import zlib from "node:zlib";
 import ipaddr from "ipaddr.js";
 import { $ } from "zx";
+import { checkCgroups } from "./cgroups.ts";
 import type { LabMachines, MachineSpec } from "./spec.ts";
 import { forwardsOf, lanOf } from "./spec.ts";
 
@@ -113,17 +115,91 @@ export function checkTun(): string[] {
   return fs.existsSync("/dev/net/tun") ? [] : ["tun: /dev/net/tun is missing (load the tun module)"];
 }
 
+/** A kernel feature the lab needs of the host, as the module that provides it and the config option that builds it in. */
+export interface KernelNeed {
+  module: string;
+  config: string;
+  /** Why the lab needs it, for the refusal. */
+  why: string;
+  /** A lab setting that would not need it, if any. */
+  instead?: string;
+}
+
+const KERNEL = {
+  tun: { module: "tun", config: "CONFIG_TUN" },
+  vxlan: { module: "vxlan", config: "CONFIG_VXLAN" },
+  bridge: { module: "bridge", config: "CONFIG_BRIDGE" },
+  brNetfilter: { module: "br_netfilter", config: "CONFIG_BRIDGE_NETFILTER" },
+  veth: { module: "veth", config: "CONFIG_VETH" },
+  overlay: { module: "overlay", config: "CONFIG_OVERLAY_FS" },
+  nfTables: { module: "nf_tables", config: "CONFIG_NF_TABLES" },
+  ipVs: { module: "ip_vs", config: "CONFIG_IP_VS" },
+} as const;
+
 /**
- * Container nodes share the host's kernel, so kube-proxy's ipvs mode needs the host's IP_VS. /proc/net/ip_vs exists
- * once it is loaded (or built in); modprobe loads it where it is a module.
+ * What the host's kernel must offer a lab. A VM brings its own kernel: the host gives it taps (tun) only.
+ * Container nodes share the host's: the pod network (bridge, veth, br_netfilter so bridged Service traffic
+ * meets kube-proxy's rules), containerd's overlayfs, nf_tables (the nodes' iptables is Debian trixie's,
+ * iptables-nft), the flannel backend's device (vxlan; udp's TUN) and kube-proxy's ipvs.
  */
-export async function checkHostIpvs(field: string): Promise<string[]> {
-  if (!fs.existsSync("/proc/net/ip_vs")) await $({ nothrow: true, quiet: true })`modprobe -q ip_vs`;
-  return fs.existsSync("/proc/net/ip_vs")
-    ? []
-    : [
-        `${field}: ipvs needs IP_VS in the host's kernel (container nodes share it) and this host's kernel has none; use iptables or nftables, or driver.kind qemu`,
-      ];
+export function kernelNeeds(driver: string, backend: string, proxyMode: string): KernelNeed[] {
+  if (driver === "qemu") return [{ ...KERNEL.tun, why: "the VMs' network interfaces are taps on the lab LAN" }];
+  if (driver !== "container") return [];
+  const shared = "container nodes share the host's kernel";
+  return [
+    { ...KERNEL.bridge, why: `the pods' bridge cni0 (${shared})` },
+    { ...KERNEL.veth, why: `each pod's veth pair (${shared})` },
+    { ...KERNEL.brNetfilter, why: `kube-proxy's rules for Service traffic bridged to a pod on the same node (${shared})` },
+    { ...KERNEL.overlay, why: `containerd's overlayfs snapshotter (${shared})` },
+    { ...KERNEL.nfTables, why: `the nodes' iptables is iptables-nft (${shared})` },
+    ...(backend === "vxlan" ? [{ ...KERNEL.vxlan, why: `flannel's vxlan backend (${shared})`, instead: "pods.flannel.backend: host-gw" }] : []),
+    ...(backend === "udp" ? [{ ...KERNEL.tun, why: `flannel's udp backend reads its TUN device (${shared})` }] : []),
+    ...(proxyMode === "ipvs"
+      ? [{ ...KERNEL.ipVs, why: `kube-proxy's ipvs mode (${shared})`, instead: "services.kubeProxyMode: iptables or nftables, or driver.kind: qemu" }]
+      : []),
+  ];
+}
+
+/** How the host's kernel answers for a module: loaded now, loadable with modprobe, or built in by its config. */
+export interface KernelProbe {
+  loaded: (module: string) => boolean;
+  modprobe: (module: string) => Promise<boolean>;
+  /** The kernel's build config (CONFIG_X=y lines), where the host shows it; "" where it does not. */
+  config: string;
+  /** modules.builtin of the running kernel, where it exists. */
+  builtin: string;
+}
+
+/** The running kernel's own answers (modprobe loads a module the lab needs, as the nodes would at start). */
+export function hostKernel(): KernelProbe {
+  const release = fs.readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+  const read = (f: string, gz = false) => {
+    try {
+      const b = fs.readFileSync(f);
+      return (gz ? zlib.gunzipSync(b) : b).toString();
+    } catch {
+      return "";
+    }
+  };
+  return {
+    loaded: (m) => fs.existsSync(`/sys/module/${m}`),
+    modprobe: async (m) => (await $({ nothrow: true, quiet: true })`modprobe -q ${m}`).exitCode === 0,
+    config: read("/proc/config.gz", true) || read(`/boot/config-${release}`),
+    builtin: read(`/lib/modules/${release}/modules.builtin`),
+  };
+}
+
+/** Every need the kernel does not meet, with the fix in one line. */
+export async function checkKernel(needs: KernelNeed[], probe: KernelProbe): Promise<string[]> {
+  const problems: string[] = [];
+  for (const n of needs) {
+    const builtIn = new RegExp(`^${n.config}=y$`, "m").test(probe.config) || new RegExp(`/${n.module}\\.ko$`, "m").test(probe.builtin);
+    if (probe.loaded(n.module) || builtIn || (await probe.modprobe(n.module))) continue;
+    problems.push(
+      `kernel: ${n.module} (${n.config}) is neither loaded, loadable nor built in, and ${n.why}; modprobe ${n.module}, or boot a kernel that has it${n.instead ? `, or set ${n.instead}` : ""}`,
+    );
+  }
+  return problems;
 }
 
 export interface HostRoute {
@@ -197,7 +273,7 @@ export function checkMemory(machines: Pick<MachineSpec, "memoryMiB" | "name">[],
 }
 
 /** Everything for a whole lab, before net-up: the CLI's `preflight`. */
-export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean } = {}): Promise<string[]> {
+export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean; skipTools?: boolean } = {}): Promise<string[]> {
   const container = lab.driver === "container";
   const lan = lanOf({ address: lab.net.gatewayCidr.split("/")[0], prefixLength: Number(lab.net.gatewayCidr.split("/")[1]) });
   const ports = lab.machines.flatMap((m, i) =>
@@ -205,8 +281,8 @@ export async function preflightLab(lab: LabMachines, opts: { skipPorts?: boolean
   );
   return [
     ...checkRoot(),
-    ...checkTools([...DRIVER_TOOLS[lab.driver], ...BUILD_TOOLS]),
-    ...(container ? checkInotify(lab.machines.length, inotifyLimit(), inotifyInUse()) : checkTun()),
+    ...(opts.skipTools ? [] : checkTools([...DRIVER_TOOLS[lab.driver], ...BUILD_TOOLS])),
+    ...(container ? [...checkInotify(lab.machines.length, inotifyLimit(), inotifyInUse()), ...checkCgroups()] : checkTun()),
     ...(await checkLanRoutes(lan, "net.gatewayCidr")),
     ...(opts.skipPorts ? [] : await checkPorts(ports)),
     // A container's memoryMiB is a cap the host need not have free; a VM's is taken at start.
@@ -232,6 +308,7 @@ export async function preflightCt(spec: MachineSpec, ports: number[]): Promise<s
   return [
     ...checkRoot(),
     ...checkTools([...DRIVER_TOOLS.container]),
+    ...checkCgroups(),
     ...(await checkPorts(ports.map((port) => ({ port, field: fields.get(port) ?? "port" })))),
   ];
 }
