@@ -6,7 +6,7 @@ import { $ } from "zx";
 import { EXIT, exitOnSignal } from "../core/exit.ts";
 import { type Lab, ownsMachines } from "../core/index.ts";
 import { labPaths, runRoot } from "../core/paths.ts";
-import { ensureHostPackages } from "./host-packages.ts";
+import { ensureHostPackages, missingHostPackages } from "./host-packages.ts";
 import { ensureImages, writeLabImages } from "./images/build.ts";
 import { ensureContainerdStore, writeContainerdStore } from "./images/store.ts";
 import { labOrProblems } from "./lab-file.ts";
@@ -15,7 +15,7 @@ import { labDown, labNetUp, labRunning, labStatus } from "./machines/lab.ts";
 import { machineSpecs } from "./machines/lab-machines.ts";
 import { netnsExists } from "./machines/labnet.ts";
 import { ctUp } from "./machines/lxc.ts";
-import { checkKernel, hostKernel, kernelNeeds, preflightLab } from "./machines/preflight.ts";
+import { checkApt, checkKernel, hostKernel, kernelNeeds, preflightLab } from "./machines/preflight.ts";
 import { vmUp } from "./machines/qemu.ts";
 import { parseLabMachines } from "./machines/spec.ts";
 import { CERTIFICATES_RENEWED_KEY } from "./pki/catalog.ts";
@@ -210,6 +210,7 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         // The tools come with the host packages next; each machine's start checks them again.
         const problems = await preflightLab(parseLabMachines(machineSpecs(lab)), { skipTools: true });
         problems.push(...(await checkKernel(kernelNeeds(lab.driver.kind, lab.pods.flannel.backend, lab.services.kubeProxyMode), hostKernel())));
+        if ((await missingHostPackages()).length) problems.push(...checkApt());
         if (problems.length) throw new Refused(problems);
       });
     }

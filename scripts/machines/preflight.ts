@@ -71,6 +71,16 @@ export function checkRoot(): string[] {
   return process.getuid?.() === 0 ? [] : ["root: the machine layer creates namespaces, taps and VMs; run it as root"];
 }
 
+/** up installs the host packages with apt: a host without it is refused before anything else. */
+export function checkApt(): string[] {
+  const missing = ["apt-get", "dpkg-query"].filter((t) => !onPath(t));
+  return missing.length
+    ? [
+        `system: ${missing.join(" and ")} missing: k8slab installs scripts/machines/host-packages.txt with apt (Debian, Ubuntu); on another distribution install their equivalents by hand`,
+      ]
+    : [];
+}
+
 export function checkTools(tools: string[] = Object.keys(HOST_TOOLS)): string[] {
   return tools.filter((t) => !onPath(t)).map((t) => `tools: ${t} is missing (apt-get install ${HOST_TOOLS[t] ?? t})`);
 }
