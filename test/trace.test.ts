@@ -12,7 +12,7 @@ import type { Pod } from "../scripts/probes/cluster.ts";
 import { parseEndpoint, protoFor } from "../scripts/trace/endpoints.ts";
 import { describePacket, type Packet, parsePcap, toPcapng } from "../scripts/trace/packets.ts";
 import { captureFilter, pathPoints } from "../scripts/trace/path.ts";
-import { inFlow, natTuples, parseConntrack, sourcePorts, startCapture } from "../scripts/trace/run.ts";
+import { inFlow, natTuples, parseConntrack, sendFromFreePort, sourcePorts, startCapture } from "../scripts/trace/run.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const loaded = loadLab(path.join(root, "labs/two-node.yaml"));
@@ -240,4 +240,25 @@ test("a trace's source ports: distinct, below the kernel's ephemeral range, clea
     assert.equal(new Set(ports).size, 3);
     for (const p of ports) assert.ok(p >= 20000 && p < Math.min(30000, low), `${p}`);
   }
+});
+
+test("a trace sends from the next source port when one is taken, and stops at the first that is not", async () => {
+  const taken = new Set([21000, 22000]);
+  const tried: number[] = [];
+  const send = async (port: number) => {
+    tried.push(port);
+    return taken.has(port)
+      ? { exitCode: 45, stdout: "", stderr: "curl: (45) bind failed: Address already in use" }
+      : { exitCode: 0, stdout: "200", stderr: "" };
+  };
+  assert.deepEqual(await sendFromFreePort([21000, 22000, 23000], send), { port: 23000, exitCode: 0, output: "200" });
+  assert.deepEqual(tried, [21000, 22000, 23000]);
+  tried.length = 0;
+  // A failure that is not a taken port is the answer: no other port is tried.
+  const refused = async (port: number) => (tried.push(port), { exitCode: 7, stdout: "", stderr: "curl: (7) Failed to connect" });
+  assert.deepEqual(await sendFromFreePort([21000, 22000], refused), { port: 21000, exitCode: 7, output: "curl: (7) Failed to connect" });
+  assert.deepEqual(tried, [21000]);
+  // dig's wording, and every spare taken: the last one's answer.
+  const dig = async () => ({ exitCode: 1, stdout: "", stderr: ";; bind: address in use" });
+  assert.equal((await sendFromFreePort([21000, 22000], dig)).port, 22000);
 });

@@ -112,7 +112,7 @@ export async function inspect(
 
 export function printReport(r: ToolchainReport, out: (s: string) => void): void {
   out(
-    `toolchain bundle ${r.bundleVersion} at ${r.bundle}, built with Go ${r.go.version} (${r.go.present ? "in the cache" : "fetched when something is to build"})`,
+    `toolchain bundle ${r.bundleVersion} at ${r.bundle}, built with ${r.go.version} (${r.go.present ? "in the cache" : "fetched when something is to build"})`,
   );
   const width = Math.max(...r.artifacts.map((a) => a.name.length));
   for (const a of r.artifacts) {

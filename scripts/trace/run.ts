@@ -116,6 +116,23 @@ export function sourcePorts(n: number): number[] {
   return [...ports];
 }
 
+/**
+ * Sends from the first of `ports` that is free: a port another connection of the sender holds makes curl
+ * (exit 45) or dig say "address already in use", and the next one is tried. The port sent from, and its answer.
+ */
+export async function sendFromFreePort(
+  ports: number[],
+  send: (port: number) => Promise<{ exitCode: number; stdout: string; stderr: string }>,
+): Promise<{ port: number; exitCode: number; output: string }> {
+  let last = { port: ports[0], exitCode: -1, output: "" };
+  for (const port of ports) {
+    const r = await send(port);
+    last = { port, exitCode: r.exitCode, output: `${r.stdout}${r.stderr}`.trim() };
+    if (!/address (already )?in use/i.test(last.output)) break;
+  }
+  return last;
+}
+
 /** `conntrack -L` lines as their original and reply tuples. */
 export function parseConntrack(text: string): { original: Tuple; reply: Tuple; line: string }[] {
   return text
@@ -217,13 +234,9 @@ export async function runTrace(access: LabAccess, input: TraceInput): Promise<Tr
         : from.kind === "node"
           ? access.onNode(from.node.name, command, 15)
           : access.fromOutsideClient(command, 15);
-    for (const port of spares) {
-      sport = port;
-      const command = commandFrom(port);
-      const r = await send(command);
-      sent = { where: placeName(from), command, exitCode: r.exitCode, output: `${r.stdout}${r.stderr}`.trim() };
-      if (!/address (already )?in use/i.test(sent.output)) break;
-    }
+    const tried = await sendFromFreePort(spares, (port) => send(commandFrom(port)));
+    sport = tried.port;
+    sent = { where: placeName(from), command: commandFrom(tried.port), exitCode: tried.exitCode, output: tried.output };
     const natNode = target.natOn === "sender" ? placeNode(from) : target.natOn;
     if (natNode && proto !== "icmp") {
       const [conntrack, nat] = await Promise.all([
