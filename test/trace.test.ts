@@ -255,7 +255,10 @@ test("a trace sends from the next source port when one is taken, and stops at th
   assert.deepEqual(tried, [21000, 22000, 23000]);
   tried.length = 0;
   // A failure that is not a taken port is the answer: no other port is tried.
-  const refused = async (port: number) => (tried.push(port), { exitCode: 7, stdout: "", stderr: "curl: (7) Failed to connect" });
+  const refused = async (port: number) => {
+    tried.push(port);
+    return { exitCode: 7, stdout: "", stderr: "curl: (7) Failed to connect" };
+  };
   assert.deepEqual(await sendFromFreePort([21000, 22000], refused), { port: 21000, exitCode: 7, output: "curl: (7) Failed to connect" });
   assert.deepEqual(tried, [21000]);
   // dig's wording, and every spare taken: the last one's answer.
