@@ -11,12 +11,15 @@ import type { SshEndpoint } from "../machines/spec.ts";
 import { sshDestination, sshOptions } from "../machines/ssh.ts";
 import { bundleBinDir } from "../toolchain/paths.ts";
 import { AGENT_SCRIPT, type Agent, startAgent } from "./agent.ts";
+import { type ApiRelay, RELAY_TIMED_OUT, startApiRelay } from "./api-relay.ts";
 import { PACE, paceFactor, TIMEOUT } from "./contract.ts";
 import { splitSteps, stepsScript } from "./steps.ts";
 import type { Exec, LabAccess, NodePace } from "./types.ts";
 
 /** Seconds on top of a step's own timeout for kubectl to connect before the local process is killed. */
 const CONNECT_SLACK = 5;
+/** Seconds the relay waits on the API server (a new connection's TLS handshake included), before the node's pace stretches it. */
+const RELAY_ANSWER_SEC = 60;
 /** Seconds the agent's ssh session may take to connect. */
 const AGENT_CONNECT_SEC = 20;
 /** The agents' lock for writing answers, on the node's tmpfs. */
@@ -36,7 +39,9 @@ export interface LiveAccess extends LabAccess {
  * kubectl's own words when the API server did not answer in time (it was too busy, not unreachable):
  * its --request-timeout, a TLS handshake that did not finish, the server's own handler timeout.
  */
-const API_TOO_SLOW = /context deadline exceeded|Client\.Timeout exceeded|TLS handshake timeout|unable to return a response in the time allotted|i\/o timeout/;
+const API_TOO_SLOW = new RegExp(
+  `context deadline exceeded|Client\\.Timeout exceeded|TLS handshake timeout|unable to return a response in the time allotted|i/o timeout|${RELAY_TIMED_OUT}`,
+);
 
 /**
  * Runs argv on this host, killed after timeoutSec; never rejects. `overran` when it was cut off, or
@@ -159,6 +164,12 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   const apiNode = [lab.controlPlane.name];
   const allNodes = lab.nodes.map((n) => n.name);
 
+  // kubectl reaches the API server through the relay (api-relay.ts): one TLS handshake per connection, paced.
+  let relay: Promise<ApiRelay | undefined> | undefined;
+  const relayedKubeconfig = async () => {
+    relay ??= startApiRelay(kubeconfig, () => stretch(RELAY_ANSWER_SEC, apiNode)).catch(() => undefined);
+    return (await relay)?.kubeconfig ?? kubeconfig;
+  };
   const kubectlMissing = () =>
     !fs.existsSync(kubeconfig)
       ? `no kubeconfig at ${kubeconfig}`
@@ -180,9 +191,15 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       const missing = kubectlMissing();
       if (missing) return refused("kubectl", command, 1, `k8slab: ${missing}`);
       timeoutSec = await stretch(timeoutSec, apiNode);
-      return runLocal("kubectl", command, [kubectlBin, `--kubeconfig=${kubeconfig}`, `--request-timeout=${timeoutSec}s`, ...args], timeoutSec + CONNECT_SLACK, {
-        tooSlow: API_TOO_SLOW,
-      });
+      return runLocal(
+        "kubectl",
+        command,
+        [kubectlBin, `--kubeconfig=${await relayedKubeconfig()}`, `--request-timeout=${timeoutSec}s`, ...args],
+        timeoutSec + CONNECT_SLACK,
+        {
+          tooSlow: API_TOO_SLOW,
+        },
+      );
     },
     async inPod(pod, command, timeoutSec) {
       const where = `pod ${pod.namespace}/${pod.name}`;
@@ -204,6 +221,7 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     pace: () => Promise.all(allNodes.map(paceOf)),
     async close() {
       await Promise.all([...agents.values()].map((a) => a.close()));
+      await (await relay)?.close();
     },
   };
 }

@@ -86,14 +86,22 @@ async function main(argv: string[]): Promise<number> {
   };
   for (const m of members) fs.writeFileSync(path.join(slow, m.file), String(m.id));
   console.error(`slow-nodes: ${pids.map((p) => `${p.node} (qemu ${p.pid})`).join(", ")} held to ${numbers.cpus} CPU between them, in ${slow}`);
-  const child = spawn(command[0], command.slice(1), { stdio: "inherit" });
+  // Its own process group: a signal reaches the command itself, not only the npm or shell in front of it.
+  const child = spawn(command[0], command.slice(1), { stdio: "inherit", detached: true });
+  const closed = new Promise<number>((resolve) => child.on("close", (c, s) => resolve(c ?? (s ? 128 : 1))));
   for (const signal of ["SIGINT", "SIGTERM"] as const)
-    process.on(signal, () => {
-      child.kill(signal);
+    process.on(signal, async () => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // ended meanwhile
+      }
+      // The command stops what it runs and writes its record; the nodes stay slow until it has.
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 120_000))]);
       restore();
       process.exit(exitOnSignal(signal));
     });
-  const code = await new Promise<number>((resolve) => child.on("close", (c, s) => resolve(c ?? (s ? 128 : 1))));
+  const code = await closed;
   restore();
   return code;
 }
