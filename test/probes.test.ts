@@ -8,7 +8,7 @@ import type { Lab } from "../core/index.ts";
 import { pause } from "../core/shell.ts";
 import { loadLab } from "../scripts/lab-file.ts";
 import { KUBE_PROXY_CATCH_UP, paceFactor, TIER_DEPENDENCIES, TIER_IDS, type TierId } from "../scripts/probes/contract.ts";
-import { PACE_COMMAND } from "../scripts/probes/live.ts";
+import { nodePaces, PACE_COMMAND } from "../scripts/probes/live.ts";
 import { type RunOptions, runProbes } from "../scripts/probes/runner.ts";
 import { broken, type ClusterReader, type ProbeReport, type Tier, type TierResult } from "../scripts/probes/types.ts";
 import { type Recording, replay } from "./fixtures/probes/replay.ts";
@@ -543,6 +543,36 @@ test("a node's pace: its process start against the one the deadlines were sized 
   const out = execFileSync("bash", ["-c", PACE_COMMAND], { encoding: "utf8" });
   assert.match(out, /^\d+\n$/);
   assert.ok(Number(out) < 1000, out);
+});
+
+test("a node where a step overran gets at least twice its stretch, and is measured again; one too busy to measure, the widest", async () => {
+  const answers: Record<string, { stdout: string; overran?: true }[]> = {
+    node1: [{ stdout: "38" }, { stdout: "40" }, { stdout: "300" }],
+    node2: [{ stdout: "", overran: true }, { stdout: "34" }],
+  };
+  const asked: string[] = [];
+  const { paceOf, overranOn } = nodePaces(async (node) => {
+    asked.push(node);
+    const a = answers[node].shift()!;
+    return {
+      where: node,
+      command: PACE_COMMAND,
+      exitCode: a.overran ? 124 : 0,
+      stdout: a.stdout,
+      stderr: "",
+      ms: 1,
+      ...(a.overran ? { overran: a.overran } : {}),
+    };
+  });
+  assert.equal((await paceOf("node1")).factor, 1.1, "measured in a quiet moment");
+  assert.equal((await paceOf("node1")).factor, 1.1, "once per run");
+  await overranOn(["node1"]);
+  assert.deepEqual(await paceOf("node1"), { node: "node1", processStartMs: 40, factor: 2.2 }, "measured again: still quick, yet twice the stretch it had");
+  await overranOn(["node1"]);
+  assert.equal((await paceOf("node1")).factor, 8, "the measure itself now says slow (300 ms: x8.8), bounded to 8");
+  assert.equal((await paceOf("node2")).factor, 8, "too busy to be measured: the widest deadlines");
+  assert.deepEqual(await paceOf("node2"), { node: "node2", processStartMs: 34, factor: 1 }, "and measured again on the next ask");
+  assert.deepEqual(asked, ["node1", "node1", "node1", "node2", "node2"]);
 });
 
 test("the waits of busy servers follow their node's pace: etcdctl's on the control plane, dig's in the pod, curl's through the ingress", async () => {

@@ -119,6 +119,43 @@ export function containerPidScript(containerID: string, into = "pid"): string | 
  */
 export const PACE_COMMAND = "s=$EPOCHREALTIME; /bin/true; /bin/true; /bin/true; e=$EPOCHREALTIME; echo $(( (10#${e/[.,]/} - 10#${s/[.,]/}) / 3000 ))";
 
+/**
+ * Each node's pace for one probe run: measured once (PACE_COMMAND's answer), and used by every step there.
+ * A node too busy to be measured gets the widest deadlines and is measured again on the next ask. A node where
+ * a step overran was slower than its measure said (a sample from a quiet moment): from then on at least twice
+ * the stretch it had, and measured again, so the tier's retry is not cut off the same way.
+ */
+export function nodePaces(measure: (node: string) => Promise<Exec | undefined> | undefined) {
+  const paces = new Map<string, Promise<NodePace>>();
+  const floors = new Map<string, number>();
+  const paceOf = (name: string): Promise<NodePace> => {
+    if (!paces.has(name))
+      paces.set(
+        name,
+        (async () => {
+          const read = await measure(name);
+          if (read?.overran) {
+            paces.delete(name);
+            return { node: name, factor: PACE.maxFactor };
+          }
+          const ms = read?.exitCode === 0 ? Number.parseInt(read.stdout, 10) : Number.NaN;
+          const processStartMs = Number.isFinite(ms) ? ms : undefined;
+          const factor = Math.max(paceFactor(processStartMs), floors.get(name) ?? 1);
+          return { node: name, ...(processStartMs !== undefined ? { processStartMs } : {}), factor };
+        })(),
+      );
+    return paces.get(name)!;
+  };
+  const overranOn = async (names: string[]) => {
+    for (const name of names) {
+      const had = paces.has(name) ? (await paces.get(name)!).factor : 1;
+      floors.set(name, Math.min(PACE.maxFactor, Math.max(floors.get(name) ?? 1, had * 2)));
+      paces.delete(name);
+    }
+  };
+  return { paceOf, overranOn };
+}
+
 export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
   const kubeconfig = opts.kubeconfig ?? labPaths(lab.name).adminKubeconfig;
   const kubectlBin = path.join(bundleBinDir(), "kubectl");
@@ -137,27 +174,8 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     return agents.get(name);
   };
 
-  // Each node's pace, measured once per run by its agent's first command; every later step there waits for it.
-  const paces = new Map<string, Promise<NodePace>>();
-  const paceOf = (name: string): Promise<NodePace> => {
-    if (!paces.has(name))
-      paces.set(
-        name,
-        (async () => {
-          const read = await agentOn(name)?.run(PACE_COMMAND, TIMEOUT.read);
-          // Too busy to even be measured (its login or the read overran): the widest deadlines, and measured
-          // again on the next ask (the tier's retry, with a new agent).
-          if (read?.overran) {
-            paces.delete(name);
-            return { node: name, factor: PACE.maxFactor };
-          }
-          const ms = read?.exitCode === 0 ? Number.parseInt(read.stdout, 10) : Number.NaN;
-          const processStartMs = Number.isFinite(ms) ? ms : undefined;
-          return { node: name, ...(processStartMs !== undefined ? { processStartMs } : {}), factor: paceFactor(processStartMs) };
-        })(),
-      );
-    return paces.get(name)!;
-  };
+  // Each node's pace, measured by its agent's first command; every later step there waits for it.
+  const { paceOf, overranOn } = nodePaces((name) => agentOn(name)?.run(PACE_COMMAND, TIMEOUT.read));
   const stretch = async (timeoutSec: number, nodes: string[]) =>
     Math.ceil(timeoutSec * Math.max(...(await Promise.all(nodes.map(paceOf))).map((p) => p.factor)));
   // The API server runs on the control-plane node; the outside client's requests cross any node.
@@ -181,7 +199,9 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
     async onNode(name, command, timeoutSec) {
       const agent = agentOn(name);
       if (!agent) return refused(name, command, 255, `k8slab: no ssh endpoint for ${name}: the node is not running (\`npx k8slab status\`)`, true);
-      return agent.run(command, await stretch(timeoutSec, [name]));
+      const r = await agent.run(command, await stretch(timeoutSec, [name]));
+      if (r.overran) await overranOn([name]);
+      return r;
     },
     async onNodeSteps(name, commands, timeoutSec) {
       return splitSteps(await this.onNode(name, stepsScript(commands), timeoutSec), commands);
@@ -191,15 +211,15 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       const missing = kubectlMissing();
       if (missing) return refused("kubectl", command, 1, `k8slab: ${missing}`);
       timeoutSec = await stretch(timeoutSec, apiNode);
-      return runLocal(
+      const r = await runLocal(
         "kubectl",
         command,
         [kubectlBin, `--kubeconfig=${await relayedKubeconfig()}`, `--request-timeout=${timeoutSec}s`, ...args],
         timeoutSec + CONNECT_SLACK,
-        {
-          tooSlow: API_TOO_SLOW,
-        },
+        { tooSlow: API_TOO_SLOW },
       );
+      if (r.overran) await overranOn(apiNode);
+      return r;
     },
     async inPod(pod, command, timeoutSec) {
       const where = `pod ${pod.namespace}/${pod.name}`;
@@ -214,9 +234,11 @@ export function liveAccess(lab: Lab, opts: LiveOptions = {}): LiveAccess {
       // qemu and container labs: the lab's namespace holds the gateway address. ssh labs have no namespace: this host is the client.
       const inNetns = ownsMachines(lab) ? ["nsenter", `--net=/run/netns/${lab.netns}`] : [];
       timeoutSec = await stretch(timeoutSec, allNodes);
-      return runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, {
+      const r = await runLocal("outside client", command, ["timeout", "-k", "1", String(timeoutSec), ...inNetns, "sh", "-c", command], timeoutSec + 2, {
         deadlineSec: timeoutSec,
       });
+      if (r.overran) await overranOn(allNodes);
+      return r;
     },
     pace: () => Promise.all(allNodes.map(paceOf)),
     async close() {
