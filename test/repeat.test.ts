@@ -129,6 +129,10 @@ test("probe verdicts from `probe --json`: a healthy run, a fault with its first 
   assert.deepEqual(ok.notPassed, []);
   assert.equal(Object.keys(ok.tiers).length, 9);
   assert.ok(Object.values(ok.tiers).every((v) => v === "pass"));
+  assert.equal("pace" in ok, false, "a recording has no pace");
+  const pace = [{ node: "node1", processStartMs: 136, factor: 4 }];
+  const paced = probeVerdict(JSON.stringify({ ...JSON.parse(renderJson(await runProbes(lab, replay(healthy)))), pace }));
+  assert.deepEqual("pace" in paced && paced.pace, pace, "how slow the run was is kept");
 
   const broken = probeVerdict(renderJson(await runProbes(lab, replay(withFault(faults.flanneldStoppedOnNode2)))));
   assert.ok(!("error" in broken));

@@ -152,6 +152,8 @@ export interface ProbeVerdict {
   tiers: Record<string, string>;
   /** The tiers that neither passed nor were skipped, each with its first broken hop or why. */
   notPassed: string[];
+  /** Each node's measured process start (ms) and the factor the deadlines were stretched by: how slow the run was. */
+  pace?: { node: string; processStartMs?: number; factor: number }[];
 }
 export interface TraceVerdict {
   ok: boolean;
@@ -186,7 +188,12 @@ export function probeVerdict(stdout: string): ProbeVerdict | { error: string } {
     return unparsed("probe report", stdout);
   }
   if (!Array.isArray(report?.results)) return unparsed("probe report", stdout);
-  return { ok: report.ok === true, tiers: Object.fromEntries(report.results.map((r) => [r.tier, r.verdict])), notPassed: notPassed(report) };
+  return {
+    ok: report.ok === true,
+    tiers: Object.fromEntries(report.results.map((r) => [r.tier, r.verdict])),
+    notPassed: notPassed(report),
+    ...(report.pace ? { pace: report.pace } : {}),
+  };
 }
 
 /** `k8slab trace --json`'s verdict: whether every point saw the request and its reply, and where it was lost. */
