@@ -53,6 +53,9 @@ class StepFailed extends Error {
   }
 }
 
+/** How many Pulumi runs `up` makes while every failure is an API server too slow to answer (apiServerTooSlow). */
+const PULUMI_RUNS_WHILE_API_SLOW = 3;
+
 /** A failure that is the input's or the host's (preflight): exit 2, each problem on its own line. */
 class Refused extends Error {
   constructor(readonly problems: string[]) {
@@ -288,18 +291,20 @@ async function upLocked(lab: Lab, file: string, interrupt: Interrupt, opts: { re
         for (const line of failureLines(pulumi.failures())) say(line);
         throw err;
       });
-    let result: Awaited<ReturnType<typeof stack.up>>;
-    try {
-      result = await pulumiUp("pulumi up: create, update or repair the lab");
-    } catch (err) {
-      // Before its refresh the Kubernetes provider asks the API server for its OpenAPI document and gives up after
-      // 32 s: an API server still busy (a young lab, a slow host, the probes beside it) makes every cluster object
-      // "unreachable". The cluster is slow, not gone: wait until it answers, then run Pulumi once more.
-      if (interrupt.signal.aborted || !apiServerTooSlow(pulumi.failures())) throw err;
-      await early?.catch(() => undefined); // the probes beside it are load on the same API server
-      await step("cluster: the API server answers its OpenAPI document again", () => waitApiServer(lab));
-      pulumi = pulumiFailures();
-      result = await pulumiUp("pulumi up: once more, now that the API server answers");
+    // Before its refresh each Kubernetes provider asks the API server for its OpenAPI document and gives up after
+    // 32 s, and client-go gives a TLS handshake 10 s: an API server still busy (a young lab, a slow host, the probes
+    // beside it) makes every cluster object "unreachable". The cluster is slow, not gone: wait until it answers,
+    // then run Pulumi again (on a host slowed to x6-x17 the second run still lost one provider's handshake).
+    let result: Awaited<ReturnType<typeof stack.up>> | undefined;
+    for (let run = 1; !result; run++) {
+      try {
+        result = await pulumiUp(run === 1 ? "pulumi up: create, update or repair the lab" : "pulumi up: once more, now that the API server answers");
+      } catch (err) {
+        if (run >= PULUMI_RUNS_WHILE_API_SLOW || interrupt.signal.aborted || !apiServerTooSlow(pulumi.failures())) throw err;
+        await early?.catch(() => undefined); // the probes beside it are load on the same API server
+        await step("cluster: the API server answers its OpenAPI document again", () => waitApiServer(lab));
+        pulumi = pulumiFailures();
+      }
     }
     const changes = result.summary.resourceChanges ?? {};
     say(`lab ${lab.name}: ${JSON.stringify(changes)}`);
