@@ -283,13 +283,13 @@ describe("the host's cgroups, in each layout", () => {
 
   it("reads what the host charges the node, and its limit (none: undefined)", () => {
     host("v2");
-    assert.deepEqual(memoryCharge(container, root), { usageMiB: 300, limitMiB: 1024 });
+    assert.deepEqual(memoryCharge(container, root), { memoryUsageMiB: 300, memoryLimitMiB: 1024 });
     fs.writeFileSync(path.join(root, `lxc.payload.${container}/memory.max`), "max\n");
-    assert.deepEqual(memoryCharge(container, root), { usageMiB: 300 });
+    assert.deepEqual(memoryCharge(container, root), { memoryUsageMiB: 300 });
     fs.rmSync(root, { recursive: true });
     for (const layout of ["v1", "hybrid"] as const) {
       host(layout);
-      assert.deepEqual(memoryCharge(container, root), { usageMiB: 300 });
+      assert.deepEqual(memoryCharge(container, root), { memoryUsageMiB: 300 });
       fs.rmSync(root, { recursive: true });
     }
     host("v1");

@@ -92,8 +92,8 @@ export function lxcPivotDirs(root = CGROUP_ROOT): string[] {
     .filter((d) => fs.existsSync(d));
 }
 
-/** What the host's memory controller charges a node, and its limit (undefined: no limit, or not readable). */
-export function memoryCharge(container: string, root = CGROUP_ROOT): { usageMiB?: number; limitMiB?: number } {
+/** What the host's memory controller charges a node, and its limit (left out: no limit, or not readable). */
+export function memoryCharge(container: string, root = CGROUP_ROOT): { memoryUsageMiB?: number; memoryLimitMiB?: number } {
   const layout = cgroupLayout(root);
   const v2 = layout === "v2";
   const dir = v2 ? path.join(root, `lxc.payload.${container}`) : path.join(root, "memory", `lxc.payload.${container}`);
@@ -107,7 +107,7 @@ export function memoryCharge(container: string, root = CGROUP_ROOT): { usageMiB?
       return undefined;
     }
   };
-  const usageMiB = mib(v2 ? "memory.current" : "memory.usage_in_bytes");
-  const limitMiB = mib(v2 ? "memory.max" : "memory.limit_in_bytes");
-  return { ...(usageMiB !== undefined ? { usageMiB } : {}), ...(limitMiB !== undefined ? { limitMiB } : {}) };
+  const memoryUsageMiB = mib(v2 ? "memory.current" : "memory.usage_in_bytes");
+  const memoryLimitMiB = mib(v2 ? "memory.max" : "memory.limit_in_bytes");
+  return { ...(memoryUsageMiB !== undefined ? { memoryUsageMiB } : {}), ...(memoryLimitMiB !== undefined ? { memoryLimitMiB } : {}) };
 }

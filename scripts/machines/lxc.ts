@@ -331,11 +331,6 @@ export function labCtNames(lab: string): string[] {
   return [...names].sort();
 }
 
-function chargeOf(container: string): { memoryUsageMiB?: number; memoryLimitMiB?: number } {
-  const { usageMiB, limitMiB } = memoryCharge(container);
-  return { ...(usageMiB !== undefined ? { memoryUsageMiB: usageMiB } : {}), ...(limitMiB !== undefined ? { memoryLimitMiB: limitMiB } : {}) };
-}
-
 export function ctStatus(lab: string, name: string): CtStatus {
   const p: CtPaths = ctPaths(lab, name);
   const container = containerOf(lab, name);
@@ -347,7 +342,7 @@ export function ctStatus(lab: string, name: string): CtStatus {
     driver: "container",
     container,
     running: pid !== undefined,
-    ...(pid ? { pid, ...chargeOf(container) } : {}),
+    ...(pid ? { pid, ...memoryCharge(container) } : {}),
     ...(state ? { startedAt: state.startedAt } : {}),
     ssh: state ? endpointOf({ lab, name, sshPort: state.sshPort }) : undefined,
     forwards: forwardsStatus(lab, name),

@@ -48,9 +48,6 @@ export function goPresent(pin: GoPin, platform = goPlatform()): boolean {
   return fs.existsSync(marker) && fs.readFileSync(marker, "utf8").trim() === pin.sha256[platform];
 }
 
-/** The pinned Go's `go` command (present only after ensureGo). */
-export const goCommand = () => path.join(goRootDir(), "bin", "go");
-
 /**
  * Makes the pinned Go present in the cache: fetched from the module proxy, checked against the pinned
  * sha256 before a byte of it is unpacked, unpacked beside the old one and moved into place. Returns GOROOT.

@@ -153,7 +153,6 @@ export async function ensureToolchain(opts: EnsureOptions = {}): Promise<boolean
     const todo = toBuild(checks);
     // A complete bundle (built here, or imported with --import) needs no Go.
     if (!todo.length) return true;
-    await mkdir(goCacheDir(), { recursive: true });
     await ensureGo(manifest.go, log);
     const go = manifest.go.version;
     await mkdir(bundleDir(), { recursive: true });
